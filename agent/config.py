@@ -1,0 +1,243 @@
+"""Agent configuration: defaults < TOML file (--config) < FACETRACK_* environment < CLI flags.
+
+Every section forbids unknown keys so a typo in config.toml is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "FACETRACK_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line for the user."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LogConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # "auto" picks readable output on a terminal and JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class TlsConfig(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Only for test brokers with self-made certificates whose name does not match the host.
+    insecure_skip_hostname_check: bool = False
+
+
+class MqttConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["3.1.1", "5"] = "5"
+    topic_prefix: str = "facetrack"
+    client_id: str = ""
+    username: str = ""
+    # The password never lives in config.toml: it is read from this environment variable or file.
+    password_env: str = "FACETRACK_MQTT_PASSWORD"
+    password_file: Path | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    tls: TlsConfig = TlsConfig()
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_plain_topic(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be a non-empty topic level without '#', '+' or edge slashes")
+        return value
+
+
+class InferenceConfig(Section):
+    threads: int = Field(2, ge=1, le=64)
+    # Executor workers for model inference; an Edge TPU is always driven by one.
+    workers: int = Field(1, ge=1, le=16)
+    # When an *_edgetpu.tflite model cannot get its delegate, load its CPU twin instead of failing.
+    allow_cpu_fallback: bool = True
+
+
+class ModelsConfig(Section):
+    """Model files; relative paths are resolved against `assets_dir`."""
+
+    person_detector: Path = Path("models/coco_ssd_mobilenet_v1_1.0_quant.tflite")
+    face_detector: Path = Path("models/face_detection_back.tflite")
+    face_detector_kind: Literal["blazeface", "ssd"] = "blazeface"
+    embedder: Path = Path("models/mobilefacenet_128d.tflite")
+    embedder_kind: Literal["mobilefacenet", "openface"] = "mobilefacenet"
+
+
+class DetectionConfig(Section):
+    # --confidence in the original script: minimum person detection score.
+    confidence: float = Field(0.5, ge=0.0, le=1.0)
+    face_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # --nms_threshold: detections overlapping more than this are suppressed (1.0 disables).
+    nms_threshold: float = Field(1.0, ge=0.0, le=1.0)
+    person_class_id: int = Field(0, ge=0)
+
+
+class TrackerConfig(Section):
+    # --cosine_distance in the original script.
+    max_cosine_distance: float = Field(0.2, ge=0.0, le=2.0)
+    nn_budget: int = Field(100, ge=1)
+    max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
+    max_age: int = Field(30, ge=1)
+    n_init: int = Field(3, ge=1)
+
+
+class PipelineConfig(Section):
+    # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL.
+    input: str = "models/assets/data/video/hamilton_clip.mp4"
+    # --output: write an annotated video here ("" for none).
+    output: str = ""
+    frame_stride: int = Field(1, ge=1)
+    face_recheck_every: int = Field(15, ge=1)
+    loop: bool = False
+
+
+class IdentityConfig(Section):
+    min_votes: int = Field(3, ge=1)
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class OutboxConfig(Section):
+    max_rows: int = Field(100_000, ge=10)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+
+
+class StatusConfig(Section):
+    interval_s: float = Field(10.0, gt=0)
+
+
+class ClassifierConfig(Section):
+    # Ed25519 public keys (PEM files or raw base64) whose signatures we accept; several for rotation.
+    trusted_keys: list[str] = []
+    keep_versions: int = Field(3, ge=1)
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+def _default_device_id() -> str:
+    return socket.gethostname().split(".")[0] or "facetrack"
+
+
+class AgentConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    device_id: str = Field(default_factory=_default_device_id)
+    assets_dir: Path = Path("models/assets")
+    state_dir: Path = Path(".facetrack-state")
+    log: LogConfig = LogConfig()
+    mqtt: MqttConfig = MqttConfig()
+    inference: InferenceConfig = InferenceConfig()
+    models: ModelsConfig = ModelsConfig()
+    detection: DetectionConfig = DetectionConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    identity: IdentityConfig = IdentityConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    status: StatusConfig = StatusConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id_is_one_topic_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "/#+") or value == "all":
+            raise ValueError("must be non-empty, not 'all', and contain no '/', '#' or '+'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init kwargs carry the CLI flags, so they win over the environment, which wins over TOML.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def resolve_asset(self, path: Path | str) -> Path:
+        """A model or data path from the config, resolved against the assets directory."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.assets_dir / candidate
+
+
+def _describe_error(error: Any) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "extra_forbidden":
+        return f"unknown key '{location}'"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    return f"{location} = {shown}: {message}"
+
+
+def load_config(config_file: Path | None = None, **overrides: Any) -> AgentConfig:
+    """Load and validate the agent config; raises ConfigError with one line on any problem.
+
+    `overrides` are nested dicts of CLI flags (for example {"tracker": {"max_age": 50}}); None
+    values are dropped so an absent flag never masks the file or the environment.
+    """
+    cleaned = _drop_none(overrides)
+    source = "config"
+    if config_file is not None:
+        source = str(config_file)
+        if not config_file.is_file():
+            raise ConfigError(f"config error: file {config_file} does not exist")
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config error: {config_file} is not valid TOML: {exc}") from None
+    settings_cls: type[AgentConfig] = type(
+        "AgentConfig",
+        (AgentConfig,),
+        {"model_config": {**AgentConfig.model_config, "toml_file": config_file}},
+    )
+    try:
+        config = settings_cls(**cleaned)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config error in {source}: {_describe_error(first)}{more}") from None
+    return config
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                result[key] = nested
+        elif value is not None:
+            result[key] = value
+    return result

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the demo; never used by the agent at run time."""

@@ -1,0 +1,1 @@
+"""The MQTT event contract: what subscribers of facetrack/<device>/events receive."""

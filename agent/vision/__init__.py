@@ -1,0 +1,1 @@
+"""Vision stage: TFLite person detection, face detection and face embedding."""

@@ -1,0 +1,1 @@
+"""facetrack trainer: build, sign and publish face classifiers for the agent fleet."""
