@@ -1,0 +1,174 @@
+"""Who each person track is, decided by confidence-weighted votes over the frames a face was seen.
+
+Pure: classifier predictions in, identity changes out; no I/O and no clock.
+
+Rules (issue 4):
+- Every classified face is a vote for its track. A prediction at or above `min_confidence` votes
+  for its label with weight = confidence; anything else (the classifier's "unknown", or a weak
+  guess) votes for "unknown" with weight = 1 - confidence, the chance it is not the guessed person.
+- A track is announced as a person once that label leads the weighted tally and has at least
+  `min_votes` votes. It reverts to "unknown" if unknown evidence later outweighs it.
+- One live track per identity: when a second track qualifies for a label someone already holds,
+  the stronger claim (larger summed confidence) keeps it and the other track goes back to unknown,
+  with an identity change for both. A track that lost a label cannot reclaim it while the
+  holder lives, but may qualify for its next-best label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChange:
+    """A track's announced identity changed (first established, taken over, or lost)."""
+
+    track_id: int
+    label: str
+    confidence: float
+    votes: int
+    previous_label: str | None
+
+
+@dataclass(slots=True)
+class _Tally:
+    weight: float = 0.0
+    votes: int = 0
+
+
+@dataclass(slots=True)
+class _TrackVotes:
+    tallies: dict[str, _Tally] = field(default_factory=dict)
+    announced: str = UNKNOWN
+    # The label shown to subscribers so far; None until the first identity change is emitted.
+    emitted: str | None = None
+
+    def add(self, label: str, weight: float) -> None:
+        tally = self.tallies.setdefault(label, _Tally())
+        tally.weight += weight
+        tally.votes += 1
+
+    def strength(self, label: str) -> float:
+        tally = self.tallies.get(label)
+        return tally.weight if tally else 0.0
+
+
+class IdentityResolver:
+    def __init__(self, min_votes: int = 3, min_confidence: float = 0.5) -> None:
+        if min_votes < 1:
+            raise ValueError("min_votes must be >= 1")
+        self.min_votes = min_votes
+        self.min_confidence = min_confidence
+        self._tracks: dict[int, _TrackVotes] = {}
+        self._holders: dict[str, int] = {}
+
+    # -- queries ---------------------------------------------------------------------------------
+    def label_of(self, track_id: int) -> str:
+        state = self._tracks.get(track_id)
+        return state.announced if state else UNKNOWN
+
+    def is_identified(self, track_id: int) -> bool:
+        return self.label_of(track_id) != UNKNOWN
+
+    def votes_of(self, track_id: int) -> int:
+        state = self._tracks.get(track_id)
+        return sum(t.votes for t in state.tallies.values()) if state else 0
+
+    def holders(self) -> dict[str, int]:
+        return dict(self._holders)
+
+    # -- updates ---------------------------------------------------------------------------------
+    def observe(self, track_id: int, label: str, confidence: float) -> list[IdentityChange]:
+        """Add one classified face for a track; returns the identity changes it caused."""
+        confidence = min(max(float(confidence), 0.0), 1.0)
+        state = self._tracks.setdefault(track_id, _TrackVotes())
+        if label != UNKNOWN and confidence >= self.min_confidence:
+            state.add(label, confidence)
+        else:
+            state.add(UNKNOWN, 1.0 - confidence)
+        return self._reevaluate(track_id)
+
+    def remove(self, track_id: int) -> list[IdentityChange]:
+        """Forget a deleted track; a track that lost its label to it may now qualify again."""
+        state = self._tracks.pop(track_id, None)
+        if state is None:
+            return []
+        released = state.announced
+        changes: list[IdentityChange] = []
+        if released != UNKNOWN and self._holders.get(released) == track_id:
+            del self._holders[released]
+            # The strongest remaining contender for the released label gets its chance first.
+            contenders = sorted(
+                (tid for tid, s in self._tracks.items() if s.strength(released) > 0),
+                key=lambda tid: -self._tracks[tid].strength(released),
+            )
+            for tid in contenders:
+                changes.extend(self._reevaluate(tid))
+        return changes
+
+    def retain(self, live_track_ids: Iterable[int]) -> list[IdentityChange]:
+        """Drop every track not in `live_track_ids` (the tracker deleted them)."""
+        live = set(live_track_ids)
+        changes: list[IdentityChange] = []
+        for tid in [t for t in self._tracks if t not in live]:
+            changes.extend(self.remove(tid))
+        return changes
+
+    # -- internals -------------------------------------------------------------------------------
+    def _candidate(self, track_id: int) -> str:
+        """The label this track qualifies for on its own votes, ignoring other tracks."""
+        state = self._tracks[track_id]
+        ranked = sorted(state.tallies.items(), key=lambda kv: -kv[1].weight)
+        unknown_weight = state.strength(UNKNOWN)
+        for label, tally in ranked:
+            if label == UNKNOWN:
+                return UNKNOWN
+            if tally.votes < self.min_votes or tally.weight <= unknown_weight:
+                continue
+            holder = self._holders.get(label)
+            if holder is None or holder == track_id:
+                return label
+            if tally.weight > self._tracks[holder].strength(label):
+                return label
+            # Held by a stronger live track: this track may still be someone else.
+        return UNKNOWN
+
+    def _reevaluate(self, track_id: int) -> list[IdentityChange]:
+        state = self._tracks[track_id]
+        new = self._candidate(track_id)
+        old = state.announced
+        if new == old:
+            return []
+        changes: list[IdentityChange] = []
+        loser: int | None = None
+        if old != UNKNOWN and self._holders.get(old) == track_id:
+            del self._holders[old]
+        if new != UNKNOWN:
+            loser = self._holders.get(new)
+            if loser is not None and loser != track_id:
+                loser_state = self._tracks[loser]
+                loser_state.announced = UNKNOWN
+                changes.append(self._change(loser, loser_state, UNKNOWN))
+            self._holders[new] = track_id
+        state.announced = new
+        changes.append(self._change(track_id, state, new))
+        if new != UNKNOWN and loser is not None and loser != track_id:
+            # The loser may still qualify for its next-best label.
+            changes.extend(self._reevaluate(loser))
+        return changes
+
+    def _change(self, track_id: int, state: _TrackVotes, label: str) -> IdentityChange:
+        tally = state.tallies.get(label, _Tally())
+        confidence = tally.weight / tally.votes if tally.votes else 0.0
+        previous = state.emitted
+        state.emitted = label
+        return IdentityChange(
+            track_id=track_id,
+            label=label,
+            confidence=round(min(max(confidence, 0.0), 1.0), 4),
+            votes=tally.votes,
+            previous_label=previous,
+        )
