@@ -82,12 +82,19 @@ class ModelsConfig(Section):
     face_detector_kind: Literal["blazeface", "ssd"] = "blazeface"
     embedder: Path = Path("models/mobilefacenet_128d.tflite")
     embedder_kind: Literal["mobilefacenet", "openface"] = "mobilefacenet"
+    # How a face is cropped for the embedder: "keypoints" = similarity warp of eyes, nose and mouth
+    # onto the ArcFace 112x112 template (measured best); "eyes" = eyes only; "margin" = square box
+    # crop grown by face_margin. Detectors without keypoints (Coral SSD face) always use margin.
+    face_alignment: Literal["keypoints", "eyes", "margin"] = "keypoints"
+    face_margin: float = Field(0.1, ge=0.0, le=1.0)
 
 
 class DetectionConfig(Section):
     # --confidence in the original script: minimum person detection score.
     confidence: float = Field(0.5, ge=0.0, le=1.0)
     face_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # BlazeFace weighted-NMS overlap (MediaPipe's 0.3); blends overlapping anchors into one face.
+    face_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     # --nms_threshold: detections overlapping more than this are suppressed (1.0 disables).
     nms_threshold: float = Field(1.0, ge=0.0, le=1.0)
     person_class_id: int = Field(0, ge=0)

@@ -1,0 +1,154 @@
+"""Face embedders: MobileFaceNet on TFLite (default) and OpenFace nn4.small2 through OpenCV DNN.
+
+Each has a stable `embedder_id` naming model, dimension and preprocessing (crop, size, scaling):
+a classifier trained on one id must never be fed vectors from another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from agent.vision.alignment import Alignment, align_face
+from agent.vision.inference import ModelLoadError, ModelNotFoundError, TfliteModel, missing_model_message
+from agent.vision.types import FaceDetection, FloatArray, Frame
+
+
+def l2_normalize(vectors: npt.NDArray[Any]) -> FloatArray:
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    normalized: FloatArray = array / np.maximum(norms, np.float32(1e-12))
+    return normalized
+
+
+class MobileFaceNetEmbedder:
+    """MobileFaceNet: 112x112 RGB, (x - 127.5) / 128, 128-d, on ArcFace-template aligned faces."""
+
+    name = "mobilefacenet"
+    size = 112
+
+    def __init__(
+        self,
+        model: TfliteModel,
+        *,
+        alignment: Alignment = "keypoints",
+        margin: float = 0.1,
+        max_batch: int = 16,
+    ) -> None:
+        shape = model.input.shape
+        if len(shape) != 4 or shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"{model.path.name}: input {shape} is not [N, 112, 112, 3]")
+        self.model = model
+        self.alignment: Alignment = alignment
+        self.margin = margin
+        self.max_batch = max_batch
+        self._dim = int(model.outputs[0].shape[-1])
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def embedder_id(self) -> str:
+        crop = "arcface112" if self.alignment == "keypoints" else f"{self.alignment}112"
+        if self.alignment == "margin":
+            crop += f"m{round(self.margin * 100)}"
+        return f"{self.name}-{self.dim}-{crop}-v1"
+
+    def crops(self, frame: Frame, faces: Sequence[FaceDetection]) -> list[Frame]:
+        return [align_face(frame, f, size=self.size, mode=self.alignment, margin=self.margin) for f in faces]
+
+    def embed(self, frame: Frame, faces: list[FaceDetection]) -> FloatArray:
+        return self.embed_crops(self.crops(frame, faces))
+
+    def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
+        """Embed already aligned 112x112 BGR crops (what `crops` returns), in batches."""
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows: list[FloatArray] = []
+        for start in range(0, len(crops), self.max_batch):
+            batch = np.stack([_rgb(c, self.size) for c in crops[start : start + self.max_batch]])
+            tensor = (batch.astype(np.float32) - 127.5) / 128.0
+            rows.append(self.model.run(tensor)[0].reshape(len(batch), -1))
+        return l2_normalize(np.concatenate(rows, axis=0))
+
+
+class OpenFaceEmbedder:
+    """OpenFace nn4.small2.v1 (`.t7`): 96x96 RGB scaled to [0, 1], 128-d, as the original script did.
+
+    The original cropped the detector's box without alignment; `alignment` can improve on that,
+    but changes the id.
+    """
+
+    name = "openface-nn4.small2.v1"
+    size = 96
+
+    def __init__(self, path: Path, *, alignment: Alignment = "margin", margin: float = 0.0) -> None:
+        if not path.is_file():
+            raise ModelNotFoundError(missing_model_message(path))
+        try:
+            self._net = cv2.dnn.readNetFromTorch(str(path))
+        except cv2.error as exc:
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+            raise ModelLoadError(
+                f"model file {path} is not a loadable Torch .t7 network: {message}"
+            ) from None
+        self._lock = threading.Lock()
+        self.path = path
+        self.backend = "cpu"
+        self.alignment: Alignment = alignment
+        self.margin = margin
+
+    @property
+    def dim(self) -> int:
+        return 128
+
+    @property
+    def embedder_id(self) -> str:
+        return openface_embedder_id(self.alignment, self.margin)
+
+    def crops(self, frame: Frame, faces: Sequence[FaceDetection]) -> list[Frame]:
+        return [align_face(frame, f, size=self.size, mode=self.alignment, margin=self.margin) for f in faces]
+
+    def embed(self, frame: Frame, faces: list[FaceDetection]) -> FloatArray:
+        return self.embed_crops(self.crops(frame, faces))
+
+    def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            self._net.setInput(openface_blob(crops))
+            output = np.asarray(self._net.forward(), dtype=np.float32)
+        return l2_normalize(output.reshape(len(crops), -1))
+
+
+def openface_embedder_id(alignment: Alignment, margin: float) -> str:
+    crop = "box96" if alignment == "margin" and margin == 0.0 else f"{alignment}96"
+    if alignment == "margin" and margin != 0.0:
+        crop += f"m{round(margin * 100)}"
+    return f"{OpenFaceEmbedder.name}-128-{crop}-v1"
+
+
+def openface_blob(crops: Sequence[Frame]) -> npt.NDArray[np.float32]:
+    """(N, 3, 96, 96) RGB in [0, 1]: OpenFace's Torch preprocessing, from BGR crops."""
+    blob = cv2.dnn.blobFromImages(
+        list(crops),
+        scalefactor=1.0 / 255,
+        size=(OpenFaceEmbedder.size, OpenFaceEmbedder.size),
+        mean=(0, 0, 0),
+        swapRB=True,
+        crop=False,
+    )
+    return np.asarray(blob, dtype=np.float32)
+
+
+def _rgb(crop: Frame, size: int) -> Frame:
+    if crop.shape[:2] != (size, size):
+        crop = np.asarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return np.asarray(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), dtype=np.uint8)

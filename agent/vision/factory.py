@@ -1,0 +1,83 @@
+"""Build the configured person detector, face detector and embedder (Edge TPU or CPU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.vision.blazeface import BlazeFaceDetector
+from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder
+from agent.vision.inference import Backend, TfliteModel, load_model
+from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
+from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
+
+
+@dataclass
+class VisionStack:
+    person_detector: PersonDetector
+    face_detector: FaceDetector
+    embedder: FaceEmbedder
+    # "edgetpu" when any model runs on the Coral, else "cpu"; per model in `backends`.
+    backend: str
+    backends: dict[str, str] = field(default_factory=dict)
+
+
+def _load(config: AgentConfig, path: Path) -> TfliteModel:
+    return load_model(
+        config.resolve_asset(path),
+        threads=config.inference.threads,
+        allow_cpu_fallback=config.inference.allow_cpu_fallback,
+    )
+
+
+def build_person_detector(config: AgentConfig) -> SsdPostprocessDetector:
+    return SsdPostprocessDetector(
+        _load(config, config.models.person_detector),
+        class_ids=[config.detection.person_class_id],
+        min_score=config.detection.confidence,
+        nms_threshold=config.detection.nms_threshold,
+    )
+
+
+def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetector:
+    model = _load(config, config.models.face_detector)
+    if config.models.face_detector_kind == "ssd":
+        return SsdFaceDetector(
+            SsdPostprocessDetector(
+                model,
+                class_ids=None,
+                min_score=config.detection.face_confidence,
+                nms_threshold=config.detection.nms_threshold,
+            )
+        )
+    return BlazeFaceDetector(
+        model, min_score=config.detection.face_confidence, nms_threshold=config.detection.face_nms_threshold
+    )
+
+
+def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder:
+    """The configured embedder; its crop follows the face detector (no keypoints -> margin crop)."""
+    models = config.models
+    alignment = "margin" if models.face_detector_kind == "ssd" else models.face_alignment
+    if models.embedder_kind == "openface":
+        return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment=alignment, margin=0.0)
+    return MobileFaceNetEmbedder(
+        _load(config, models.embedder), alignment=alignment, margin=models.face_margin
+    )
+
+
+def build_vision_stack(config: AgentConfig) -> VisionStack:
+    """Load all three models; raises ModelLoadError (one line, names the file) on any problem."""
+    person = build_person_detector(config)
+    face = build_face_detector(config)
+    embedder = build_embedder(config)
+    backends: dict[str, Backend | str] = {
+        "person_detector": person.model.backend,
+        "face_detector": face.model.backend,
+        "embedder": embedder.model.backend
+        if isinstance(embedder, MobileFaceNetEmbedder)
+        else embedder.backend,
+    }
+    backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
+    return VisionStack(person, face, embedder, backend, {k: str(v) for k, v in backends.items()})

@@ -1,0 +1,148 @@
+"""Backend selection for Edge TPU models.
+
+No Coral and no libedgetpu exist on this machine, so the Edge TPU cannot run here: the delegate
+loader is monkeypatched to fail as it does without the library (or, in one test, to hand back a
+stand-in delegate so we can see the Edge TPU path is taken). Everything else loads real models.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from agent.config import load_config
+from agent.vision import inference
+from agent.vision.factory import build_vision_stack
+from agent.vision.inference import (
+    EDGETPU_LIBRARY,
+    ModelLoadError,
+    ModelNotFoundError,
+    cpu_twin,
+    load_model,
+)
+
+
+def _no_edgetpu(library: str, *args: Any, **kwargs: Any) -> Any:
+    raise ValueError(f"Failed to load delegate from {library}")
+
+
+@pytest.fixture
+def coral_pair(tmp_path: Path, asset: Any) -> tuple[Path, Path]:
+    """An Edge TPU file name next to its CPU twin (both the real COCO SSD bytes)."""
+    source = asset("models/coco_ssd_mobilenet_v1_1.0_quant.tflite")
+    edgetpu = tmp_path / "ssd_coco_quant_postprocess_edgetpu.tflite"
+    twin = tmp_path / "ssd_coco_quant_postprocess.tflite"
+    shutil.copyfile(source, edgetpu)
+    shutil.copyfile(source, twin)
+    return edgetpu, twin
+
+
+def test_cpu_twin_name() -> None:
+    assert cpu_twin(Path("/m/face_quant_postprocess_edgetpu.tflite")) == Path("/m/face_quant_postprocess.tflite")
+
+
+def test_cpu_model_loads_on_cpu_with_threads(asset: Any) -> None:
+    model = load_model(asset("models/face_detection_short_range.tflite"), threads=1)
+    assert model.backend == "cpu"
+    shapes = sorted(output.shape for output in model.run(np.zeros(model.input.shape, np.float32)))
+    assert shapes == [(1, 896, 1), (1, 896, 16)]
+
+
+def test_edgetpu_without_delegate_and_no_fallback_names_the_twin(
+    coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edgetpu, twin = coral_pair
+    monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
+    with pytest.raises(ModelLoadError) as raised:
+        load_model(edgetpu, allow_cpu_fallback=False)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert EDGETPU_LIBRARY in message and str(twin) in message and "allow_cpu_fallback" in message
+
+
+def test_edgetpu_fallback_loads_twin_and_warns(coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    edgetpu, twin = coral_pair
+    monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
+    with capture_logs() as logs:
+        model = load_model(edgetpu, threads=1, allow_cpu_fallback=True)
+    assert model.backend == "cpu"
+    assert model.path == twin
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert warnings and warnings[0]["event"] == "edgetpu_unavailable_using_cpu_twin"
+    assert warnings[0]["cpu_model"] == twin.name
+
+
+def test_edgetpu_fallback_with_twin_missing_is_a_clear_error(
+    coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edgetpu, twin = coral_pair
+    twin.unlink()
+    monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
+    with pytest.raises(ModelLoadError, match="CPU twin .* is missing") as raised:
+        load_model(edgetpu, allow_cpu_fallback=True)
+    assert str(twin) in str(raised.value)
+
+
+def test_edgetpu_model_uses_the_delegate_when_it_loads(
+    coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in delegate and interpreter: only checks the Edge TPU path is chosen and wired."""
+    edgetpu, _ = coral_pair
+    calls: dict[str, Any] = {}
+    real_interpreter = inference.Interpreter
+
+    def fake_delegate(library: str) -> str:
+        calls["library"] = library
+        return "edgetpu-delegate"
+
+    def fake_interpreter(**kwargs: Any) -> Any:
+        calls["delegates"] = kwargs.pop("experimental_delegates")
+        return real_interpreter(**kwargs)
+
+    monkeypatch.setattr(inference, "load_delegate", fake_delegate)
+    monkeypatch.setattr(inference, "Interpreter", fake_interpreter)
+    model = load_model(edgetpu, allow_cpu_fallback=False)
+    assert model.backend == "edgetpu"
+    assert calls == {"library": EDGETPU_LIBRARY, "delegates": ["edgetpu-delegate"]}
+
+
+def test_missing_model_file_is_one_line_naming_path_and_fetch(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.tflite"
+    with pytest.raises(ModelNotFoundError) as raised:
+        load_model(missing)
+    message = str(raised.value)
+    assert "\n" not in message and str(missing) in message
+    assert "make setup" in message and "facetrack-agent assets fetch" in message
+
+
+def test_garbage_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer" * 64)
+    with pytest.raises(ModelLoadError, match="not a loadable TFLite model"):
+        load_model(garbage)
+
+
+def test_factory_reports_missing_model_path(assets_dir: Path, tmp_path: Path) -> None:
+    config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.tflite")})
+    with pytest.raises(ModelNotFoundError, match="absent.tflite.*make setup"):
+        build_vision_stack(config)
+
+
+def test_factory_falls_back_for_an_edgetpu_person_detector(
+    assets_dir: Path, coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edgetpu, twin = coral_pair
+    monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
+    config = load_config(
+        assets_dir=str(assets_dir),
+        models={"person_detector": str(edgetpu)},
+        inference={"allow_cpu_fallback": True, "threads": 1},
+    )
+    stack = build_vision_stack(config)
+    assert stack.backend == "cpu"
+    assert stack.backends["person_detector"] == "cpu"
