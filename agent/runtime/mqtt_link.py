@@ -1,0 +1,384 @@
+"""The agent's one MQTT connection: drains the outbox, publishes availability and status,
+and dispatches subscribed messages, reconnecting forever with backoff.
+
+Delivery is at-least-once: an event leaves the outbox only after its PUBACK, so an event whose
+PUBACK was lost with the connection is sent again after reconnect. Subscribers dedupe by `seq`.
+MQTT sessions are clean on purpose: the outbox, not the broker, is the durable queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from agent.config import MqttConfig
+from agent.runtime.credentials import resolve_password
+from agent.runtime.outbox import Outbox
+from agent.runtime.topics import Topics
+
+Handler = Callable[[str, bytes], Awaitable[None]]
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+STOPPED = b"stopped"
+
+# In-flight QoS 1 publishes per window: enough to hide a LAN round trip, small enough that a
+# reconnect re-sends little. paho's own in-flight limit is raised to match.
+DEFAULT_WINDOW = 16
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, never below min_s nor above max_s.
+
+    attempt 1 waits in [min_s, min_s], attempt 2 in [min_s, 2*min_s], ... capped at max_s.
+    """
+    max_s = max(max_s, min_s)
+    ceiling = min(max_s, min_s * (2.0 ** min(max(attempt - 1, 0), 30)))
+    return rng.uniform(min_s, ceiling)
+
+
+@dataclass
+class _Subscription:
+    topic_filter: str
+    handler: Handler
+    qos: int = 1
+
+
+@dataclass
+class LinkStats:
+    published: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    handler_errors: int = 0
+    last_error: str | None = None
+    connected_since: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MqttLink:
+    """One long-lived task (`run()`) owning the MQTT connection; everything else is cheap calls.
+
+    Use from the event loop thread only.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        topics: Topics,
+        outbox: Outbox,
+        logger: FilteringBoundLogger | None = None,
+        *,
+        window: int = DEFAULT_WINDOW,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._topics = topics
+        self._outbox = outbox
+        self._log: FilteringBoundLogger = (logger or structlog.get_logger("facetrack.mqtt")).bind(
+            broker=f"{config.host}:{config.port}"
+        )
+        self._window = max(1, window)
+        self._rng = rng or random.Random()
+        self._client_id = config.client_id or f"facetrack-{topics.device_id}"
+        self._subscriptions: list[_Subscription] = []
+        self._client: aiomqtt.Client | None = None
+        self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stop_deadline = 0.0
+        self._finished = asyncio.Event()
+        self._running = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stats = LinkStats()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> Topics:
+        return self._topics
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        s = self._stats
+        return {
+            "connected": self.connected,
+            "published": s.published,
+            "reconnects": max(0, s.connects - 1),
+            "connects": s.connects,
+            "connect_failures": s.connect_failures,
+            "disconnects": s.disconnects,
+            "handler_errors": s.handler_errors,
+            "last_error": s.last_error,
+            "connected_for_s": round(time.monotonic() - s.connected_since, 3) if s.connected_since else None,
+            "outbox_depth": self._outbox.depth,
+            "events_dropped": self._outbox.dropped_total,
+        }
+
+    def notify(self) -> None:
+        """Wake the drain loop; call after `outbox.append`."""
+        self._wake.set()
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Route messages matching `topic_filter` to `handler(topic, payload)`.
+
+        Kept across reconnects. Handlers run one at a time in arrival order on the link's reader;
+        an exception is logged and counted, and the link carries on.
+        """
+        aiomqtt.Wildcard(topic_filter)  # raises ValueError on a malformed filter, now, not later
+        sub = _Subscription(topic_filter, handler, qos)
+        self._subscriptions.append(sub)
+        client = self._client
+        if client is not None:
+            self._spawn(self._subscribe_one(client, sub))
+
+    async def publish_status(self, payload: dict[str, Any]) -> bool:
+        """Retained JSON on the status topic; best effort: False when offline or it failed."""
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        return await self.publish_raw(self._topics.status, body, qos=1, retain=True)
+
+    async def publish_raw(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Publish outside the outbox (discovery, acks); waits for PUBACK at QoS 1. Best effort."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            self._log.warning("mqtt_publish_failed", topic=topic, error=str(exc))
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Connect, drain, dispatch; reconnect with backoff until `stop()`. Never raises MqttError."""
+        if self._running:
+            raise RuntimeError("MqttLink.run() is already running")
+        self._running = True
+        self._finished.clear()
+        attempt = 0
+        try:
+            while not self._stop_requested.is_set():
+                attempt += 1
+                self._log.info(
+                    "mqtt_connecting",
+                    attempt=attempt,
+                    client_id=self._client_id,
+                    protocol=self._config.protocol,
+                    tls=self._tls_enabled(),
+                    username=self._config.username or None,
+                )
+                connected = False
+                try:
+                    client = self._make_client()
+                    async with client:
+                        connected = True
+                        attempt = 0
+                        await self._session(client)
+                except* aiomqtt.MqttError as group:
+                    self._note_error(group, connected)
+                except* OSError as group:
+                    self._note_error(group, connected)
+                finally:
+                    self._client = None
+                    self._stats.connected_since = None
+                if self._stop_requested.is_set():
+                    break
+                delay = backoff_delay(
+                    max(attempt, 1), self._config.reconnect_min_s, self._config.reconnect_max_s, self._rng
+                )
+                self._log.warning(
+                    "mqtt_reconnect_wait",
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    error=self._stats.last_error,
+                    outbox_depth=self._outbox.depth,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+        finally:
+            self._running = False
+            self._client = None
+            for task in list(self._background):
+                task.cancel()
+            self._finished.set()
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Flush what reaches the broker within the timeout, publish retained `stopped`, disconnect
+        cleanly (so the broker does not fire the `offline` will). Undelivered events stay queued."""
+        self._stop_deadline = time.monotonic() + max(0.0, flush_timeout_s)
+        self._stop_requested.set()
+        self._wake.set()
+        if not self._running:
+            return
+        try:
+            # The margin covers the `stopped` publish and the DISCONNECT after the flush.
+            await asyncio.wait_for(self._finished.wait(), timeout=flush_timeout_s + 5.0)
+        except TimeoutError:
+            self._log.warning("mqtt_stop_timeout", flush_timeout_s=flush_timeout_s)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _note_error(self, group: BaseExceptionGroup[Any], connected: bool) -> None:
+        exc = group.exceptions[0]
+        self._stats.last_error = f"{type(exc).__name__}: {exc}"
+        if connected:
+            self._stats.disconnects += 1
+            self._log.warning("mqtt_disconnected", error=self._stats.last_error)
+        else:
+            self._stats.connect_failures += 1
+            self._log.warning("mqtt_connect_failed", error=self._stats.last_error)
+
+    def _tls_enabled(self) -> bool:
+        tls = self._config.tls
+        return bool(tls.enabled or tls.ca_file or tls.cert_file)
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self._config
+        password = resolve_password(cfg)
+        username = cfg.username or None
+        if password is not None and username is None and cfg.protocol == "3.1.1":
+            # MQTT 3.1.1 forbids a password without a user name; do not send a malformed CONNECT.
+            self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
+            password = None
+        if password is not None and username is None:
+            username = ""
+        tls_params: aiomqtt.TLSParameters | None = None
+        tls_insecure: bool | None = None
+        if self._tls_enabled():
+            tls = cfg.tls
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            tls_insecure = bool(tls.insecure_skip_hostname_check)
+        v5 = cfg.protocol == "5"
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            identifier=self._client_id,
+            username=username,
+            password=password.reveal() if password is not None else None,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=1, retain=True),
+            clean_session=None if v5 else True,
+            clean_start=True,
+            keepalive=cfg.keepalive_s,
+            timeout=max(10.0, float(cfg.keepalive_s)),
+            max_inflight_messages=max(20, self._window),
+            tls_params=tls_params,
+            tls_insecure=tls_insecure,
+        )
+        # A full window of in-flight publishes is our design, not the warning sign aiomqtt assumes.
+        client.pending_calls_threshold = self._window + 10
+        return client
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        self._stats.connects += 1
+        self._stats.connected_since = time.monotonic()
+        self._log.info("mqtt_connected", client_id=self._client_id, outbox_depth=self._outbox.depth)
+        async with asyncio.TaskGroup() as group:
+            # The reader ends the session: when the connection drops its iterator raises MqttError,
+            # which cancels the drain and unwinds the whole group.
+            reader = group.create_task(self._read(client))
+            await client.publish(self._topics.availability, ONLINE, qos=1, retain=True)
+            for sub in list(self._subscriptions):
+                await self._subscribe_one(client, sub)
+            self._client = client
+            drain = group.create_task(self._drain(client))
+            await self._stop_requested.wait()
+            remaining = self._stop_deadline - time.monotonic()
+            if not drain.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(drain), timeout=max(0.0, remaining))
+                except TimeoutError:
+                    drain.cancel()
+                    self._log.warning("mqtt_stop_flush_incomplete", outbox_depth=self._outbox.depth)
+            self._client = None
+            await client.publish(self._topics.availability, STOPPED, qos=1, retain=True)
+            reader.cancel()
+        self._log.info("mqtt_stopped", outbox_depth=self._outbox.depth, published=self._stats.published)
+
+    async def _subscribe_one(self, client: aiomqtt.Client, sub: _Subscription) -> None:
+        try:
+            await client.subscribe(sub.topic_filter, qos=sub.qos)
+        except aiomqtt.MqttError as exc:
+            # A refused or timed-out SUBSCRIBE on a live connection: retried on the next connect.
+            self._log.error("mqtt_subscribe_failed", topic_filter=sub.topic_filter, error=str(exc))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish queued events oldest first, a window at a time, acking each window after PUBACKs."""
+        outbox = self._outbox
+        events_topic = self._topics.events
+        while True:
+            rows = outbox.peek(self._window)
+            if not rows:
+                if self._stop_requested.is_set():
+                    return
+                self._wake.clear()
+                # Re-check after clearing: an append between peek() and clear() must not be missed.
+                if outbox.depth == 0:
+                    await self._wake.wait()
+                continue
+            # Tasks start in creation order and paho writes each PUBLISH synchronously in its first
+            # step, so the wire order is seq order; PUBACKs are awaited in the same order.
+            pending = [
+                asyncio.ensure_future(client.publish(row.topic or events_topic, row.payload, qos=1))
+                for row in rows
+            ]
+            acked: list[int] = []
+            try:
+                for row, fut in zip(rows, pending, strict=True):
+                    await fut
+                    acked.append(row.seq)
+            finally:
+                for fut in pending:
+                    if not fut.done():
+                        fut.cancel()
+                    elif not fut.cancelled():
+                        fut.exception()  # retrieved so asyncio does not log "never retrieved"
+                if acked:
+                    outbox.ack_many(acked)
+                    self._stats.published += len(acked)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = message.topic.value
+            raw = message.payload
+            payload = raw if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
+            for sub in list(self._subscriptions):
+                if not message.topic.matches(sub.topic_filter):
+                    continue
+                try:
+                    await sub.handler(topic, bytes(payload))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._stats.handler_errors += 1
+                    self._log.error(
+                        "mqtt_handler_failed",
+                        topic=topic,
+                        topic_filter=sub.topic_filter,
+                        error=f"{type(exc).__name__}: {exc}",
+                        payload_bytes=len(payload),
+                    )
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
