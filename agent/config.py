@@ -36,6 +36,8 @@ class LogConfig(Section):
 
 
 class TlsConfig(Section):
+    # TLS is on when this is set or a CA / client certificate is given; no ca_file = system CAs.
+    enabled: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
