@@ -1,0 +1,305 @@
+"""The fleet broker config from deploy/mosquitto on a real mosquitto with TLS, passwords and the ACL.
+
+The broker's files are made by deploy/mosquitto/facetrack-broker.sh itself (test CA, server and
+client certificates, password file), so the script is exercised too. "Never reaches a subscriber"
+is asserted by publishing a sentinel after the forbidden messages on an allowed topic in the same
+order-preserving session: once the sentinel arrives, anything the broker had let through would have
+arrived before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from agent.devtools.mosquitto import MosquittoBroker, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BROKER_SCRIPT = REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"
+DEVICES = ("pi-a", "pi-b")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
+    reason="openssl and mosquitto_passwd (apt-get install openssl mosquitto) make the test PKI",
+)
+
+
+@dataclass(frozen=True)
+class FleetBroker:
+    host: str
+    port: int
+    dir: Path
+
+    def client_dir(self, name: str) -> Path:
+        return self.dir / "clients" / name
+
+    def password(self, name: str) -> str:
+        return (self.client_dir(name) / "password").read_text().strip()
+
+
+def make_fleet_files(directory: Path, devices: tuple[str, ...]) -> None:
+    def run(*args: str) -> None:
+        subprocess.run([str(BROKER_SCRIPT), *args, "--dir", str(directory)], check=True, capture_output=True)
+
+    run("init", "--server-name", "localhost", "--server-name", "127.0.0.1")
+    for device in devices:
+        run("add-device", device)
+    run("add-user", "homeassistant")
+
+
+def fleet_broker_config(directory: Path, port: int) -> str:
+    """deploy/mosquitto/facetrack.conf as init rendered it, on a loopback port."""
+    text = (directory / "facetrack.conf").read_text()
+    assert "listener 8883\n" in text
+    return text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
+
+
+@pytest.fixture(scope="module")
+def fleet_broker() -> Iterator[FleetBroker]:
+    # Not under pytest's 0700 tmp root: mosquitto started as root drops to the `mosquitto` user and
+    # must reach the files, as it does from /etc/mosquitto/facetrack (the script chowns what it needs).
+    directory = Path(tempfile.mkdtemp(prefix="facetrack-fleet-broker-"))
+    directory.chmod(0o755)
+    make_fleet_files(directory, DEVICES)
+    port = free_port()
+    broker = MosquittoBroker(
+        port=port, extra_config=fleet_broker_config(directory, port), default_listener=False
+    )
+    broker.start()
+    try:
+        yield FleetBroker("127.0.0.1", port, directory)
+    finally:
+        broker.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def tls_context(ca: Path | None, cert_dir: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if cert_dir is not None:
+        context.load_cert_chain(cert_dir / "client.crt", cert_dir / "client.key")
+    return context
+
+
+@asynccontextmanager
+async def connect(
+    broker: FleetBroker,
+    name: str | None,
+    password: str | None = None,
+    *,
+    with_ca: bool = True,
+    with_cert: bool = True,
+    cert_of: str | None = None,
+) -> AsyncIterator[aiomqtt.Client]:
+    """A TLS client as user `name` with its own certificate and password unless told otherwise."""
+    cert_name = cert_of or name or "viewer"
+    ca = broker.dir / "ca.crt" if with_ca else None
+    context = tls_context(ca, broker.client_dir(cert_name) if with_cert else None)
+    if password is None and name is not None:
+        password = broker.password(name)
+    client = aiomqtt.Client(
+        "localhost",
+        broker.port,
+        username=name,
+        password=password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        tls_context=context,
+        timeout=5,
+    )
+    async with client:
+        yield client
+
+
+async def collect(
+    client: aiomqtt.Client, until_topic: str, timeout_s: float = 5.0
+) -> list[tuple[str, bytes]]:
+    """Messages received until one arrives on `until_topic` (the sentinel, included)."""
+    received: list[tuple[str, bytes]] = []
+
+    async def loop() -> None:
+        async for message in client.messages:
+            received.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+            if str(message.topic) == until_topic:
+                return
+
+    await asyncio.wait_for(loop(), timeout_s)
+    return received
+
+
+async def test_device_publishes_its_events_and_receives_its_models(fleet_broker: FleetBroker) -> None:
+    async with (
+        connect(fleet_broker, "pi-a") as device,
+        connect(fleet_broker, "trainer") as trainer,
+        connect(fleet_broker, "viewer") as viewer,
+    ):
+        await device.subscribe("facetrack/pi-a/model", qos=1)
+        await device.subscribe("facetrack/all/model", qos=1)
+        await viewer.subscribe("facetrack/+/events", qos=1)
+        await viewer.subscribe("facetrack/+/status", qos=1)
+        await trainer.publish("facetrack/pi-a/model", b"model-for-a", qos=1)
+        await trainer.publish("facetrack/all/model", b"model-for-all", qos=1)
+        got = await collect(device, "facetrack/all/model")
+        assert got == [("facetrack/pi-a/model", b"model-for-a"), ("facetrack/all/model", b"model-for-all")]
+
+        await device.publish("facetrack/pi-a/status", b'{"fps": 9}', qos=1)
+        await device.publish("facetrack/pi-a/events", b'{"seq": 1}', qos=1)
+        got = await collect(viewer, "facetrack/pi-a/events")
+        assert got == [("facetrack/pi-a/status", b'{"fps": 9}'), ("facetrack/pi-a/events", b'{"seq": 1}')]
+
+
+async def test_device_cannot_write_other_devices_or_any_model_topic(fleet_broker: FleetBroker) -> None:
+    forbidden = [
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/status",
+        "facetrack/pi-b/availability",
+        "facetrack/pi-b/model",
+        "facetrack/all/model",
+        "facetrack/pi-a/model",
+        "facetrack/all/events",
+    ]
+    async with (
+        connect(fleet_broker, "pi-a") as device_a,
+        connect(fleet_broker, "pi-b") as device_b,
+        connect(fleet_broker, "trainer") as trainer,
+    ):
+        # pi-b sees its own topics and the fleet model; the trainer sees every device's events.
+        await device_b.subscribe("facetrack/pi-b/#", qos=1)
+        await device_b.subscribe("facetrack/all/model", qos=1)
+        await trainer.subscribe("facetrack/+/events", qos=1)
+        for topic in forbidden:
+            await device_a.publish(topic, b"forged", qos=1)
+        await device_a.publish("facetrack/pi-a/events", b"sentinel", qos=1)
+        assert await collect(trainer, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"sentinel")]
+        # pi-b's own sentinel proves its subscription works and that nothing forged came before it.
+        await device_b.publish("facetrack/pi-b/events", b"b-sentinel", qos=1)
+        assert await collect(device_b, "facetrack/pi-b/events") == [("facetrack/pi-b/events", b"b-sentinel")]
+
+
+async def test_device_cannot_read_another_devices_topics(fleet_broker: FleetBroker) -> None:
+    async with (
+        connect(fleet_broker, "pi-a") as device_a,
+        connect(fleet_broker, "trainer") as trainer,
+    ):
+        await device_a.subscribe("facetrack/+/model", qos=1)
+        await device_a.subscribe("facetrack/+/events", qos=1)
+        await trainer.publish("facetrack/pi-b/model", b"model-for-b", qos=1)
+        await trainer.publish("facetrack/pi-a/model", b"model-for-a", qos=1)
+        await device_a.publish("facetrack/pi-a/events", b"own", qos=1)
+        got = await collect(device_a, "facetrack/pi-a/events")
+        assert got == [("facetrack/pi-a/model", b"model-for-a"), ("facetrack/pi-a/events", b"own")]
+
+
+async def test_trainer_pushes_models_and_reads_acknowledgements(fleet_broker: FleetBroker) -> None:
+    async with (
+        connect(fleet_broker, "pi-b") as device,
+        connect(fleet_broker, "trainer") as trainer,
+    ):
+        await trainer.subscribe("facetrack/+/events", qos=1)
+        await device.subscribe("facetrack/all/model", qos=1)
+        await trainer.publish("facetrack/all/model", b"bundle", qos=1, retain=True)
+        assert await collect(device, "facetrack/all/model") == [("facetrack/all/model", b"bundle")]
+        ack = b'{"type": "model_applied", "device": "pi-b"}'
+        await device.publish("facetrack/pi-b/events", ack, qos=1)
+        assert await collect(trainer, "facetrack/pi-b/events") == [("facetrack/pi-b/events", ack)]
+        await trainer.publish("facetrack/all/model", b"", qos=1, retain=True)  # clear the retained model
+
+
+async def test_viewer_reads_but_cannot_publish(fleet_broker: FleetBroker) -> None:
+    async with (
+        connect(fleet_broker, "viewer") as viewer,
+        connect(fleet_broker, "pi-a") as device,
+        connect(fleet_broker, "trainer") as trainer,
+    ):
+        await device.subscribe("facetrack/pi-a/#", qos=1)
+        await device.subscribe("facetrack/all/model", qos=1)
+        await trainer.subscribe("facetrack/+/events", qos=1)
+        for topic in ("facetrack/pi-a/events", "facetrack/pi-a/model", "facetrack/all/model"):
+            await viewer.publish(topic, b"from-viewer", qos=1)
+        await device.publish("facetrack/pi-a/events", b"sentinel", qos=1)
+        assert await collect(device, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"sentinel")]
+        assert await collect(trainer, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"sentinel")]
+
+
+async def test_home_assistant_discovery_topics_are_allowed_for_the_devices_own_node(
+    fleet_broker: FleetBroker,
+) -> None:
+    async with (
+        connect(fleet_broker, "pi-a") as device,
+        connect(fleet_broker, "homeassistant") as hass,
+    ):
+        await hass.subscribe("homeassistant/#", qos=1)
+        await device.subscribe("homeassistant/status", qos=1)
+        await device.publish("homeassistant/sensor/pi-b/fps/config", b"forged", qos=1)
+        await device.publish("homeassistant/sensor/pi-a/fps/config", b"{}", qos=1)
+        assert await collect(hass, "homeassistant/sensor/pi-a/fps/config") == [
+            ("homeassistant/sensor/pi-a/fps/config", b"{}")
+        ]
+        await hass.publish("homeassistant/status", b"online", qos=1)
+        assert await collect(device, "homeassistant/status") == [("homeassistant/status", b"online")]
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("anonymous", {"name": None, "password": None}),
+        ("wrong password", {"name": "pi-a", "password": "not-the-password"}),
+        ("device password under another device's name", {"name": "pi-b", "password": "@pi-a"}),
+        ("no client certificate", {"name": "pi-a", "with_cert": False}),
+        ("does not trust the fleet CA", {"name": "pi-a", "with_ca": False}),
+    ],
+)
+async def test_connections_refused(fleet_broker: FleetBroker, case: str, kwargs: dict[str, object]) -> None:
+    if kwargs.get("password") == "@pi-a":
+        kwargs = {**kwargs, "password": fleet_broker.password("pi-a")}
+    with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)):
+        async with connect(fleet_broker, **kwargs) as client:  # type: ignore[arg-type]
+            # TLS 1.3 reports a missing client certificate only once the first packet is read.
+            await client.publish("facetrack/pi-a/events", b"x", qos=1)
+
+
+async def test_shared_subscription_delivers_each_event_to_exactly_one_consumer(
+    fleet_broker: FleetBroker,
+) -> None:
+    shared = "$share/backend/facetrack/+/events"
+    count = 40
+    async with (
+        connect(fleet_broker, "viewer") as consumer_1,
+        connect(fleet_broker, "viewer", cert_of="viewer") as consumer_2,
+        connect(fleet_broker, "pi-a") as device_a,
+        connect(fleet_broker, "pi-b") as device_b,
+    ):
+        await consumer_1.subscribe(shared, qos=1)
+        await consumer_2.subscribe(shared, qos=1)
+        for i in range(count):
+            device = device_a if i % 2 == 0 else device_b
+            await device.publish(f"facetrack/{device_topic(i)}/events", str(i).encode(), qos=1)
+        got: dict[int, list[int]] = {1: [], 2: []}
+
+        async def drain(index: int, client: aiomqtt.Client) -> None:
+            async for message in client.messages:
+                got[index].append(int(bytes(message.payload)))  # type: ignore[arg-type]
+                if len(got[1]) + len(got[2]) >= count:
+                    return
+
+        tasks = [asyncio.create_task(drain(1, consumer_1)), asyncio.create_task(drain(2, consumer_2))]
+        done, pending = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0.3)  # a duplicate, if any, would arrive now
+        for task in pending:
+            task.cancel()
+        assert done, f"only {len(got[1]) + len(got[2])} of {count} events arrived"
+        assert sorted(got[1] + got[2]) == list(range(count))
+        assert not set(got[1]) & set(got[2])
+        assert got[1] and got[2], "mosquitto should spread the group's messages over both consumers"
+
+
+def device_topic(i: int) -> str:
+    return "pi-a" if i % 2 == 0 else "pi-b"
