@@ -1,0 +1,284 @@
+"""Frame sources: a video file, a camera index or an rtsp:// / http:// stream, read in a thread.
+
+Files are read in order and every frame is delivered (or every `frame_stride`-th): the reader
+blocks when the pipeline is behind. Live sources deliver only the newest frame: when the pipeline
+falls behind, older frames are overwritten and counted in `frames_skipped`. Live sources that fail
+(device gone, stream dropped) reconnect with exponential backoff and jitter; a file that cannot be
+opened or decoded raises SourceError with one line for the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+SourceKind = Literal["file", "camera", "stream"]
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class SourceError(Exception):
+    """The input cannot be used at all (missing or undecodable file); phrased as one line."""
+
+
+class CaptureLike(Protocol):
+    """The part of cv2.VideoCapture a source uses (tests pass a fake camera with this shape)."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's spelling
+    def read(self) -> tuple[bool, Any]: ...
+    def grab(self) -> bool: ...
+    def get(self, prop_id: int) -> float: ...
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[str | int], CaptureLike]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFrame:
+    index: int  # position in the source (files) or frames captured so far (live)
+    image: npt.NDArray[np.uint8]
+    ts: datetime  # wall clock when captured (UTC)
+    captured_at: float  # time.monotonic() when captured
+
+
+@dataclass(slots=True)
+class SourceStats:
+    frames_read: int = 0
+    frames_delivered: int = 0
+    frames_skipped: int = 0
+    reconnects: int = 0
+    connected: bool = False
+    last_error: str | None = None
+
+
+def classify_input(spec: str) -> tuple[SourceKind, str | int]:
+    text = spec.strip()
+    if text.isdigit():
+        return "camera", int(text)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return "stream", text
+    return "file", text
+
+
+def _opencv_capture(target: str | int) -> CaptureLike:
+    import cv2
+
+    capture: CaptureLike = cv2.VideoCapture(target)
+    return capture
+
+
+class FrameSource:
+    """Reads frames in a daemon thread; the pipeline calls `await next()` (None at end of input)."""
+
+    _END = object()
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        frame_stride: int = 1,
+        capture_factory: CaptureFactory | None = None,
+        queue_size: int = 4,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        logger: Any | None = None,
+    ) -> None:
+        self.spec = spec
+        self.kind, self.target = classify_input(spec)
+        self.frame_stride = max(1, frame_stride)
+        self._factory = capture_factory or _opencv_capture
+        self._queue_size = max(1, queue_size)
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
+        self._log = logger or logging.getLogger("facetrack.source")
+        self.stats = SourceStats()
+        self.fps: float = 0.0
+        self.size: tuple[int, int] | None = None  # (width, height) once known
+        self._buffer: deque[SourceFrame | object] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._capture: CaptureLike | None = None
+        self._first: SourceFrame | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.kind != "file"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the source. Files are opened and their first frame decoded here, so a bad file
+        fails fast with SourceError; live sources connect (and reconnect) in the reader thread."""
+        if self.kind == "file":
+            self._open_file()
+        self._thread = threading.Thread(target=self._run, name=f"source:{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> SourceFrame | None:
+        """Block for the next frame; None once the input has ended (or the source was stopped).
+
+        Raises TimeoutError when `timeout` passes without a frame (a live source still waiting)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._buffer:
+                if self._stop.is_set():
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError
+                self._cond.wait(timeout=remaining if remaining is not None else 0.5)
+            item = self._buffer.popleft()
+            self._cond.notify_all()
+        if item is self._END:
+            with self._cond:
+                self._buffer.appendleft(item)  # stay ended for every later call
+            return None
+        assert isinstance(item, SourceFrame)
+        self.stats.frames_delivered += 1
+        return item
+
+    async def next(self) -> SourceFrame | None:
+        return await asyncio.to_thread(self.get)
+
+    # -- producer side ---------------------------------------------------------------------------
+    def _open_file(self) -> None:
+        path = Path(str(self.target)).expanduser()
+        if not path.is_file():
+            raise SourceError(f"input error: video file {path} does not exist or is not a file")
+        capture = self._factory(str(path))
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"input error: cannot open video {path} (not a video OpenCV can read)")
+        ok, image = capture.read()
+        if not ok or image is None:
+            capture.release()
+            raise SourceError(f"input error: cannot decode any frame of {path} (corrupt or unsupported)")
+        self._capture = capture
+        self._note_properties(capture, image)
+        self.stats.connected = True
+        self._first = self._frame(0, image)
+
+    def _note_properties(self, capture: CaptureLike, image: npt.NDArray[np.uint8]) -> None:
+        fps = float(capture.get(5))  # cv2.CAP_PROP_FPS
+        self.fps = fps if 0.0 < fps < 1000.0 else 0.0
+        self.size = (int(image.shape[1]), int(image.shape[0]))
+
+    def _frame(self, index: int, image: npt.NDArray[np.uint8]) -> SourceFrame:
+        self.stats.frames_read += 1
+        return SourceFrame(index=index, image=image, ts=datetime.now(UTC), captured_at=time.monotonic())
+
+    def _run(self) -> None:
+        try:
+            if self.kind == "file":
+                self._run_file()
+            else:
+                self._run_live()
+        except Exception as exc:  # a reader crash must end the input, not hang the pipeline
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self._log.error(f"source reader failed: {self.stats.last_error}")
+        finally:
+            with self._cond:
+                self._buffer.append(self._END)
+                self._cond.notify_all()
+
+    def _put_blocking(self, item: SourceFrame) -> bool:
+        with self._cond:
+            while len(self._buffer) >= self._queue_size and not self._stop.is_set():
+                self._cond.wait(timeout=0.5)
+            if self._stop.is_set():
+                return False
+            self._buffer.append(item)
+            self._cond.notify_all()
+        return True
+
+    def _put_latest(self, item: SourceFrame) -> None:
+        with self._cond:
+            while self._buffer and self._buffer[0] is not self._END:
+                self._buffer.popleft()
+                self.stats.frames_skipped += 1
+            self._buffer.append(item)
+            self._cond.notify_all()
+
+    def _run_file(self) -> None:
+        capture = self._capture
+        assert capture is not None and self._first is not None
+        if not self._put_blocking(self._first):
+            return
+        index = 0
+        while not self._stop.is_set():
+            for _ in range(self.frame_stride - 1):
+                index += 1
+                if not capture.grab():
+                    return
+            ok, image = capture.read()
+            index += 1
+            if not ok or image is None:
+                return
+            if not self._put_blocking(self._frame(index, image)):
+                return
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self._reconnect_max_s, self._reconnect_min_s * (2 ** min(attempt, 16)))
+        return base * (0.5 + random.random() / 2)  # jitter: many agents must not retry in step
+
+    def _run_live(self) -> None:
+        index = 0
+        attempt = 0
+        while not self._stop.is_set():
+            capture = self._factory(self.target)
+            if not capture.isOpened():
+                capture.release()
+                self._report_down(f"cannot open {self.kind} {self.spec!r}", attempt)
+                self._stop.wait(self._backoff(attempt))
+                attempt += 1
+                continue
+            self._capture = capture
+            while not self._stop.is_set():
+                ok, image = capture.read()
+                if not ok or image is None:
+                    break
+                if not self.stats.connected:
+                    self._note_properties(capture, image)
+                    if attempt or self.stats.last_error:
+                        self._log.warning(f"source {self.spec} reconnected after {attempt} attempt(s)")
+                        self.stats.reconnects += 1
+                    self.stats.connected = True
+                    self.stats.last_error = None
+                    attempt = 0
+                self._put_latest(self._frame(index, image))
+                index += 1
+            capture.release()
+            self._capture = None
+            if self._stop.is_set():
+                return
+            self._report_down(f"{self.kind} {self.spec!r} stopped delivering frames", attempt)
+            self._stop.wait(self._backoff(attempt))
+            attempt += 1
+
+    def _report_down(self, message: str, attempt: int) -> None:
+        self.stats.connected = False
+        self.stats.last_error = message
+        self._log.warning(f"{message}; retrying (attempt {attempt + 1})")
