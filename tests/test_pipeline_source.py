@@ -63,7 +63,7 @@ class FakeCamera:
         world.opens += 1
         self.opened = world.opens > world.fail_opens
 
-    def isOpened(self) -> bool:  # noqa: N802
+    def isOpened(self) -> bool:
         return self.opened
 
     def read(self) -> tuple[bool, Any]:
