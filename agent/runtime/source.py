@@ -182,7 +182,7 @@ class FrameSource:
         self._first = self._frame(0, image)
 
     def _note_properties(self, capture: CaptureLike, image: npt.NDArray[np.uint8]) -> None:
-        fps = float(capture.get(5))  # cv2.CAP_PROP_FPS
+        fps = float(capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 0.0 < fps < 1000.0 else 0.0
         self.size = (int(image.shape[1]), int(image.shape[0]))
 
@@ -241,7 +241,7 @@ class FrameSource:
                 return
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self._reconnect_max_s, self._reconnect_min_s * (2 ** min(attempt, 16)))
+        base = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** min(attempt, 16))
         return base * (0.5 + random.random() / 2)  # jitter: many agents must not retry in step
 
     def _run_live(self) -> None:
