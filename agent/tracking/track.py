@@ -1,0 +1,86 @@
+"""The set of live tracks, stored column-wise, and the rules of a track's life.
+
+Each track is a row: Kalman mean and covariance, counters, and its appearance galleries. Storing
+rows in arrays (not one object per track) lets the tracker predict, gate and update every track
+with a few numpy calls per frame.
+
+Life of a track (Wojke et al. 2017, section 2.2): born tentative from an unmatched detection;
+confirmed after `n_init` consecutive hits; a tentative track that misses once is dropped; a
+confirmed track is deleted after more than `max_age` consecutive misses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.tracking.nn_matching import FeatureGallery
+
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class TrackTable:
+    """Column store of live tracks; row order is creation order."""
+
+    __slots__ = (
+        "age",
+        "confirmed",
+        "cov",
+        "face_galleries",
+        "galleries",
+        "hits",
+        "ids",
+        "lost",
+        "mean",
+        "time_since_update",
+    )
+
+    def __init__(self) -> None:
+        self.ids: IntArray = np.empty(0, dtype=np.int64)
+        self.mean: Array = np.empty((0, 8))
+        self.cov: Array = np.empty((0, 8, 8))
+        self.hits: IntArray = np.empty(0, dtype=np.int64)
+        self.age: IntArray = np.empty(0, dtype=np.int64)
+        self.time_since_update: IntArray = np.empty(0, dtype=np.int64)
+        self.confirmed: BoolArray = np.empty(0, dtype=np.bool_)
+        # A confirmed track currently missing, whose "lost" event has been emitted.
+        self.lost: BoolArray = np.empty(0, dtype=np.bool_)
+        self.galleries: list[FeatureGallery | None] = []
+        self.face_galleries: list[FeatureGallery | None] = []
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def append(self, ids: IntArray, mean: Array, cov: Array, confirmed: bool) -> None:
+        n = ids.shape[0]
+        if n == 0:
+            return
+        self.ids = np.concatenate([self.ids, ids])
+        self.mean = np.concatenate([self.mean, mean])
+        self.cov = np.concatenate([self.cov, cov])
+        ones = np.ones(n, dtype=np.int64)
+        self.hits = np.concatenate([self.hits, ones])
+        self.age = np.concatenate([self.age, ones])
+        self.time_since_update = np.concatenate([self.time_since_update, np.zeros(n, dtype=np.int64)])
+        self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
+        self.lost = np.concatenate([self.lost, np.zeros(n, dtype=np.bool_)])
+        self.galleries.extend([None] * n)
+        self.face_galleries.extend([None] * n)
+
+    def keep(self, mask: BoolArray) -> None:
+        """Drop the rows where mask is False."""
+        if mask.all():
+            return
+        self.ids = self.ids[mask]
+        self.mean = self.mean[mask]
+        self.cov = self.cov[mask]
+        self.hits = self.hits[mask]
+        self.age = self.age[mask]
+        self.time_since_update = self.time_since_update[mask]
+        self.confirmed = self.confirmed[mask]
+        self.lost = self.lost[mask]
+        rows = np.flatnonzero(mask).tolist()
+        self.galleries = [self.galleries[i] for i in rows]
+        self.face_galleries = [self.face_galleries[i] for i in rows]

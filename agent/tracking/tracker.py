@@ -1,0 +1,387 @@
+"""Deep SORT multi-target tracker (Wojke, Bewley, Paulus 2017), written from the paper.
+
+Per frame: predict every track with the Kalman filter; gate track/detection pairs by Mahalanobis
+distance; match confirmed tracks in a cascade ordered by time since update, on appearance (or on
+motion when no appearance is given); match the rest (tentative tracks, and confirmed tracks that
+missed only the last frame) by IoU; update, age and create tracks; report lifecycle events.
+
+Pure: no I/O, no images. Appearance arrives as feature vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
+from agent.tracking.iou_matching import iou_cost
+from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
+from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
+from agent.tracking.linear_assignment import INFEASIBLE, matching_cascade, min_cost_matching
+from agent.tracking.nn_matching import FeatureGallery, nearest_neighbor_cosine
+from agent.tracking.track import TrackTable
+
+if TYPE_CHECKING:
+    from agent.config import DetectionConfig, TrackerConfig
+
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+MotionCost = Literal["iou", "mahalanobis"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerParams:
+    """Tracker settings. Defaults are the paper's, except where a measurement says otherwise.
+
+    max_cosine_distance: appearance gate (the original script's --cosine_distance).
+    nn_budget: features kept per track gallery; the oldest is evicted.
+    max_iou_distance: 1 - IoU above which the IoU stage refuses a pair.
+    max_age: consecutive misses a confirmed track survives; deleted on miss max_age + 1.
+    n_init: consecutive hits that confirm a tentative track.
+    max_face_distance: face-embedding cosine gate, used instead of max_cosine_distance when both the
+        track and the detection have a face embedding.
+    face_budget: face embeddings kept per track.
+    gating_threshold: squared Mahalanobis gate (chi-square 0.95, 4 dof).
+    motion_cost: cascade cost when no appearance is given: "iou" (1 - IoU of the predicted box,
+        SORT's cost) or "mahalanobis" (normalised squared Mahalanobis distance).
+    min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold). The
+        tracker does not apply them itself; callers use `detection.filter_detections`.
+    """
+
+    max_cosine_distance: float = 0.2
+    nn_budget: int = 100
+    max_iou_distance: float = 0.7
+    max_age: int = 30
+    n_init: int = 3
+    max_face_distance: float = 0.5
+    face_budget: int = 30
+    gating_threshold: float = CHI2_95[4]
+    motion_cost: MotionCost = "iou"
+    min_confidence: float = 0.5
+    nms_max_overlap: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.n_init < 1 or self.max_age < 0 or self.nn_budget < 1 or self.face_budget < 1:
+            raise ValueError("n_init, nn_budget, face_budget must be >= 1 and max_age >= 0")
+        if self.max_cosine_distance <= 0 or self.max_iou_distance <= 0 or self.max_face_distance <= 0:
+            raise ValueError("distance thresholds must be > 0")
+        if self.motion_cost not in ("iou", "mahalanobis"):
+            raise ValueError(f"motion_cost must be 'iou' or 'mahalanobis', got {self.motion_cost!r}")
+
+    @classmethod
+    def from_config(
+        cls, cfg: TrackerConfig, detection: DetectionConfig | None = None, **overrides: object
+    ) -> TrackerParams:
+        values: dict[str, object] = {
+            "max_cosine_distance": cfg.max_cosine_distance,
+            "nn_budget": cfg.nn_budget,
+            "max_iou_distance": cfg.max_iou_distance,
+            "max_age": cfg.max_age,
+            "n_init": cfg.n_init,
+        }
+        for name in ("max_face_distance", "face_budget", "motion_cost"):
+            if hasattr(cfg, name):
+                values[name] = getattr(cfg, name)
+        if detection is not None:
+            values["min_confidence"] = detection.confidence
+            values["nms_max_overlap"] = detection.nms_threshold
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class Tracker:
+    """Online multi-target tracker; call `update` once per frame, in order."""
+
+    def __init__(self, params: TrackerParams | None = None, kalman: KalmanFilter | None = None):
+        self.params = params or TrackerParams()
+        self.kf = kalman or KalmanFilter()
+        self._tracks = TrackTable()
+        self._next_id = 1
+        self._frame = 0
+        self._feature_dim: int | None = None
+
+    @property
+    def frame_index(self) -> int:
+        return self._frame
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def update(
+        self,
+        boxes_tlwh: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        features: npt.ArrayLike | None,
+        face_features: npt.ArrayLike | None = None,
+    ) -> TrackUpdate:
+        """Advance one frame with this frame's detections and return live tracks and events.
+
+        boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
+        only; face_features (n, k) with NaN rows where a detection has no face, or None.
+        """
+        self._frame += 1
+        boxes, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        p = self.params
+        t = self._tracks
+        events: list[TrackEvent] = []
+        n, m = len(t), boxes.shape[0]
+        measurements = tlwh_to_xyah(boxes)
+
+        if n:
+            t.mean, t.cov = self.kf.predict(t.mean, t.cov)
+            t.age += 1
+            t.time_since_update += 1
+
+        matched_det = np.full(n, -1, dtype=np.intp)
+        unmatched_cols = np.arange(m, dtype=np.intp)
+        if n and m:
+            rows, cols = self._associate(t, boxes, measurements, feats, faces)
+            if rows.size:
+                matched_det[rows] = cols
+                unmatched_cols = np.setdiff1d(unmatched_cols, cols, assume_unique=True)
+                self._apply_hits(t, rows, cols, measurements, feats, faces, events)
+
+        if n:
+            self._apply_misses(t, matched_det, events)
+            alive = (t.time_since_update == 0) | (t.confirmed & (t.time_since_update <= p.max_age))
+            t.keep(alive)
+            matched_det = matched_det[alive]
+
+        if unmatched_cols.size:
+            self._start_tracks(unmatched_cols, measurements, feats, faces, events)
+            matched_det = np.concatenate([matched_det, unmatched_cols])
+
+        return TrackUpdate(self._frame, self._views(matched_det), events)
+
+    # -- association -------------------------------------------------------------------------
+
+    def _associate(
+        self,
+        t: TrackTable,
+        boxes: Array,
+        measurements: Array,
+        feats: npt.NDArray[np.float32] | None,
+        faces: npt.NDArray[np.float32] | None,
+    ) -> tuple[IntArray, IntArray]:
+        p = self.params
+        m = boxes.shape[0]
+        all_cols = np.arange(m, dtype=np.intp)
+        mahalanobis = self.kf.gating_distance(t.mean, t.cov, measurements)
+        gated = mahalanobis > p.gating_threshold
+        predicted_tlwh = xyah_to_tlwh(t.mean)
+        iou = iou_cost(predicted_tlwh, boxes)
+
+        confirmed_rows = np.flatnonzero(t.confirmed)
+        cascade_rows: IntArray = np.empty(0, dtype=np.intp)
+        cascade_cols: IntArray = np.empty(0, dtype=np.intp)
+        if confirmed_rows.size:
+            # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
+            motion = iou / p.max_iou_distance if p.motion_cost == "iou" else mahalanobis / p.gating_threshold
+            cost = motion
+            if feats is not None:
+                appearance = nearest_neighbor_cosine(t.galleries, feats) / p.max_cosine_distance
+                # A track born while no features were given has an empty gallery: use motion.
+                cost = np.where(np.isnan(appearance), motion, appearance)
+            if faces is not None:
+                cost = self._face_override(t, cost, faces)
+            cost = np.where(gated, INFEASIBLE, cost)
+            cascade_rows, cascade_cols = matching_cascade(
+                cost, 1.0, confirmed_rows, t.time_since_update[confirmed_rows], all_cols
+            )
+
+        # IoU stage: tentative tracks and confirmed ones that missed only the previous frame.
+        candidate = ~t.confirmed | (t.time_since_update == 1)
+        if cascade_rows.size:
+            candidate[cascade_rows] = False
+            remaining = np.setdiff1d(all_cols, cascade_cols, assume_unique=True)
+        else:
+            remaining = all_cols
+        iou_rows, iou_cols = min_cost_matching(iou, p.max_iou_distance, np.flatnonzero(candidate), remaining)
+        return np.concatenate([cascade_rows, iou_rows]), np.concatenate([cascade_cols, iou_cols])
+
+    def _face_override(self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]) -> Array:
+        """Where a track's face gallery and a detection's face both exist, face distance decides.
+
+        A face is far stronger identity evidence than clothing colour: it both rescues a match
+        the histogram would refuse (lighting change) and vetoes one it would accept (two people in
+        similar clothes).
+        """
+        has_face = ~np.isnan(faces).any(axis=1)
+        if not has_face.any():
+            return cost
+        cols = np.flatnonzero(has_face)
+        face_distance = nearest_neighbor_cosine(t.face_galleries, faces[cols]) / self.params.max_face_distance
+        out = cost.copy()
+        sub = out[:, cols]
+        out[:, cols] = np.where(np.isnan(face_distance), sub, face_distance)
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _apply_hits(
+        self,
+        t: TrackTable,
+        rows: IntArray,
+        cols: IntArray,
+        measurements: Array,
+        feats: npt.NDArray[np.float32] | None,
+        faces: npt.NDArray[np.float32] | None,
+        events: list[TrackEvent],
+    ) -> None:
+        p = self.params
+        t.mean[rows], t.cov[rows] = self.kf.update(t.mean[rows], t.cov[rows], measurements[cols])
+        t.hits[rows] += 1
+        t.time_since_update[rows] = 0
+        newly_confirmed = rows[~t.confirmed[rows] & (t.hits[rows] >= p.n_init)]
+        refound = rows[t.lost[rows]]
+        if newly_confirmed.size:
+            t.confirmed[newly_confirmed] = True
+            self._emit(t, "confirmed", newly_confirmed, events)
+        if refound.size:
+            t.lost[refound] = False
+            self._emit(t, "refound", refound, events)
+        self._remember(t, rows, cols, feats, faces)
+
+    def _apply_misses(self, t: TrackTable, matched_det: IntArray, events: list[TrackEvent]) -> None:
+        missed = matched_det < 0
+        newly_lost = np.flatnonzero(missed & t.confirmed & ~t.lost)
+        if newly_lost.size:
+            t.lost[newly_lost] = True
+            self._emit(t, "lost", newly_lost, events)
+        expired = np.flatnonzero(missed & t.confirmed & (t.time_since_update > self.params.max_age))
+        if expired.size:
+            self._emit(t, "deleted", expired, events)
+
+    def _start_tracks(
+        self,
+        cols: IntArray,
+        measurements: Array,
+        feats: npt.NDArray[np.float32] | None,
+        faces: npt.NDArray[np.float32] | None,
+        events: list[TrackEvent],
+    ) -> None:
+        t = self._tracks
+        k = cols.size
+        ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
+        self._next_id += k
+        mean, cov = self.kf.initiate(measurements[cols])
+        confirmed = self.params.n_init <= 1
+        start = len(t)
+        t.append(ids, mean, cov, confirmed)
+        rows = np.arange(start, start + k, dtype=np.intp)
+        if confirmed:
+            self._emit(t, "confirmed", rows, events)
+        self._remember(t, rows, cols, feats, faces)
+
+    def _remember(
+        self,
+        t: TrackTable,
+        rows: IntArray,
+        cols: IntArray,
+        feats: npt.NDArray[np.float32] | None,
+        faces: npt.NDArray[np.float32] | None,
+    ) -> None:
+        """Add matched detections' features to their tracks' galleries (loop over matches only)."""
+        p = self.params
+        if feats is not None:
+            galleries = t.galleries
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                gallery = galleries[r]
+                if gallery is None:
+                    gallery = galleries[r] = FeatureGallery(feats.shape[1], p.nn_budget)
+                gallery.add(feats[c])
+        if faces is not None:
+            face_galleries = t.face_galleries
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+                face = faces[c]
+                if np.isnan(face).any():
+                    continue
+                gallery = face_galleries[r]
+                if gallery is None:
+                    gallery = face_galleries[r] = FeatureGallery(faces.shape[1], p.face_budget)
+                gallery.add(face)
+
+    def _emit(self, t: TrackTable, kind: str, rows: IntArray, events: list[TrackEvent]) -> None:
+        boxes = xyah_to_tlwh(t.mean[rows])
+        frame = self._frame
+        for i, r in enumerate(rows.tolist()):
+            events.append(
+                TrackEvent(kind, int(t.ids[r]), boxes[i], int(t.age[r]), int(t.hits[r]), frame)  # type: ignore[arg-type]
+            )
+
+    def _views(self, matched_det: IntArray) -> list[TrackView]:
+        t = self._tracks
+        if not len(t):
+            return []
+        boxes = xyah_to_tlwh(t.mean)
+        return [
+            TrackView(
+                track_id=track_id,
+                tlwh=boxes[i],
+                state="confirmed" if confirmed else "tentative",
+                hits=hits,
+                age=age,
+                time_since_update=tsu,
+                detection_index=det if det >= 0 else None,
+            )
+            for i, (track_id, confirmed, hits, age, tsu, det) in enumerate(
+                zip(
+                    t.ids.tolist(),
+                    t.confirmed.tolist(),
+                    t.hits.tolist(),
+                    t.age.tolist(),
+                    t.time_since_update.tolist(),
+                    matched_det.tolist(),
+                    strict=True,
+                )
+            )
+        ]
+
+    # -- input checks ------------------------------------------------------------------------
+
+    def _validate(
+        self,
+        boxes_tlwh: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        features: npt.ArrayLike | None,
+        face_features: npt.ArrayLike | None,
+    ) -> tuple[Array, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
+        boxes = np.asarray(boxes_tlwh, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes_tlwh must be (n, 4), got shape {boxes.shape}")
+        n = boxes.shape[0]
+        if not np.isfinite(boxes).all():
+            raise ValueError("boxes_tlwh contains NaN or inf")
+        if n and (boxes[:, 3] <= 0).any():
+            raise ValueError("boxes_tlwh has a box with non-positive height")
+        score_array = np.asarray(scores)
+        if score_array.shape != (n,):
+            raise ValueError(f"scores must be ({n},), got shape {score_array.shape}")
+        feats: npt.NDArray[np.float32] | None = None
+        if features is not None:
+            feats = np.asarray(features, dtype=np.float32)
+            if feats.size == 0 and n == 0:
+                feats = None
+            elif feats.ndim != 2 or feats.shape[0] != n:
+                raise ValueError(f"features must be ({n}, d), got shape {feats.shape}")
+            else:
+                if self._feature_dim is None:
+                    self._feature_dim = int(feats.shape[1])
+                elif feats.shape[1] != self._feature_dim:
+                    raise ValueError(
+                        f"features have dimension {feats.shape[1]}, earlier frames had {self._feature_dim}"
+                    )
+        faces: npt.NDArray[np.float32] | None = None
+        if face_features is not None:
+            faces = np.asarray(face_features, dtype=np.float32)
+            if faces.size == 0 and n == 0:
+                faces = None
+            elif faces.ndim != 2 or faces.shape[0] != n:
+                raise ValueError(f"face_features must be ({n}, k), got shape {faces.shape}")
+        return boxes, feats, faces

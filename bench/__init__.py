@@ -1,0 +1,1 @@
+"""Benchmarks: performance lives here, not in timed tests."""

@@ -1,0 +1,347 @@
+"""Benchmark the tracker on MOTChallenge sequences: accuracy (py-motmetrics) and update-loop speed.
+
+    python -m bench.mot SEQ_DIR [SEQ_DIR ...] [--json] [--baseline sort]
+
+Each SEQ_DIR holds det/det.txt (frame,-1,x,y,w,h,score,...) and optionally gt/gt.txt. The tracker
+runs motion only (no images). Only confirmed tracks matched to a detection in the frame are scored,
+as SORT does. Throughput counts tracker.update calls only, with BLAS limited to one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from agent.tracking import Tracker, TrackerParams, filter_detections
+from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
+from agent.tracking.iou_matching import iou_cost
+from agent.tracking.kalman_filter import KalmanFilter
+from agent.tracking.linear_assignment import min_cost_matching
+
+Array = npt.NDArray[np.float64]
+# (ids, tlwh boxes) reported for one frame.
+FrameOutput = tuple[list[int], Array]
+
+PUBLISHED_SORT_TUD_CAMPUS = {"mota": 62.7, "idf1": 60.6, "idsw": 6, "fp": 15, "fn": 113}
+
+
+@dataclass
+class Sequence_:
+    name: str
+    n_frames: int
+    detections: list[tuple[Array, Array]]  # per frame (boxes tlwh, scores), 0-based frame index
+    gt: list[tuple[list[int], Array]] | None = None
+
+
+@dataclass
+class SeqResult:
+    name: str
+    n_frames: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"frames": self.n_frames, "fps": round(self.n_frames / self.seconds, 1)}
+        out.update(self.metrics)
+        return out
+
+
+def _read_csv(path: Path) -> Array:
+    data = np.loadtxt(path, delimiter=",", ndmin=2)
+    if data.size and data.shape[1] < 7:
+        raise ValueError(f"{path}: expected at least 7 comma-separated columns, got {data.shape[1]}")
+    return data
+
+
+def load_sequence(seq_dir: Path, min_confidence: float, nms_max_overlap: float) -> Sequence_:
+    det_path = seq_dir / "det" / "det.txt"
+    if not det_path.is_file():
+        raise FileNotFoundError(f"{seq_dir}: no det/det.txt (is this a MOTChallenge sequence folder?)")
+    det = _read_csv(det_path)
+    gt_path = seq_dir / "gt" / "gt.txt"
+    gt_rows = _read_csv(gt_path) if gt_path.is_file() else None
+    last = int(det[:, 0].max()) if det.size else 0
+    if gt_rows is not None and gt_rows.size:
+        # MOT15 column 7 is the "consider" flag: 0 marks boxes to ignore.
+        gt_rows = gt_rows[gt_rows[:, 6] != 0]
+        last = max(last, int(gt_rows[:, 0].max()))
+    frames_det: list[tuple[Array, Array]] = []
+    order = np.argsort(det[:, 0], kind="stable") if det.size else np.empty(0, dtype=int)
+    det = det[order] if det.size else np.empty((0, 7))
+    bounds = np.searchsorted(det[:, 0], np.arange(1, last + 2))
+    for f in range(last):
+        rows = det[bounds[f] : bounds[f + 1]]
+        boxes = np.ascontiguousarray(rows[:, 2:6])
+        scores = np.ascontiguousarray(rows[:, 6])
+        keep = filter_detections(boxes, scores, min_confidence, nms_max_overlap)
+        frames_det.append((boxes[keep], scores[keep]))
+    gt: list[tuple[list[int], Array]] | None = None
+    if gt_rows is not None:
+        gt = []
+        for f in range(1, last + 1):
+            rows = gt_rows[gt_rows[:, 0] == f]
+            gt.append((rows[:, 1].astype(int).tolist(), rows[:, 2:6]))
+    return Sequence_(seq_dir.name, last, frames_det, gt)
+
+
+# -- trackers under test -----------------------------------------------------------------------
+
+
+def run_deep_sort(seq: Sequence_, params: TrackerParams) -> tuple[list[FrameOutput], float]:
+    tracker = Tracker(params)
+    updates = []
+    update = tracker.update
+    start = time.perf_counter()
+    for boxes, scores in seq.detections:
+        updates.append(update(boxes, scores, None))
+    elapsed = time.perf_counter() - start
+    outputs: list[FrameOutput] = []
+    for u in updates:
+        shown = u.confirmed_tracks(updated_only=True)
+        outputs.append(([t.track_id for t in shown], np.array([t.tlwh for t in shown]).reshape(-1, 4)))
+    return outputs, elapsed
+
+
+class SortBaseline:
+    """SORT (Bewley et al. 2016) as described in the paper: Kalman prediction, Hungarian on IoU
+    with a minimum IoU of 0.3, tracks dropped after `max_age` missed frames, reported after
+    `min_hits` consecutive hits (or during the first `min_hits` frames). Our own code, for a
+    side-by-side baseline; it shares our Kalman filter rather than SORT's area-based one.
+    """
+
+    def __init__(self, max_age: int = 1, min_hits: int = 3, iou_threshold: float = 0.3):
+        self.max_age = max_age
+        self.min_hits = min_hits
+        self.max_distance = 1.0 - iou_threshold
+        self.kf = KalmanFilter()
+        self.mean = np.empty((0, 8))
+        self.cov = np.empty((0, 8, 8))
+        self.ids = np.empty(0, dtype=np.int64)
+        self.streak = np.empty(0, dtype=np.int64)
+        self.tsu = np.empty(0, dtype=np.int64)
+        self.frame = 0
+        self.next_id = 1
+
+    def update(self, boxes: Array, scores: Array) -> FrameOutput:
+        self.frame += 1
+        m = boxes.shape[0]
+        meas = tlwh_to_xyah(boxes)
+        if self.ids.size:
+            self.mean, self.cov = self.kf.predict(self.mean, self.cov)
+            self.tsu += 1
+            # SORT resets the hit streak as soon as a track misses a frame.
+            self.streak[self.tsu > 1] = 0
+        rows = cols = np.empty(0, dtype=np.intp)
+        if self.ids.size and m:
+            cost = iou_cost(xyah_to_tlwh(self.mean), boxes)
+            rows, cols = min_cost_matching(
+                cost, self.max_distance, np.arange(self.ids.size), np.arange(m, dtype=np.intp)
+            )
+            if rows.size:
+                self.mean[rows], self.cov[rows] = self.kf.update(self.mean[rows], self.cov[rows], meas[cols])
+                self.tsu[rows] = 0
+                self.streak[rows] += 1
+        new = np.setdiff1d(np.arange(m), cols)
+        if new.size:
+            mean, cov = self.kf.initiate(meas[new])
+            self.mean = np.concatenate([self.mean, mean])
+            self.cov = np.concatenate([self.cov, cov])
+            self.ids = np.concatenate([self.ids, np.arange(self.next_id, self.next_id + new.size)])
+            self.next_id += new.size
+            self.streak = np.concatenate([self.streak, np.ones(new.size, dtype=np.int64)])
+            self.tsu = np.concatenate([self.tsu, np.zeros(new.size, dtype=np.int64)])
+        shown = (self.tsu == 0) & ((self.streak >= self.min_hits) | (self.frame <= self.min_hits))
+        out = (self.ids[shown].tolist(), xyah_to_tlwh(self.mean[shown]))
+        alive = self.tsu <= self.max_age
+        if not alive.all():
+            self.mean, self.cov = self.mean[alive], self.cov[alive]
+            self.ids, self.streak, self.tsu = self.ids[alive], self.streak[alive], self.tsu[alive]
+        return out
+
+
+def run_sort(seq: Sequence_) -> tuple[list[FrameOutput], float]:
+    tracker = SortBaseline()
+    outputs = []
+    start = time.perf_counter()
+    for boxes, scores in seq.detections:
+        outputs.append(tracker.update(boxes, scores))
+    return outputs, time.perf_counter() - start
+
+
+# -- scoring -----------------------------------------------------------------------------------
+
+
+def _motmetrics() -> Any:
+    # py-motmetrics 1.4.0 still calls np.asfarray, which numpy 2 removed.
+    if not hasattr(np, "asfarray"):
+        np.asfarray = lambda a, dtype=float: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
+    import motmetrics
+
+    return motmetrics
+
+
+def accumulate(seq: Sequence_, outputs: list[FrameOutput]) -> Any:
+    mm = _motmetrics()
+    acc = mm.MOTAccumulator(auto_id=True)
+    assert seq.gt is not None
+    for (gt_ids, gt_boxes), (hyp_ids, hyp_boxes) in zip(seq.gt, outputs, strict=True):
+        distances = mm.distances.iou_matrix(gt_boxes, hyp_boxes, max_iou=0.5)
+        acc.update(gt_ids, hyp_ids, distances)
+    return acc
+
+
+METRICS = ["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp"]
+
+
+def _summary_row(row: Any) -> dict[str, float]:
+    return {
+        "mota": round(float(row["mota"]) * 100, 2),
+        "idf1": round(float(row["idf1"]) * 100, 2),
+        "idsw": int(row["num_switches"]),
+        "fp": int(row["num_false_positives"]),
+        "fn": int(row["num_misses"]),
+        "motp": round(float(row["motp"]), 4) if not math.isnan(float(row["motp"])) else float("nan"),
+    }
+
+
+def evaluate(
+    sequences: Sequence[Sequence_], run: Callable[[Sequence_], tuple[list[FrameOutput], float]]
+) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    accs: list[Any] = []
+    names: list[str] = []
+    total_frames = 0
+    total_seconds = 0.0
+    for seq in sequences:
+        outputs, seconds = run(seq)
+        total_frames += seq.n_frames
+        total_seconds += seconds
+        result = SeqResult(seq.name, seq.n_frames, seconds)
+        if seq.gt is not None:
+            accs.append(accumulate(seq, outputs))
+            names.append(seq.name)
+        results[seq.name] = result.as_dict()
+    if accs:
+        mm = _motmetrics()
+        summary = mm.metrics.create().compute_many(accs, metrics=METRICS, names=names, generate_overall=True)
+        for name in names:
+            results[name].update(_summary_row(summary.loc[name]))
+        overall_metrics = _summary_row(summary.loc["OVERALL"])
+    else:
+        overall_metrics = {}
+    results["overall"] = {
+        "frames": total_frames,
+        "fps": round(total_frames / total_seconds, 1) if total_seconds > 0 else float("inf"),
+        **overall_metrics,
+    }
+    return results
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrackerParams()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.mot",
+        description="Run the tracker (motion only) on MOTChallenge sequences; report MOTA, IDF1, "
+        "IDSW, FP, FN, MOTP (py-motmetrics, IoU 0.5) and update-loop frames per second.",
+    )
+    parser.add_argument("sequences", nargs="+", type=Path, help="sequence folders with det/det.txt")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--baseline",
+        choices=["sort", "none"],
+        default="none",
+        help="also run a SORT baseline (IoU only, max_age=1, min_hits=3) in the same run",
+    )
+    parser.add_argument("--min-confidence", type=float, default=defaults.min_confidence)
+    parser.add_argument("--nms-max-overlap", type=float, default=defaults.nms_max_overlap)
+    parser.add_argument("--max-age", type=int, default=defaults.max_age)
+    parser.add_argument("--n-init", type=int, default=defaults.n_init)
+    parser.add_argument("--max-iou-distance", type=float, default=defaults.max_iou_distance)
+    parser.add_argument("--motion-cost", choices=["iou", "mahalanobis"], default=defaults.motion_cost)
+    parser.add_argument("--repeat", type=int, default=1, help="run each tracker N times, keep the fastest")
+    return parser
+
+
+def _best_of(
+    run: Callable[[Sequence_], tuple[list[FrameOutput], float]], repeat: int
+) -> Callable[[Sequence_], tuple[list[FrameOutput], float]]:
+    def wrapped(seq: Sequence_) -> tuple[list[FrameOutput], float]:
+        best: tuple[list[FrameOutput], float] | None = None
+        for _ in range(max(1, repeat)):
+            result = run(seq)
+            if best is None or result[1] < best[1]:
+                best = result
+        assert best is not None
+        return best
+
+    return wrapped
+
+
+def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
+    print(f"== {label}")
+    print(
+        f"{'sequence':<16}{'frames':>7}{'fps':>10}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>6}{'FN':>7}{'MOTP':>8}"
+    )
+    for name, r in results.items():
+        if "mota" in r:
+            print(
+                f"{name:<16}{r['frames']:>7}{r['fps']:>10.1f}{r['mota']:>8.1f}{r['idf1']:>8.1f}"
+                f"{r['idsw']:>6}{r['fp']:>6}{r['fn']:>7}{r['motp']:>8.3f}"
+            )
+        else:
+            print(f"{name:<16}{r['frames']:>7}{r['fps']:>10.1f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        params = TrackerParams(
+            max_age=args.max_age,
+            n_init=args.n_init,
+            max_iou_distance=args.max_iou_distance,
+            motion_cost=args.motion_cost,
+            min_confidence=args.min_confidence,
+            nms_max_overlap=args.nms_max_overlap,
+        )
+    except ValueError as exc:
+        print(f"bench.mot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sequences = [load_sequence(p, params.min_confidence, params.nms_max_overlap) for p in args.sequences]
+    except (OSError, ValueError) as exc:
+        print(f"bench.mot: {exc}", file=sys.stderr)
+        return 2
+    with threadpool_limits(limits=1):
+        ours = evaluate(sequences, _best_of(lambda s: run_deep_sort(s, params), args.repeat))
+        baseline = evaluate(sequences, _best_of(run_sort, args.repeat)) if args.baseline == "sort" else None
+    if args.json:
+        payload: dict[str, Any] = dict(ours)
+        if baseline is not None:
+            # Kept out of the per-sequence keys so the top level stays "sequences + overall".
+            payload["baseline_sort"] = baseline
+        print(json.dumps(payload, indent=2))
+    else:
+        _print_table("ours (deep sort, motion only)", ours)
+        if baseline is not None:
+            _print_table("baseline (sort: iou, max_age=1, min_hits=3)", baseline)
+            fps_ratio = ours["overall"]["fps"] / baseline["overall"]["fps"]
+            print(f"overall fps ratio ours/sort: {fps_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
