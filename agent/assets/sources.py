@@ -126,7 +126,7 @@ class ZipMemberSource:
         return target
 
     def fetch(self, out: Sink, ctx: FetchContext) -> None:
-        archive = ctx.cached(f"zip:{self.url}", lambda: self._download(ctx))
+        archive = ctx.cached(f"zip:{self.url}@{self.zip_sha256}", lambda: self._download(ctx))
         try:
             with zipfile.ZipFile(archive) as bundle, bundle.open(self.member) as member:
                 shutil.copyfileobj(member, out, CHUNK)
