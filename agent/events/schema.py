@@ -60,6 +60,7 @@ class ModelApplied(EventBase):
     model_version: str
     labels: list[str]
     apply_latency_s: float = Field(ge=0.0, description="From message arrival to first frame classified")
+    previous_version: str | None = None
 
 
 class ModelRejected(EventBase):
@@ -67,6 +68,8 @@ class ModelRejected(EventBase):
     model_version: str | None
     reason: str
     running_version: str | None
+    # Machine-readable reason (agent.classifier.errors.RejectCode), e.g. "bad_signature".
+    code: str | None = None
 
 
 Event = Annotated[
