@@ -1,0 +1,273 @@
+"""One frame through the agent: detect -> appearance -> faces -> embed -> classify -> track -> identity
+-> events.
+
+Split in two halves so the app can overlap them across frames:
+- `FrameAnalyzer.analyze` runs the models (in the inference executor; TFLite interpreters are not
+  thread-safe, so one analyzer is used by one worker at a time);
+- `TrackingStage.step` runs the tracker, identity voting and event building (on the event loop;
+  pure Python and NumPy, no I/O).
+Which people need a face look is decided from the previous frame's tracks (`TrackingStage.hints`):
+unidentified tracks every frame, identified ones every `face_recheck_every` frames, and any person
+box that does not overlap a known track (a newcomer). When nobody needs a face, the face models
+do not run at all.
+
+`Pipeline` chains both halves synchronously (tests, the sequential baseline in bench/).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.events.schema import EventBase
+from agent.runtime.binding import bind_faces
+from agent.runtime.event_builder import EventBuilder, FrameStamp
+from agent.runtime.identity import IdentityResolver
+from agent.runtime.source import SourceFrame
+from agent.tracking import Tracker, TrackView
+from agent.vision.types import BBox, FaceDetection, FaceDetector, FaceEmbedder, Frame, PersonDetector
+
+# A person box overlapping a known track less than this is treated as someone new.
+NEWCOMER_IOU = 0.3
+
+
+class ClassifierLike(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def predict(self, embeddings: npt.ArrayLike) -> list[Any]:
+        """One object with `.label` and `.confidence` per row."""
+        ...
+
+
+class AppearanceLike(Protocol):
+    def encode(self, frame_bgr: Frame, boxes_tlwh: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TrackHint:
+    """What the analyzer needs to know about a live track from the previous frame."""
+
+    tlwh: tuple[float, float, float, float]
+    needs_face: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FacePrediction:
+    label: str
+    confidence: float
+
+
+@dataclass(slots=True)
+class Analysis:
+    """The models' output for one frame (everything the tracking stage needs)."""
+
+    frame: SourceFrame
+    boxes_tlwh: npt.NDArray[np.float64]
+    scores: npt.NDArray[np.float64]
+    features: npt.NDArray[np.float32] | None
+    face_features: npt.NDArray[np.float32] | None
+    # detection index -> the face bound to it (every bound face, for drawing)
+    faces: dict[int, FaceDetection] = field(default_factory=dict)
+    # detection index -> classifier output, for the faces that were embedded this frame
+    predictions: dict[int, FacePrediction] = field(default_factory=dict)
+    classifier_version: str | None = None
+    faces_checked: bool = False
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _iou_tlwh(a: tuple[float, float, float, float], b: npt.NDArray[np.float64]) -> float:
+    return BBox.from_tlwh(*a).iou(BBox.from_tlwh(*(float(v) for v in b[:4])))
+
+
+class FrameAnalyzer:
+    def __init__(
+        self,
+        person_detector: PersonDetector,
+        face_detector: FaceDetector,
+        embedder: FaceEmbedder,
+        appearance: AppearanceLike | None,
+    ) -> None:
+        self.person_detector = person_detector
+        self.face_detector = face_detector
+        self.embedder = embedder
+        self.appearance = appearance
+
+    def analyze(
+        self,
+        frame: SourceFrame,
+        hints: list[TrackHint],
+        classifier: ClassifierLike | None,
+    ) -> Analysis:
+        timings: dict[str, float] = {}
+        image = frame.image
+        t0 = time.perf_counter()
+        detections = self.person_detector.detect(image)
+        t1 = time.perf_counter()
+        timings["person_ms"] = (t1 - t0) * 1000
+        n = len(detections)
+        boxes = np.array([d.box.tlwh() for d in detections], dtype=np.float64).reshape(n, 4)
+        scores = np.array([d.score for d in detections], dtype=np.float64)
+        features = None
+        if self.appearance is not None:
+            features = self.appearance.encode(image, boxes) if n else None
+            timings["appearance_ms"] = (time.perf_counter() - t1) * 1000
+        analysis = Analysis(frame, boxes, scores, features, None, timings_ms=timings)
+        if classifier is not None:
+            analysis.classifier_version = classifier.version
+
+        needing = [i for i in range(n) if self._needs_face(boxes[i], hints)]
+        if not needing:
+            return analysis
+        analysis.faces_checked = True
+        t2 = time.perf_counter()
+        faces = self.face_detector.detect(image)
+        t3 = time.perf_counter()
+        timings["face_ms"] = (t3 - t2) * 1000
+        if not faces:
+            return analysis
+        persons = [d.box for d in detections]
+        bindings = bind_faces([f.box for f in faces], persons)
+        analysis.faces = {b.person_index: faces[b.face_index] for b in bindings}
+        wanted = [(b.person_index, faces[b.face_index]) for b in bindings if b.person_index in needing]
+        if not wanted:
+            return analysis
+        embeddings = self.embedder.embed(image, [face for _, face in wanted])
+        t4 = time.perf_counter()
+        timings["embed_ms"] = (t4 - t3) * 1000
+        face_features = np.full((n, embeddings.shape[1]), np.nan, dtype=np.float32)
+        for row, (det_index, _) in enumerate(wanted):
+            face_features[det_index] = embeddings[row]
+        analysis.face_features = face_features
+        if classifier is not None:
+            predictions = classifier.predict(embeddings)
+            timings["classify_ms"] = (time.perf_counter() - t4) * 1000
+            for (det_index, _), pred in zip(wanted, predictions, strict=True):
+                analysis.predictions[det_index] = FacePrediction(str(pred.label), float(pred.confidence))
+        return analysis
+
+    @staticmethod
+    def _needs_face(box: npt.NDArray[np.float64], hints: list[TrackHint]) -> bool:
+        best_iou, best = 0.0, None
+        for hint in hints:
+            iou = _iou_tlwh(hint.tlwh, box)
+            if iou > best_iou:
+                best_iou, best = iou, hint
+        if best is None or best_iou < NEWCOMER_IOU:
+            return True
+        return best.needs_face
+
+
+@dataclass(slots=True)
+class StepResult:
+    events: list[EventBase]
+    tracks: list[TrackView]
+    labels: dict[int, str]
+    timings_ms: dict[str, float]
+
+
+class TrackingStage:
+    """Tracker + identity voting + event building; keeps the per-track face-check schedule."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        resolver: IdentityResolver,
+        builder: EventBuilder,
+        face_recheck_every: int,
+    ) -> None:
+        self.tracker = tracker
+        self.resolver = resolver
+        self.builder = builder
+        self.face_recheck_every = max(1, face_recheck_every)
+        self._tracks: list[TrackView] = []
+        self._last_face_check: dict[int, int] = {}
+        self.last_index = 0
+
+    @property
+    def tracks(self) -> list[TrackView]:
+        return list(self._tracks)
+
+    def hints(self, frame_index: int) -> list[TrackHint]:
+        """Which live tracks want a face look on `frame_index` (recorded as a check when due)."""
+        out: list[TrackHint] = []
+        for track in self._tracks:
+            tid = track.track_id
+            if not self.resolver.is_identified(tid):
+                needs = True
+            else:
+                last = self._last_face_check.get(tid, -(10**9))
+                needs = frame_index - last >= self.face_recheck_every
+            if needs:
+                self._last_face_check[tid] = frame_index
+            tlwh = tuple(float(v) for v in track.tlwh[:4])
+            out.append(TrackHint(tlwh=(tlwh[0], tlwh[1], tlwh[2], tlwh[3]), needs_face=needs))
+        return out
+
+    def step(self, analysis: Analysis, stamp: FrameStamp) -> StepResult:
+        t0 = time.perf_counter()
+        update = self.tracker.update(
+            analysis.boxes_tlwh, analysis.scores, analysis.features, analysis.face_features
+        )
+        t1 = time.perf_counter()
+        events: list[EventBase] = []
+        builder, resolver = self.builder, self.resolver
+        builder.observe(update.tracks, stamp)
+        for life in update.events:
+            events.extend(builder.lifecycle(life, stamp))
+            if life.kind == "deleted":
+                for change in resolver.remove(life.track_id):
+                    events.extend(builder.identity(change, stamp))
+        det_to_track = {t.detection_index: t.track_id for t in update.tracks if t.detection_index is not None}
+        for det_index, pred in sorted(analysis.predictions.items()):
+            track_id = det_to_track.get(det_index)
+            if track_id is None:
+                continue
+            self._last_face_check[track_id] = stamp.index
+            for change in resolver.observe(track_id, pred.label, pred.confidence):
+                events.extend(builder.identity(change, stamp))
+        live = [t.track_id for t in update.tracks]
+        for change in resolver.retain(live):
+            events.extend(builder.identity(change, stamp))
+        events.extend(builder.sweep(live, stamp))
+        live_set = set(live)
+        for tid in [t for t in self._last_face_check if t not in live_set]:
+            del self._last_face_check[tid]
+        self._tracks = update.tracks
+        self.last_index = stamp.index
+        labels = {t.track_id: resolver.label_of(t.track_id) for t in update.tracks}
+        t2 = time.perf_counter()
+        return StepResult(
+            events, update.tracks, labels, {"track_ms": (t1 - t0) * 1000, "identity_ms": (t2 - t1) * 1000}
+        )
+
+    def finish(self, stamp: FrameStamp) -> list[EventBase]:
+        """End of input: every live track ends (track_ended carries its label)."""
+        events = self.builder.end_all(stamp)
+        self.resolver.retain([])
+        self._tracks = []
+        return events
+
+
+class Pipeline:
+    """Both halves chained, one frame at a time (no overlap): tests and the sequential baseline."""
+
+    def __init__(
+        self,
+        analyzer: FrameAnalyzer,
+        stage: TrackingStage,
+        classifier: Callable[[], ClassifierLike | None] = lambda: None,
+    ) -> None:
+        self.analyzer = analyzer
+        self.stage = stage
+        self.classifier = classifier
+
+    def process(self, frame: SourceFrame) -> tuple[Analysis, StepResult]:
+        analysis = self.analyzer.analyze(frame, self.stage.hints(frame.index), self.classifier())
+        result = self.stage.step(analysis, FrameStamp(frame.index, frame.ts))
+        return analysis, result
