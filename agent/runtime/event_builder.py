@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.events.schema import EventBase, IdentityEvent, TrackEnded, TrackStarted
 from agent.runtime.identity import UNKNOWN, IdentityChange
 
@@ -25,7 +28,7 @@ class TrackLike(Protocol):
     @property
     def track_id(self) -> int: ...
     @property
-    def tlwh(self) -> Sequence[float]: ...
+    def tlwh(self) -> Sequence[float] | npt.NDArray[np.float64]: ...
     @property
     def detection_index(self) -> int | None: ...
 
@@ -36,7 +39,7 @@ class TrackEventLike(Protocol):
     @property
     def track_id(self) -> int: ...
     @property
-    def tlwh(self) -> Sequence[float]: ...
+    def tlwh(self) -> Sequence[float] | npt.NDArray[np.float64]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,7 @@ class _TrackRecord:
     last_bbox: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
 
-def tlwh_to_xyxy(tlwh: Sequence[float]) -> list[float]:
+def tlwh_to_xyxy(tlwh: Sequence[float] | npt.NDArray[np.float64]) -> list[float]:
     x, y, w, h = (float(v) for v in tlwh[:4])
     return [round(x, 1), round(y, 1), round(x + w, 1), round(y + h, 1)]
 
