@@ -5,6 +5,9 @@ Every section forbids unknown keys so a typo in config.toml is an error, not a s
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -15,6 +18,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -199,26 +203,70 @@ class AgentConfig(BaseSettings):
         return candidate if candidate.is_absolute() else self.assets_dir / candidate
 
 
+_NOT_SET = object()
+
+
+def _section_keys(loc: tuple[Any, ...]) -> tuple[str, list[str]] | None:
+    """("[mqtt]", its keys) for the section holding `loc`'s last key; None if not a known section."""
+    model: type[BaseModel] = AgentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    where = f"[{'.'.join(str(p) for p in loc[:-1])}]" if len(loc) > 1 else "at the top level"
+    return where, list(model.model_fields)
+
+
+def _origin(loc: tuple[Any, ...], overrides: dict[str, Any], config_file: Path | None) -> str:
+    """Which source supplied the bad value: the highest-precedence one that sets this key."""
+    node: Any = overrides
+    for part in loc:
+        node = node.get(part, _NOT_SET) if isinstance(node, dict) else _NOT_SET
+    if node is not _NOT_SET:
+        return "command-line flags"
+    # pydantic-settings matches names case-insensitively; a whole section may come as JSON.
+    present = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        wanted = ENV_PREFIX + "__".join(str(p) for p in loc[:depth]).upper()
+        if wanted in present:
+            return f"environment variable {present[wanted]}"
+    return str(config_file) if config_file is not None else "defaults"
+
+
+def _shown(value: Any) -> str:
+    text = "{...}" if isinstance(value, dict) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _describe_error(error: Any) -> str:
-    location = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
-    message = str(error.get("msg", "invalid"))
-    if error.get("type") == "extra_forbidden":
-        return f"unknown key '{location}'"
+    loc = tuple(part for part in error.get("loc", ()) if part != "__root__")
+    location = ".".join(str(part) for part in loc)
     value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict) else "{...}"
-    return f"{location} = {shown}: {message}"
+    if error.get("type") == "extra_forbidden":
+        section = _section_keys(loc)
+        if section is None:
+            return f"unknown key '{location}' = {_shown(value)}"
+        where, keys = section
+        close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown key '{location}' = {_shown(value)}{hint}; allowed {where}: {', '.join(keys)}"
+    if error.get("type") == "model_type":
+        return f"{location} = {_shown(value)}: must be a table of settings ([{location}] in TOML)"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{location} = {_shown(value)}: {message}"
 
 
 def load_config(config_file: Path | None = None, **overrides: Any) -> AgentConfig:
     """Load and validate the agent config; raises ConfigError with one line on any problem.
 
     `overrides` are nested dicts of CLI flags (for example {"tracker": {"max_age": 50}}); None
-    values are dropped so an absent flag never masks the file or the environment.
+    values are dropped so an absent flag never masks the file or the environment. The line names
+    where the bad value came from: the flags, an environment variable, or the file.
     """
     cleaned = _drop_none(overrides)
-    source = "config"
     if config_file is not None:
-        source = str(config_file)
         if not config_file.is_file():
             raise ConfigError(f"config error: file {config_file} does not exist")
         try:
@@ -226,6 +274,8 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> AgentConfi
                 tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config error: {config_file} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config error: cannot read {config_file}: {exc.strerror or exc}") from None
     settings_cls: type[AgentConfig] = type(
         "AgentConfig",
         (AgentConfig,),
@@ -235,9 +285,22 @@ def load_config(config_file: Path | None = None, **overrides: Any) -> AgentConfi
         config = settings_cls(**cleaned)
     except ValidationError as exc:
         first = exc.errors()[0]
+        origin = _origin(tuple(first.get("loc", ())), cleaned, config_file)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"config error in {source}: {_describe_error(first)}{more}") from None
-    return config
+        raise ConfigError(f"config error in {origin}: {_describe_error(first)}{more}") from None
+    except SettingsError as exc:
+        # Raised when an environment variable for a section or list is not valid JSON.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        field = match.group(1) if match else "?"
+        origin = _origin((field,), {}, None)
+        value = os.environ.get(origin.removeprefix("environment variable "), "")
+        raise ConfigError(
+            f"config error in {origin}: {field} = {_shown(value)}: must be JSON "
+            f"(or set one key with {ENV_PREFIX}{field.upper()}__KEY)"
+        ) from None
+    # Hand out a plain AgentConfig (already validated), not the per-call subclass, so configs
+    # compare equal whatever file they came from.
+    return AgentConfig.model_construct(_fields_set=config.model_fields_set, **dict(config))
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
