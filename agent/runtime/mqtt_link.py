@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 import structlog
 from structlog.typing import FilteringBoundLogger
 
@@ -192,6 +193,11 @@ class MqttLink:
                     self._note_error(group, connected)
                 except* OSError as group:
                     self._note_error(group, connected)
+                except* Exception as group:
+                    # Anything else (a full disk on ack, a TLS file that vanished) must not end the
+                    # link for good: log it with its traceback and retry like a dropped connection.
+                    self._note_error(group, connected)
+                    self._log.error("mqtt_link_error", exc_info=group.exceptions[0])
                 finally:
                     self._client = None
                     self._stats.connected_since = None
@@ -277,7 +283,8 @@ class MqttLink:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=1, retain=True),
             clean_session=None if v5 else True,
-            clean_start=True,
+            # paho rejects any clean_start other than its default on MQTT 3.1.1.
+            clean_start=True if v5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             keepalive=cfg.keepalive_s,
             timeout=max(10.0, float(cfg.keepalive_s)),
             max_inflight_messages=max(20, self._window),

@@ -1,0 +1,502 @@
+"""MqttLink against a real mosquitto with real subscribers: delivery, outages, availability, auth.
+
+Nothing is mocked. "No PUBACK" is produced by freezing the broker process with SIGSTOP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import structlog
+
+from agent.config import MqttConfig
+from agent.devtools.mosquitto import MosquittoBroker, free_port
+from agent.events.schema import TrackStarted, utc_now
+from agent.runtime.mqtt_link import MqttLink, backoff_delay
+from agent.runtime.outbox import Outbox
+from agent.runtime.topics import Topics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "pi-1"
+
+
+def draft(frame: int) -> TrackStarted:
+    return TrackStarted(device=DEVICE, ts=utc_now(), frame=frame, track_id=frame, bbox=[0.0, 0.0, 10.0, 20.0])
+
+
+def fast_config(broker: MosquittoBroker, **overrides: Any) -> MqttConfig:
+    values: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "reconnect_min_s": 0.05,
+        "reconnect_max_s": 0.4,
+        "keepalive_s": 5,
+        "password_env": "FACETRACK_TEST_UNSET_PASSWORD",
+    }
+    values.update(overrides)
+    return MqttConfig(**values)
+
+
+class Subscriber:
+    """A real MQTT client that keeps reconnecting and records (topic, payload, retain)."""
+
+    def __init__(self, broker: MosquittoBroker, topic_filter: str, client_id: str, persistent: bool) -> None:
+        self.broker = broker
+        self.topic_filter = topic_filter
+        self.client_id = client_id
+        self.persistent = persistent
+        self.received: list[tuple[str, bytes, bool]] = []
+        self.subscribed = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.broker.host,
+                    self.broker.port,
+                    identifier=self.client_id,
+                    clean_session=not self.persistent,
+                    keepalive=5,
+                ) as client:
+                    await client.subscribe(self.topic_filter, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        assert isinstance(payload, bytes)
+                        self.received.append((message.topic.value, payload, message.retain))
+                        self._changed.set()
+            except aiomqtt.MqttError:
+                self.subscribed.clear()
+                await asyncio.sleep(0.05)
+
+    async def start(self) -> Subscriber:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 5)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await self._task
+
+    def seqs(self) -> list[int]:
+        return [json.loads(p)["seq"] for t, p, _ in self.received if t.endswith("/events")]
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [p for t, p, _ in self.received if t == topic]
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def dedupe_in_order(seqs: list[int]) -> list[int]:
+    seen: set[int] = set()
+    out = []
+    for seq in seqs:
+        if seq not in seen:
+            seen.add(seq)
+            out.append(seq)
+    return out
+
+
+@pytest.fixture
+def persistent_broker() -> Iterator[MosquittoBroker]:
+    """A mosquitto that keeps persistent sessions across stop()/start(), so a subscriber that is
+    offline during the restart still gets every QoS 1 message queued for it."""
+    workdir = Path(tempfile.mkdtemp(prefix="facetrack-mosquitto-persist-"))
+    # mosquitto drops root privileges to its own user before writing its database.
+    workdir.chmod(0o777)
+    broker = MosquittoBroker(
+        workdir=workdir,
+        extra_config=f"persistence true\npersistence_location {workdir}/\nmax_queued_messages 100000\n",
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def topics() -> Topics:
+    return Topics(prefix="facetrack", device_id=DEVICE)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "state" / "outbox.sqlite3", max_rows=100_000, max_bytes=64 << 20)
+    yield box
+    box.close()
+
+
+async def start_link(link: MqttLink) -> asyncio.Task[None]:
+    task = asyncio.create_task(link.run())
+    return task
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    # Polling: the predicates read outbox/link state that has no event to wait on.
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def test_topics_layout() -> None:
+    t = Topics(prefix="facetrack", device_id="pi-1")
+    assert (t.events, t.availability, t.status, t.model, t.fleet_model, t.all_events) == (
+        "facetrack/pi-1/events",
+        "facetrack/pi-1/availability",
+        "facetrack/pi-1/status",
+        "facetrack/pi-1/model",
+        "facetrack/all/model",
+        "facetrack/+/events",
+    )
+    for bad in ("", "a/b", "all", "x+", "#"):
+        with pytest.raises(ValueError):
+            Topics(prefix="facetrack", device_id=bad)
+
+
+def test_backoff_is_exponential_jittered_and_bounded() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [[backoff_delay(a, 0.5, 30.0, rng) for _ in range(200)] for a in range(1, 12)]
+    assert all(0.5 <= d <= 30.0 for row in delays for d in row)
+    assert max(delays[0]) == pytest.approx(0.5)
+    assert max(delays[3]) <= 4.0 and max(delays[3]) > 3.0  # attempt 4: up to 0.5 * 2**3
+    assert max(delays[10]) > 25.0  # capped at 30, and full jitter spreads the whole range
+    assert min(delays[10]) < 5.0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_delivers_every_event_in_seq_order_and_acks_only_after_puback(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox, protocol: str
+) -> None:
+    sub = await Subscriber(mosquitto, topics.all_events, "test-sub", persistent=False).start()
+    link = MqttLink(fast_config(mosquitto, protocol=protocol), topics, outbox)
+    task = await start_link(link)
+    await wait_for(lambda: link.connected)
+
+    n = 300
+    for i in range(n):
+        outbox.append(draft(i))
+        link.notify()
+    await sub.wait_until(lambda: len(sub.seqs()) >= n)
+    assert sub.seqs() == list(range(1, n + 1))
+    await wait_for(lambda: outbox.depth == 0)
+    assert link.stats["published"] == n
+
+    # Freeze the broker: the TCP connection stays up but no PUBACK can come back.
+    assert mosquitto._process is not None
+    pid = mosquitto._process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for i in range(5):
+            outbox.append(draft(n + i))
+            link.notify()
+        await asyncio.sleep(0.5)
+        assert outbox.depth == 5, "events left the outbox without a PUBACK"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await wait_for(lambda: outbox.depth == 0)
+    await sub.wait_until(lambda: len(sub.seqs()) >= n + 5)
+    assert sub.seqs() == list(range(1, n + 6))
+
+    await link.stop()
+    await task
+    await sub.stop()
+
+
+async def test_broker_restart_mid_stream_loses_nothing_and_resubscribes(
+    persistent_broker: MosquittoBroker, topics: Topics, outbox: Outbox
+) -> None:
+    broker = persistent_broker
+    sub = await Subscriber(broker, topics.all_events, "test-sub-persistent", persistent=True).start()
+    link = MqttLink(fast_config(broker), topics, outbox)
+    commands: list[bytes] = []
+
+    async def on_model(topic: str, payload: bytes) -> None:
+        commands.append(payload)
+
+    link.subscribe(topics.model, on_model)
+    task = await start_link(link)
+    await wait_for(lambda: link.connected)
+
+    n = 400
+    for i in range(n):
+        outbox.append(draft(i))
+        link.notify()
+        if i == 150:
+            broker.stop()
+            await asyncio.sleep(0)
+        if i == 300:
+            assert outbox.depth > 0, "events appended during the outage must queue on disk"
+            broker.start()
+        await asyncio.sleep(0.002 if 150 <= i < 300 else 0)
+    await sub.wait_until(lambda: n in sub.seqs(), within=20)
+    received = sub.seqs()
+    assert dedupe_in_order(received) == list(range(1, n + 1)), "an event is missing or out of order"
+    await wait_for(lambda: outbox.depth == 0)
+    assert link.stats["reconnects"] >= 1
+
+    # The handler's subscription was renewed on the new connection.
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.publish(topics.model, b"after-restart", qos=1)
+    await wait_for(lambda: commands == [b"after-restart"])
+
+    await link.stop()
+    await task
+    await sub.stop()
+
+
+async def test_broker_unreachable_at_start_queues_on_disk_then_delivers(
+    persistent_broker: MosquittoBroker, topics: Topics, outbox: Outbox
+) -> None:
+    broker = persistent_broker
+    # Register the subscriber's persistent session, then take the broker away.
+    sub = await Subscriber(broker, topics.all_events, "test-sub-late", persistent=True).start()
+    await sub.stop()
+    broker.stop()
+
+    with structlog.testing.capture_logs() as logs:
+        link = MqttLink(fast_config(broker), topics, outbox)
+        task = await start_link(link)
+        for i in range(40):
+            outbox.append(draft(i))
+            link.notify()
+        await asyncio.sleep(0.8)
+        assert not link.connected
+        assert outbox.depth == 40
+        assert link.stats["connect_failures"] >= 2
+        assert link.stats["last_error"]
+        broker.start()
+        await wait_for(lambda: outbox.depth == 0, within=10)
+    attempts = [e for e in logs if e["event"] == "mqtt_connecting"]
+    waits = [e for e in logs if e["event"] == "mqtt_reconnect_wait"]
+    assert len(attempts) >= 3 and len(waits) >= 2
+    assert all(0.05 <= e["delay_s"] <= 0.4 for e in waits)
+
+    sub = await Subscriber(broker, topics.all_events, "test-sub-late", persistent=True).start()
+    await sub.wait_until(lambda: 40 in sub.seqs())
+    assert dedupe_in_order(sub.seqs()) == list(range(1, 41))
+    await link.stop()
+    await task
+    await sub.stop()
+
+
+_AGENT = """
+import asyncio, sys
+from pathlib import Path
+import structlog
+from agent.config import MqttConfig
+from agent.runtime.mqtt_link import MqttLink
+from agent.runtime.outbox import Outbox
+from agent.runtime.topics import Topics
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+async def main() -> None:
+    outbox = Outbox(Path(sys.argv[2]), max_rows=1000, max_bytes=1 << 20)
+    config = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5)
+    link = MqttLink(config, Topics("facetrack", "pi-1"), outbox)
+    task = asyncio.create_task(link.run())
+    while not link.connected:
+        await asyncio.sleep(0.01)
+    print("connected", flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def test_availability_online_offline_on_kill_9_and_stopped_on_clean_stop(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox, tmp_path: Path
+) -> None:
+    sub = await Subscriber(mosquitto, topics.availability, "test-avail", persistent=False).start()
+
+    script = tmp_path / "agent_proc.py"
+    script.write_text(_AGENT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(mosquitto.port),
+        str(tmp_path / "child-outbox.sqlite3"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert line.strip() == b"connected"
+        await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"online"])
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"offline"], within=10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # In-process link: online (retained), then a clean stop publishes "stopped" and no will fires.
+    link = MqttLink(fast_config(mosquitto), topics, outbox)
+    task = await start_link(link)
+    await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"online"])
+    late = await Subscriber(mosquitto, topics.availability, "test-avail-late", persistent=False).start()
+    await late.wait_until(lambda: late.received != [])
+    assert late.received[0] == (topics.availability, b"online", True)
+    await late.stop()
+
+    await link.stop()
+    await task
+    assert task.done() and not link.connected
+    await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"stopped"])
+    await asyncio.sleep(0.5)
+    assert sub.payloads(topics.availability)[-1] == b"stopped", "the will fired after a clean stop"
+    late = await Subscriber(mosquitto, topics.availability, "test-avail-late2", persistent=False).start()
+    await late.wait_until(lambda: late.received != [])
+    assert late.received[0] == (topics.availability, b"stopped", True)
+    await late.stop()
+    await sub.stop()
+
+
+async def test_status_and_raw_publish_are_retained_and_best_effort(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox
+) -> None:
+    link = MqttLink(fast_config(mosquitto), topics, outbox)
+    assert await link.publish_status({"fps": 1.0}) is False  # not connected: skipped, no error
+    task = await start_link(link)
+    await wait_for(lambda: link.connected)
+    assert await link.publish_status({"fps": 12.5, "outbox_depth": outbox.depth}) is True
+    assert await link.publish_raw("homeassistant/sensor/pi-1/config", b"{}", qos=1, retain=True) is True
+    sub = await Subscriber(mosquitto, topics.status, "test-status", persistent=False).start()
+    await sub.wait_until(lambda: sub.received != [])
+    topic, payload, retained = sub.received[0]
+    assert (topic, retained) == (topics.status, True)
+    assert json.loads(payload) == {"fps": 12.5, "outbox_depth": 0}
+    await link.stop()
+    await task
+    await sub.stop()
+
+
+async def test_handler_errors_and_malformed_messages_do_not_kill_the_link(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def strict_json(topic: str, payload: bytes) -> None:
+        seen.append(json.loads(payload))  # raises on garbage, as a real handler would
+
+    link = MqttLink(fast_config(mosquitto), topics, outbox)
+    task = await start_link(link)
+    await wait_for(lambda: link.connected)
+    link.subscribe(topics.model, strict_json)  # after start: subscribed on the live connection
+    link.subscribe(topics.fleet_model, strict_json)
+    await asyncio.sleep(0.2)
+    with structlog.testing.capture_logs() as logs:
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            await client.publish(topics.model, b"\xff\xfe not json", qos=1)
+            await client.publish(topics.model, b"", qos=1)
+            await client.publish(topics.fleet_model, b'{"ok": 1}', qos=1)
+        await wait_for(lambda: seen == [{"ok": 1}])
+    assert link.connected
+    assert link.stats["handler_errors"] == 2
+    assert [e["topic"] for e in logs if e["event"] == "mqtt_handler_failed"] == [topics.model] * 2
+
+    sub = await Subscriber(mosquitto, topics.events, "test-after-errors", persistent=False).start()
+    outbox.append(draft(0))
+    link.notify()
+    await sub.wait_until(lambda: sub.seqs() == [1])
+    with pytest.raises(ValueError):
+        link.subscribe("bad/#/filter", strict_json)
+    await link.stop()
+    await task
+    await sub.stop()
+
+
+@pytest.fixture
+def auth_broker(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, str]]:
+    password = "s3cr3t-Passw0rd-facetrack"
+    workdir = Path(tempfile.mkdtemp(prefix="facetrack-mosquitto-auth-"))
+    workdir.chmod(0o755)
+    pwfile = workdir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "agent", password], check=True)
+    pwfile.chmod(0o644)
+    port = free_port()
+    broker = MosquittoBroker(
+        port=port,
+        workdir=workdir,
+        default_listener=False,
+        extra_config=f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n",
+    )
+    broker.start()
+    try:
+        yield broker, password
+    finally:
+        broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_password_from_file_or_env_is_used_and_never_logged(
+    auth_broker: tuple[MosquittoBroker, str],
+    topics: Topics,
+    outbox: Outbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker, password = auth_broker
+    secret_file = tmp_path / "mqtt-password"
+    secret_file.write_text(password + "\n")
+    monkeypatch.setenv("FACETRACK_TEST_MQTT_PW", password)
+    caplog.set_level("DEBUG")
+
+    async def connect_and_send(cfg: MqttConfig, expect_ok: bool) -> MqttLink:
+        link = MqttLink(cfg, topics, outbox)
+        task = await start_link(link)
+        if expect_ok:
+            await wait_for(lambda: link.connected)
+            outbox.append(draft(0))
+            link.notify()
+            await wait_for(lambda: outbox.depth == 0)
+        else:
+            await wait_for(lambda: link.stats["connect_failures"] >= 2)
+            assert not link.connected
+        await link.stop(flush_timeout_s=1)
+        await task
+        return link
+
+    with structlog.testing.capture_logs() as logs:
+        await connect_and_send(fast_config(broker, username="agent", password_file=secret_file), True)
+        await connect_and_send(
+            fast_config(broker, username="agent", password_env="FACETRACK_TEST_MQTT_PW"), True
+        )
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-password")
+        bad = await connect_and_send(fast_config(broker, username="agent", password_file=wrong), False)
+        anonymous = await connect_and_send(fast_config(broker), False)
+    assert "not authorized" in str(bad.stats["last_error"]).lower() or "5" in str(bad.stats["last_error"])
+    assert anonymous.stats["last_error"]
+    dumped = repr(logs) + caplog.text + repr(bad.stats)
+    assert password not in dumped
+    assert "not-the-password" not in dumped
+    assert any(e["event"] == "mqtt_connected" for e in logs)
