@@ -43,7 +43,9 @@ def coral_pair(tmp_path: Path, asset: Any) -> tuple[Path, Path]:
 
 
 def test_cpu_twin_name() -> None:
-    assert cpu_twin(Path("/m/face_quant_postprocess_edgetpu.tflite")) == Path("/m/face_quant_postprocess.tflite")
+    assert cpu_twin(Path("/m/face_quant_postprocess_edgetpu.tflite")) == Path(
+        "/m/face_quant_postprocess.tflite"
+    )
 
 
 def test_cpu_model_loads_on_cpu_with_threads(asset: Any) -> None:
@@ -65,7 +67,9 @@ def test_edgetpu_without_delegate_and_no_fallback_names_the_twin(
     assert EDGETPU_LIBRARY in message and str(twin) in message and "allow_cpu_fallback" in message
 
 
-def test_edgetpu_fallback_loads_twin_and_warns(coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_edgetpu_fallback_loads_twin_and_warns(
+    coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     edgetpu, twin = coral_pair
     monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
     with capture_logs() as logs:
@@ -83,7 +87,7 @@ def test_edgetpu_fallback_with_twin_missing_is_a_clear_error(
     edgetpu, twin = coral_pair
     twin.unlink()
     monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
-    with pytest.raises(ModelLoadError, match="CPU twin .* is missing") as raised:
+    with pytest.raises(ModelLoadError, match=r"CPU twin .* is missing") as raised:
         load_model(edgetpu, allow_cpu_fallback=True)
     assert str(twin) in str(raised.value)
 
@@ -129,14 +133,14 @@ def test_garbage_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_factory_reports_missing_model_path(assets_dir: Path, tmp_path: Path) -> None:
     config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.tflite")})
-    with pytest.raises(ModelNotFoundError, match="absent.tflite.*make setup"):
+    with pytest.raises(ModelNotFoundError, match=r"absent\.tflite.*make setup"):
         build_vision_stack(config)
 
 
 def test_factory_falls_back_for_an_edgetpu_person_detector(
     assets_dir: Path, coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    edgetpu, twin = coral_pair
+    edgetpu, _ = coral_pair
     monkeypatch.setattr(inference, "load_delegate", _no_edgetpu)
     config = load_config(
         assets_dir=str(assets_dir),

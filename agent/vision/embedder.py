@@ -93,12 +93,14 @@ class OpenFaceEmbedder:
         if not path.is_file():
             raise ModelNotFoundError(missing_model_message(path))
         try:
-            self._net = cv2.dnn.readNetFromTorch(str(path))
+            net = cv2.dnn.readNetFromTorch(str(path))
         except cv2.error as exc:
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-            raise ModelLoadError(
-                f"model file {path} is not a loadable Torch .t7 network: {message}"
-            ) from None
+            lines = str(exc).strip().splitlines()
+            reason = lines[-1] if lines else "unreadable"
+            raise ModelLoadError(f"model file {path} is not a loadable Torch .t7 network: {reason}") from None
+        if net.empty():
+            raise ModelLoadError(f"model file {path} is not a loadable Torch .t7 network: no layers")
+        self._net = net
         self._lock = threading.Lock()
         self.path = path
         self.backend = "cpu"
