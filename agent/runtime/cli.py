@@ -1,13 +1,199 @@
-"""`facetrack-agent run` (placeholder until the pipeline lands)."""
+"""`facetrack-agent run`: recognise and track people on a video, camera or stream; publish to MQTT.
+
+Settings come from, lowest to highest: built-in defaults < the TOML file (--config) <
+FACETRACK_* environment variables (FACETRACK_MQTT__HOST=...) < these flags.
+Exit codes: 0 done or stopped by SIGINT/SIGTERM; 2 bad configuration, input, output or model.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """\
+examples:
+  facetrack-agent run --input models/assets/data/video/hamilton_clip.mp4 --output out/annotated.mp4
+  facetrack-agent run --config /etc/facetrack/config.toml --input 0            # first camera
+  facetrack-agent run --input rtsp://cam.local/stream --broker mqtt.lan:1883 --device-id porch
+  facetrack-agent run --input clip.mp4 --confidence 0.6 --cosine_distance 0.3  # original script's flags
+
+events go to <prefix>/<device>/events (JSON, QoS 1); availability and status are retained on
+<prefix>/<device>/availability and <prefix>/<device>/status. See the README's MQTT section.
+"""
+
+
+def _broker(value: str) -> tuple[str, int | None]:
+    host, sep, port = value.rpartition(":")
+    if not sep or "]" in port:
+        return value, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid port in {value!r} (want HOST or HOST:PORT)")
+    return host.strip("[]"), int(port)
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 1 or more")
+    return number
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML config file")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Run the agent: read frames from a video file, camera or RTSP/HTTP stream, detect people and\n"
+        "faces, track and name them, and publish track and identity events to MQTT. Events are kept\n"
+        "in an on-disk outbox until the broker acknowledges them, so a broker outage loses nothing.\n\n"
+        "Precedence: defaults < --config TOML < FACETRACK_* environment < flags."
+    )
+    parser.epilog = EXAMPLES
+    src = parser.add_argument_group("input and output")
+    src.add_argument("--config", type=Path, metavar="TOML", help="config file (see config.toml in the repo)")
+    src.add_argument(
+        "--input",
+        "-i",
+        metavar="SRC",
+        help="video file, camera index (0) or rtsp:// / http:// URL [pipeline.input]",
+    )
+    src.add_argument(
+        "--output", "-o", metavar="PATH", help="write an annotated video (mp4) here [pipeline.output]"
+    )
+    src.add_argument(
+        "--frame-stride", type=_positive_int, metavar="N", help="process every Nth frame of a file"
+    )
+    src.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N processed frames (then end tracks)",
+    )
+    src.add_argument(
+        "--face-recheck-every", type=_positive_int, metavar="N", help="re-check named people every N frames"
+    )
+
+    det = parser.add_argument_group("detection and tracking (the original script's flags still work)")
+    det.add_argument("--confidence", type=float, metavar="P", help="minimum person detection score [0.5]")
+    det.add_argument(
+        "--nms_threshold",
+        "--nms-threshold",
+        dest="nms_threshold",
+        type=float,
+        metavar="T",
+        help="suppress detections overlapping more than T (1.0 disables) [1.0]",
+    )
+    det.add_argument(
+        "--cosine_distance",
+        "--cosine-distance",
+        dest="cosine_distance",
+        type=float,
+        metavar="D",
+        help="tracker appearance gate: max cosine distance to match a track [0.2]",
+    )
+    det.add_argument(
+        "--min-votes", type=_positive_int, metavar="N", help="face votes before a name is announced"
+    )
+    det.add_argument(
+        "--min-face-confidence",
+        type=float,
+        metavar="P",
+        help="classifier confidence below which a face is unknown",
+    )
+    det.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="inference workers (CPU only; Edge TPU uses 1)"
+    )
+    det.add_argument("--threads", type=_positive_int, metavar="N", help="TFLite threads per model")
+    det.add_argument("--assets-dir", type=Path, metavar="DIR", help="where the models live [models/assets]")
+
+    mq = parser.add_argument_group("MQTT and state")
+    mq.add_argument("--broker", type=_broker, metavar="HOST[:PORT]", help="MQTT broker [127.0.0.1:1883]")
+    mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
+    mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [facetrack]")
+    mq.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and model store [.facetrack-state]")
+    mq.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages [10]")
+    mq.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="on stop, wait up to S seconds for the broker to take queued events [10]",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[info]")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], help="[auto]")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Nested config overrides from the flags; absent flags are None and dropped by load_config."""
+    host, port = args.broker if args.broker else (None, None)
+    return {
+        "device_id": args.device_id,
+        "state_dir": args.state_dir,
+        "assets_dir": args.assets_dir,
+        "log": {"level": args.log_level, "format": args.log_format},
+        "mqtt": {"host": host, "port": port, "topic_prefix": args.topic_prefix},
+        "inference": {"workers": args.workers, "threads": args.threads},
+        "detection": {"confidence": args.confidence, "nms_threshold": args.nms_threshold},
+        "tracker": {"max_cosine_distance": args.cosine_distance},
+        "identity": {"min_votes": args.min_votes, "min_confidence": args.min_face_confidence},
+        "pipeline": {
+            "input": args.input,
+            "output": args.output,
+            "frame_stride": args.frame_stride,
+            "face_recheck_every": args.face_recheck_every,
+        },
+        "status": {"interval_s": args.status_interval},
+    }
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    import importlib
+
+    try:
+        module = importlib.import_module("agent.logging_setup")
+    except ImportError:
+        import logging
+
+        import structlog
+
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        )
+        return
+    module.configure_logging(level, fmt)
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("facetrack-agent run: not implemented yet")
+    from agent.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, **overrides_from_args(args))
+    except ConfigError as exc:
+        print(f"facetrack-agent: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log.level, config.log.format)
+    return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
+
+
+def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: float = 10.0) -> int:
+    """Run the app and turn start-up problems into one line on stderr and exit code 2."""
+    from agent.classifier.errors import BundleError
+    from agent.config import ConfigError
+    from agent.runtime.annotate import OutputError
+    from agent.runtime.app import AgentApp
+    from agent.runtime.outbox import OutboxError
+    from agent.runtime.source import SourceError
+    from agent.vision.inference import ModelLoadError
+
+    app = AgentApp(config, max_frames=max_frames, flush_timeout_s=flush_timeout_s)
+    try:
+        return asyncio.run(app.run())
+    except (ConfigError, SourceError, OutputError, ModelLoadError, OutboxError, BundleError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"facetrack-agent: {message}", file=sys.stderr)
+        return 2
