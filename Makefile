@@ -1,0 +1,66 @@
+# facetrack developer commands. `make demo` and `make test` work on a fresh machine: both run
+# `setup` first (venv, project + dev tools, mosquitto, verified models and data).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Re-install the project only when pyproject.toml changed since the last install.
+STAMP := $(VENV)/.facetrack-installed
+ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
+# Offline mirror of the models and data: $FACETRACK_ASSET_MIRROR, else ../shared/assets if present.
+ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
+ASSET_GROUPS := --group runtime --group testdata
+
+.PHONY: setup venv mosquitto assets demo test lint bench clean-venv
+
+setup: venv mosquitto assets
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# Debian's mosquitto: the tests start their own brokers on free loopback ports.
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing mosquitto and mosquitto-clients (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
+	else \
+	  echo "mosquitto is not installed. Run:  sudo apt-get update && sudo apt-get install -y mosquitto mosquitto-clients  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+assets: $(STAMP)
+	$(VENV)/bin/facetrack-agent assets fetch $(ASSET_GROUPS) --dest $(ASSETS_DIR) $(if $(ASSET_MIRROR),--mirror $(ASSET_MIRROR))
+
+demo: setup
+	$(PY) -m agent.devtools.demo
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy agent trainer
+
+# One line per benchmark; a benchmark whose module is not written yet is reported and skipped.
+define bench
+	@if [ -f bench/$(1).py ]; then \
+	  echo "== python -m bench.$(1) $(2)"; $(PY) -m bench.$(1) $(2); \
+	else echo "== bench/$(1).py not present yet: skipped"; fi
+endef
+
+bench: setup
+	$(call bench,models,)
+	$(call bench,mot,$(wildcard $(ASSETS_DIR)/data/mot15/*))
+
+clean-venv:
+	rm -rf $(VENV)
