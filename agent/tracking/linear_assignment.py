@@ -19,6 +19,18 @@ INFEASIBLE = 1e5
 _EMPTY = np.empty(0, dtype=np.intp)
 
 
+def _assign(sub: Array, max_distance: float) -> tuple[IntArray, IntArray]:
+    """Hungarian on a cost block; positions of the pairs at or under max_distance."""
+    feasible = sub <= max_distance
+    if not feasible.any():
+        return _EMPTY, _EMPTY
+    # Entries above the ceiling are clamped to one value just above it, so the solver never
+    # trades a feasible pair for a cheaper-looking infeasible one.
+    r, c = linear_sum_assignment(np.minimum(sub, max_distance + 1e-5))
+    ok = feasible[r, c]
+    return r[ok], c[ok]
+
+
 def min_cost_matching(
     cost: Array, max_distance: float, rows: IntArray, cols: IntArray
 ) -> tuple[IntArray, IntArray]:
@@ -28,13 +40,8 @@ def min_cost_matching(
     """
     if rows.size == 0 or cols.size == 0:
         return _EMPTY, _EMPTY
-    sub = cost[np.ix_(rows, cols)]
-    # Entries above the ceiling are clamped to one value just above it, so the solver never
-    # trades a feasible pair for a cheaper-looking infeasible one.
-    sub = np.minimum(sub, max_distance + 1e-5)
-    r, c = linear_sum_assignment(sub)
-    ok = sub[r, c] <= max_distance
-    return rows[r[ok]], cols[c[ok]]
+    r, c = _assign(cost[rows][:, cols], max_distance)
+    return rows[r], cols[c]
 
 
 def matching_cascade(
@@ -48,20 +55,33 @@ def matching_cascade(
 
     A track that has been missing for a while has a wide predicted covariance, so it would win
     ambiguous detections from tracks seen a frame ago; the cascade prevents it.
+    Returns (matched rows, matched cols) as indices into `cost`.
     """
+    if rows.size == 0 or cols.size == 0:
+        return _EMPTY, _EMPTY
+    block = cost[rows][:, cols]
+    # Tracks with no feasible detection cannot match at any level: drop them up front, so the
+    # loop below runs once per age that actually competes (usually once or twice), not max_age.
+    has_option = (block <= max_distance).any(axis=1)
+    if not has_option.any():
+        return _EMPTY, _EMPTY
+    block = block[has_option]
+    rows = rows[has_option]
+    levels = rows_time_since_update[has_option]
+    free = np.arange(cols.size)
     matched_rows: list[IntArray] = []
     matched_cols: list[IntArray] = []
-    remaining = cols
-    # One Hungarian per distinct age present, not per possible age up to max_age.
-    for level in np.unique(rows_time_since_update):
-        if remaining.size == 0:
-            break
-        level_rows = rows[rows_time_since_update == level]
-        r, c = min_cost_matching(cost, max_distance, level_rows, remaining)
+    for level in np.unique(levels):
+        in_level = np.flatnonzero(levels == level)
+        r, c = _assign(block[in_level][:, free], max_distance)
         if r.size:
-            matched_rows.append(r)
-            matched_cols.append(c)
-            remaining = remaining[~np.isin(remaining, c)]
+            matched_rows.append(rows[in_level[r]])
+            matched_cols.append(cols[free[c]])
+            keep = np.ones(free.size, dtype=np.bool_)
+            keep[c] = False
+            free = free[keep]
+            if free.size == 0:
+                break
     if not matched_rows:
         return _EMPTY, _EMPTY
     return np.concatenate(matched_rows), np.concatenate(matched_cols)
