@@ -500,3 +500,27 @@ async def test_password_from_file_or_env_is_used_and_never_logged(
     assert password not in dumped
     assert "not-the-password" not in dumped
     assert any(e["event"] == "mqtt_connected" for e in logs)
+
+
+async def test_stop_returns_promptly_when_the_broker_never_answers(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox
+) -> None:
+    assert mosquitto._process is not None
+    pid = mosquitto._process.pid
+    # A frozen broker accepts the TCP connection (kernel backlog) but never sends CONNACK.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        link = MqttLink(fast_config(mosquitto), topics, outbox)
+        task = await start_link(link)
+        link.emit(draft(0))
+        await asyncio.sleep(0.3)
+        assert not link.connected
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await link.stop(flush_timeout_s=0.2)
+        assert task.done()
+        await task  # ends normally, not with CancelledError
+        assert loop.time() - began < 3.0
+        assert outbox.depth == 1, "an undelivered event must stay queued for the next start"
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
@@ -24,10 +24,12 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from agent.config import MqttConfig
+from agent.events.schema import EventBase
 from agent.runtime.credentials import resolve_password
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
 
+E = TypeVar("E", bound=EventBase)
 Handler = Callable[[str, bytes], Awaitable[None]]
 
 ONLINE = b"online"
@@ -37,6 +39,10 @@ STOPPED = b"stopped"
 # In-flight QoS 1 publishes per window: enough to hide a LAN round trip, small enough that a
 # reconnect re-sends little. paho's own in-flight limit is raised to match.
 DEFAULT_WINDOW = 16
+# After the flush timeout: time for the retained `stopped` publish and the DISCONNECT.
+STOP_GRACE_S = 2.0
+# A session shorter than this does not reset the reconnect backoff.
+STABLE_SESSION_S = 10.0
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -100,6 +106,8 @@ class MqttLink:
         self._stop_deadline = 0.0
         self._finished = asyncio.Event()
         self._running = False
+        self._run_task: asyncio.Task[Any] | None = None
+        self._force_stopped = False
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = LinkStats()
 
@@ -129,6 +137,12 @@ class MqttLink:
             "outbox_depth": self._outbox.depth,
             "events_dropped": self._outbox.dropped_total,
         }
+
+    def emit(self, draft: E) -> E:
+        """Append a draft event to the outbox (assigning its seq) and wake the drain loop."""
+        event = self._outbox.append(draft)
+        self._wake.set()
+        return event
 
     def notify(self) -> None:
         """Wake the drain loop; call after `outbox.append`."""
@@ -169,6 +183,7 @@ class MqttLink:
         if self._running:
             raise RuntimeError("MqttLink.run() is already running")
         self._running = True
+        self._run_task = asyncio.current_task()
         self._finished.clear()
         attempt = 0
         try:
@@ -187,8 +202,15 @@ class MqttLink:
                     client = self._make_client()
                     async with client:
                         connected = True
-                        attempt = 0
-                        await self._session(client)
+                        session_began = time.monotonic()
+                        try:
+                            await self._session(client)
+                        finally:
+                            # Reset the backoff only after a stable session, so two agents that
+                            # share a client id (and kick each other off) do not reconnect in a
+                            # tight loop.
+                            if time.monotonic() - session_began >= STABLE_SESSION_S:
+                                attempt = 0
                 except* aiomqtt.MqttError as group:
                     self._note_error(group, connected)
                 except* OSError as group:
@@ -215,6 +237,12 @@ class MqttLink:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._force_stopped or task is None:
+                raise
+            # Our own stop() gave up waiting and cancelled us: that is a normal end of run().
+            task.uncancel()
         finally:
             self._running = False
             self._client = None
@@ -232,9 +260,16 @@ class MqttLink:
             return
         try:
             # The margin covers the `stopped` publish and the DISCONNECT after the flush.
-            await asyncio.wait_for(self._finished.wait(), timeout=flush_timeout_s + 5.0)
+            await asyncio.wait_for(self._finished.wait(), timeout=flush_timeout_s + STOP_GRACE_S)
         except TimeoutError:
+            # Typically a CONNECT stuck on an unreachable host: give up on the goodbye, end run().
             self._log.warning("mqtt_stop_timeout", flush_timeout_s=flush_timeout_s)
+            task = self._run_task
+            if task is not None and not task.done():
+                self._force_stopped = True
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), timeout=STOP_GRACE_S)
 
     # -- internals -----------------------------------------------------------------------------
 
