@@ -149,11 +149,11 @@ class PypiSource:
         where = ctx.scratch("pypi-")
         command = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-            "--quiet", "--timeout", str(int(ctx.timeout_s)), "--dest", str(where),
+            "--timeout", str(int(ctx.timeout_s)), "--dest", str(where),
             f"{self.dist}=={self.version}",
         ]  # fmt: skip
         try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            done = _run(command, ctx)
         except OSError as exc:
             raise SourceError(f"cannot run pip: {exc}") from None
         if done.returncode != 0:
@@ -183,9 +183,7 @@ class DebSource:
             raise SourceError("apt-get/dpkg not available (not a Debian-based system)")
         where = ctx.scratch("deb-")
         spec = f"{self.package}={self.version}"
-        done = subprocess.run(
-            [apt, "download", "-q", spec], cwd=where, capture_output=True, text=True, check=False
-        )
+        done = _run([apt, "download", spec], ctx, cwd=where)
         debs = list(where.glob("*.deb"))
         if done.returncode != 0 or not debs:
             raise SourceError(f"apt-get download {spec} failed: {_last_line(done.stderr)}")
@@ -234,6 +232,19 @@ def _match_member(names: list[str], member: str, archive: Path) -> str:
         if name.split("/", 1)[-1] == member:
             return name
     raise SourceError(f"{archive.name} has no member {member}")
+
+
+def _run(command: list[str], ctx: FetchContext, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run pip/apt; their own progress output reaches a terminal, their errors are kept for the report."""
+    shown = ctx.progress and sys.stderr.isatty()
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        stdout=None if shown else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
 
 
 def _last_line(text: str) -> str:
