@@ -1,7 +1,13 @@
 """The face classifier the pipeline calls: embeddings in, (label, confidence) out.
 
-The estimator is a scikit-learn SVC (wrapped in CalibratedClassifierCV for probabilities) stored
-with skops. Loading accepts exactly the types in TRUSTED_TYPES: never pickle, never trusted=True.
+Two parts, both in the skops payload (a dict): an SVC with calibrated probabilities that *names*
+the face, and the gallery of enrolled embeddings that decides whether it is anyone at all. The
+open-set decision uses the cosine similarity to the named person's nearest enrolled face because
+the SVM probability does not separate strangers: leaving identities out on dlib_johns, strangers
+got probabilities up to 0.87 while enrolled faces went down to 0.68, whereas similarities were
+<= 0.44 for strangers and >= 0.75 for enrolled faces.
+
+Loading accepts exactly the types in TRUSTED_TYPES: never pickle, never trusted=True.
 """
 
 from __future__ import annotations
@@ -32,10 +38,19 @@ TRUSTED_TYPES: list[str] = [
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """`label` is a person or "unknown"; `confidence` is the probability of the best enrolled person."""
+    """`label` is a person or "unknown".
+
+    `confidence` is the cosine similarity (clipped to [0, 1]) to the nearest enrolled face of the
+    person the SVM picked; the label is that person when it reaches the bundle's threshold.
+    `probability` is the SVM's calibrated probability for that person (None when the training set
+    was too small to calibrate); `candidate` is the person the SVM picked, also when the label is
+    "unknown" (None when a --negatives person won).
+    """
 
     label: str
     confidence: float
+    probability: float | None = None
+    candidate: str | None = None
 
 
 def dump_estimator(estimator: Any) -> bytes:
@@ -57,10 +72,34 @@ def load_estimator(payload: bytes) -> Any:
         raise BundleError(RejectCode.BAD_PAYLOAD, f"payload does not load with skops: {exc}") from None
 
 
+def make_payload(estimator: Any, gallery: npt.ArrayLike, gallery_labels: list[str]) -> dict[str, Any]:
+    """The object the trainer saves with skops."""
+    return {
+        "estimator": estimator,
+        "gallery": np.asarray(gallery, dtype=np.float32),
+        "gallery_labels": np.asarray(gallery_labels, dtype=np.str_),
+    }
+
+
 class FaceClassifier:
     """An SVM over face embeddings with an open-set threshold."""
 
-    def __init__(self, estimator: Any, manifest: Manifest) -> None:
+    def __init__(self, payload: Any, manifest: Manifest) -> None:
+        if not isinstance(payload, dict) or set(payload) != {"estimator", "gallery", "gallery_labels"}:
+            raise BundleError(RejectCode.BAD_PAYLOAD, "payload is not a facetrack classifier dict")
+        estimator = payload["estimator"]
+        gallery = payload["gallery"]
+        gallery_labels = payload["gallery_labels"]
+        if (
+            not isinstance(gallery, np.ndarray)
+            or not isinstance(gallery_labels, np.ndarray)
+            or gallery.ndim != 2
+            or gallery.shape[1] != manifest.dim
+            or gallery_labels.shape != (gallery.shape[0],)
+        ):
+            raise BundleError(RejectCode.BAD_PAYLOAD, "payload gallery has the wrong shape")
+        if not set(str(v) for v in gallery_labels) <= set(manifest.labels):
+            raise BundleError(RejectCode.BAD_PAYLOAD, "payload gallery names people not in the manifest")
         classes = [str(c) for c in getattr(estimator, "classes_", [])]
         if classes != manifest.classes:
             raise BundleError(
@@ -75,12 +114,12 @@ class FaceClassifier:
                 RejectCode.BAD_PAYLOAD,
                 f"estimator expects {features} features but the manifest says dim {manifest.dim}",
             )
-        if not callable(getattr(estimator, "predict_proba", None)):
-            raise BundleError(RejectCode.BAD_PAYLOAD, "estimator has no probability estimates")
+        if not callable(getattr(estimator, "predict", None)):
+            raise BundleError(RejectCode.BAD_PAYLOAD, "estimator cannot predict")
         self._estimator = estimator
+        self._gallery = gallery.astype(np.float64)
+        self._gallery_labels = np.array([str(v) for v in gallery_labels], dtype=object)
         self.manifest = manifest
-        self._classes = np.array(manifest.classes, dtype=object)
-        self._enrolled = np.array([c != REJECTED_CLASS for c in manifest.classes], dtype=bool)
 
     @property
     def version(self) -> str:
@@ -102,26 +141,35 @@ class FaceClassifier:
     def threshold(self) -> float:
         return self.manifest.threshold
 
-    def probabilities(self, embeddings: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """(n, len(classes)) class probabilities, columns in manifest.classes order."""
+    def predict(self, embeddings: npt.ArrayLike) -> list[Prediction]:
+        """One Prediction per row; "unknown" below the threshold or when a --negatives person wins."""
         x = np.asarray(embeddings, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {x.shape}")
         if x.shape[0] == 0:
-            return np.zeros((0, len(self._classes)))
-        return np.asarray(self._estimator.predict_proba(x), dtype=np.float64)
-
-    def predict(self, embeddings: npt.ArrayLike) -> list[Prediction]:
-        """One Prediction per row; "unknown" below the threshold or when a rejected person wins."""
-        proba = self.probabilities(embeddings)
+            return []
+        named, probabilities = decide(self._estimator, x)
+        similarities = x @ self._gallery.T
         out: list[Prediction] = []
-        for row in proba:
-            best = int(np.argmax(row))
-            enrolled_scores = np.where(self._enrolled, row, -1.0)
-            best_enrolled = int(np.argmax(enrolled_scores))
-            confidence = float(row[best_enrolled])
-            if self._enrolled[best] and confidence >= self.threshold:
-                out.append(Prediction(str(self._classes[best]), confidence))
-            else:
-                out.append(Prediction(UNKNOWN, confidence))
+        for person, probability, sims in zip(named, probabilities, similarities, strict=True):
+            if person == REJECTED_CLASS:
+                nearest = float(np.clip(sims.max(), 0.0, 1.0)) if sims.size else 0.0
+                out.append(Prediction(UNKNOWN, nearest, probability, None))
+                continue
+            mine = sims[self._gallery_labels == person]
+            confidence = float(np.clip(mine.max(), 0.0, 1.0)) if mine.size else 0.0
+            label = person if confidence >= self.threshold else UNKNOWN
+            out.append(Prediction(label, confidence, probability, person))
         return out
+
+
+def decide(estimator: Any, x: npt.NDArray[np.float64]) -> tuple[list[str], list[float | None]]:
+    """The SVM's class per row and its probability (None when the model has no calibration)."""
+    named = [str(c) for c in estimator.predict(x)]
+    if not callable(getattr(estimator, "predict_proba", None)) or (
+        isinstance(getattr(estimator, "probability", None), bool) and not estimator.probability
+    ):
+        return named, [None] * len(named)
+    proba = np.asarray(estimator.predict_proba(x), dtype=np.float64)
+    index = {str(c): i for i, c in enumerate(estimator.classes_)}
+    return named, [float(row[index[name]]) for row, name in zip(proba, named, strict=True)]

@@ -43,7 +43,7 @@ class VerifiedBundle:
 
 
 def build_bundle(
-    estimator: Any,
+    model: Any,
     *,
     classes: list[str],
     labels: list[str],
@@ -54,8 +54,8 @@ def build_bundle(
     training: dict[str, Any] | None = None,
     version: str | None = None,
 ) -> bytes:
-    """Serialise `estimator` with skops and sign manifest + payload into one bundle."""
-    payload = dump_estimator(estimator)
+    """Serialise `model` (classifier.make_payload) with skops and sign manifest + payload."""
+    payload = dump_estimator(model)
     return sign_payload(
         payload,
         classes=classes,
@@ -158,6 +158,5 @@ def verify_bundle(
                 RejectCode.OLDER_VERSION,
                 f"version {manifest.model_version} is older than the running {running_version}",
             )
-    estimator = load_estimator(parsed.payload)
-    classifier = FaceClassifier(estimator, manifest)
+    classifier = FaceClassifier(load_estimator(parsed.payload), manifest)
     return VerifiedBundle(manifest=manifest, classifier=classifier, data=data)

@@ -1,0 +1,385 @@
+"""`facetrack-trainer`: photos -> signed classifier bundle -> the fleet.
+
+facetrack-trainer keygen --out keys/
+facetrack-trainer train photos/ --out model.ftm --key keys/facetrack.key [--negatives strangers/]
+facetrack-trainer evaluate model.ftm test_photos/ [--impostors strangers/] [--json]
+facetrack-trainer publish model.ftm --device cam-1|all [--broker host:1883] [--wait 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+
+EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage error or no device answered."
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facetrack" / "embeddings"
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="agent config.toml: the detector, embedder and MQTT settings to use (default: built-in)",
+    )
+
+
+def _add_vision(parser: argparse.ArgumentParser) -> None:
+    _add_config(parser)
+    parser.add_argument(
+        "--assets-dir", type=Path, help="where the models live (default: config assets_dir, models/assets)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=_default_cache_dir(),
+        help="embedding cache, keyed by photo content hash (default: %(default)s)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    parser.add_argument(
+        "--pad",
+        type=float,
+        default=0.5,
+        help="black border added around each photo before face detection, as a fraction of its "
+        "longest side, so tightly cropped faces are found (default: %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facetrack-trainer",
+        description=(
+            "Train, sign, evaluate and publish the face classifier that facetrack agents use. "
+            "Photos are detected, aligned and embedded with the same models as the agent."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"facetrack {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="create an Ed25519 signing key pair",
+        description="Create DIR/facetrack.key (private, mode 0600) and DIR/facetrack.pub. Put the "
+        "public key (file path or the printed base64 line) in each agent's classifier.trusted_keys.",
+    )
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory for the key files")
+    keygen.add_argument("--name", default="facetrack", help="file name stem (default: %(default)s)")
+    keygen.set_defaults(handler=cmd_keygen)
+
+    train = commands.add_parser(
+        "train",
+        help="train and sign a classifier from one folder of photos per person",
+        description="Detect, align and embed every photo in DATASET/<person>/, skip photos with no "
+        "face or several faces, select the SVM kernel and C by cross-validation, choose the "
+        "'unknown' threshold by leaving whole identities out so strangers are accepted at most at "
+        "--far-target, and write a signed bundle plus BUNDLE.report.json.",
+        epilog=EPILOG,
+    )
+    train.add_argument(
+        "dataset", type=Path, metavar="DATASET", help="folder with one sub-folder of photos per person"
+    )
+    train.add_argument(
+        "--out", type=Path, required=True, metavar="BUNDLE", help="bundle file to write (.ftm)"
+    )
+    train.add_argument(
+        "--negatives",
+        type=Path,
+        metavar="DIR",
+        help="photos of people who must never be named (sub-folders per person, or loose photos); "
+        "trained as an explicit rejected class",
+    )
+    train.add_argument(
+        "--key",
+        type=Path,
+        metavar="PRIVATE_KEY",
+        default=Path(os.environ["FACETRACK_SIGNING_KEY"])
+        if os.environ.get("FACETRACK_SIGNING_KEY")
+        else None,
+        help="Ed25519 private key from `keygen` (default: $FACETRACK_SIGNING_KEY)",
+    )
+    train.add_argument(
+        "--far-target",
+        type=float,
+        default=0.01,
+        help="highest acceptable rate of strangers being given a name (default: %(default)s)",
+    )
+    train.add_argument(
+        "--model-version",
+        help="model version YYYYMMDDTHHMMSS[.ffffff]Z (default: now, UTC); agents refuse older ones",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed for the cross-validation splits")
+    _add_vision(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a bundle on held-out photos",
+        description="Run the bundle on TEST_DIR/<person>/ photos (people the bundle does not know "
+        "count as impostors) and on --impostors photos. accuracy: enrolled faces whose person the "
+        "SVM picks; true_accept_rate: enrolled faces named correctly at the threshold; "
+        "false_accept_rate: impostor faces given any name.",
+        epilog=EPILOG,
+    )
+    evaluate.add_argument("bundle", type=Path, metavar="BUNDLE")
+    evaluate.add_argument(
+        "test_dir", type=Path, metavar="TEST_DIR", help="one sub-folder of photos per person"
+    )
+    evaluate.add_argument("--impostors", type=Path, metavar="DIR", help="photos of people not in the bundle")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_vision(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    publish = commands.add_parser(
+        "publish",
+        help="push a bundle to a device or the whole fleet and show their answers",
+        description="Publish BUNDLE retained with QoS 1 to <prefix>/<ID>/model (or <prefix>/all/model), "
+        "then wait for model_applied / model_rejected on <prefix>/+/events and print one row per "
+        "device. Exits 1 if any device rejected it, 2 if none answered.",
+        epilog=EPILOG,
+    )
+    publish.add_argument("bundle", type=Path, metavar="BUNDLE")
+    publish.add_argument(
+        "--device", required=True, metavar="ID|all", help="device id, or 'all' for the fleet"
+    )
+    publish.add_argument(
+        "--broker", metavar="HOST[:PORT]", help="MQTT broker (default: config mqtt.host:port)"
+    )
+    publish.add_argument(
+        "--wait", type=float, default=30.0, metavar="SECONDS", help="how long to wait for answers"
+    )
+    publish.add_argument(
+        "--expect", type=int, metavar="N", help="with --device all: stop after N devices answered"
+    )
+    publish.add_argument("--username", help="MQTT user name (default: config mqtt.username)")
+    publish.add_argument("--password-file", type=Path, help="file holding the MQTT password")
+    publish.add_argument(
+        "--ca", type=Path, metavar="CA_FILE", help="CA certificate for a TLS broker (enables TLS)"
+    )
+    publish.add_argument("--tls", action="store_true", help="use TLS with the system CAs")
+    publish.add_argument("--prefix", help="topic prefix (default: config mqtt.topic_prefix)")
+    publish.add_argument("--json", action="store_true", help="print the answers as JSON")
+    _add_config(publish)
+    publish.set_defaults(handler=cmd_publish)
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"facetrack-trainer: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _config(args: argparse.Namespace) -> AgentConfig:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "assets_dir", None) is not None:
+        overrides["assets_dir"] = args.assets_dir
+    return load_config(args.config, **overrides)
+
+
+def _embedding(args: argparse.Namespace, config: AgentConfig) -> Any:
+    from trainer.dataset import FaceEmbedding
+
+    return FaceEmbedding.from_config(
+        config, cache_dir=None if args.no_cache else args.cache_dir, pad=args.pad
+    )
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from agent.classifier.keys import KeyFileError, key_id, public_key_text, write_key_pair
+
+    try:
+        private_path, public_path, key = write_key_pair(args.out, args.name)
+    except (KeyFileError, OSError) as exc:
+        return _error(str(exc))
+    print(f"private key: {private_path} (mode 0600; keep it on this workstation)")
+    print(f"public key:  {public_path}")
+    print(f"key id:      {key_id(key.public_key())}")
+    print(f'agent config: [classifier] trusted_keys = ["{public_key_text(key.public_key())}"]')
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agent.classifier.bundle import version_key
+    from agent.classifier.classifier import RESERVED_LABELS
+    from agent.classifier.keys import KeyFileError, load_private_key
+    from agent.classifier.verify import build_bundle
+    from trainer.dataset import DatasetError, describe_skipped, labelled, scan_people, split_usable
+    from trainer.training import TrainingError, format_report, train
+
+    if args.key is None:
+        return _error("no signing key: pass --key PRIVATE_KEY (create one with `facetrack-trainer keygen`)")
+    if not 0.0 < args.far_target < 1.0:
+        return _error(f"--far-target must be between 0 and 1, got {args.far_target}")
+    if args.model_version:
+        try:
+            version_key(args.model_version)
+        except ValueError as exc:
+            return _error(str(exc))
+    try:
+        private_key = load_private_key(args.key)
+        config = _config(args)
+        people = scan_people(args.dataset)
+        reserved = sorted(set(people) & RESERVED_LABELS)
+        if reserved:
+            return _error(f"{args.dataset}: folder name(s) {reserved} are reserved")
+        negatives = scan_people(args.negatives, allow_loose=True) if args.negatives else {}
+        embedding = _embedding(args, config)
+        progress = not args.quiet
+        samples = embedding.samples(labelled(people), desc="people", progress=progress)
+        neg_samples = embedding.samples(labelled(negatives), desc="negatives", progress=progress)
+    except (KeyFileError, ConfigError, DatasetError) as exc:
+        return _error(str(exc))
+    usable, skipped = split_usable(samples)
+    neg_usable, neg_skipped = split_usable(neg_samples)
+    for sample in skipped + neg_skipped:
+        print(f"skipped: {describe_skipped(sample)}")
+    x = np.array([s.embedding for s in usable], dtype=np.float64).reshape(-1, embedding.dim)
+    y = [str(s.label) for s in usable]
+    x_neg = np.array([s.embedding for s in neg_usable], dtype=np.float64).reshape(-1, embedding.dim)
+    try:
+        result = train(
+            x,
+            y,
+            negatives=x_neg,
+            negative_groups=[str(s.label) for s in neg_usable],
+            far_target=args.far_target,
+            seed=args.seed,
+        )
+    except TrainingError as exc:
+        return _error(str(exc))
+    result.report["skipped"] = [describe_skipped(s) for s in skipped + neg_skipped]
+    result.report["embedder_id"] = embedding.embedder_id
+    summary = result.summary()
+    summary["skipped"] = len(skipped) + len(neg_skipped)
+    data = build_bundle(
+        result.model,
+        classes=result.classes,
+        labels=result.labels,
+        threshold=result.threshold,
+        embedder_id=embedding.embedder_id,
+        dim=embedding.dim,
+        private_key=private_key,
+        training=summary,
+        version=args.model_version,
+    )
+    from agent.classifier.bundle import parse_bundle
+
+    manifest = parse_bundle(data).manifest
+    result.report["model_version"] = manifest.model_version
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temp = args.out.with_name(args.out.name + ".tmp")
+    temp.write_bytes(data)
+    os.replace(temp, args.out)
+    report_path = args.out.with_name(args.out.name + ".report.json")
+    report_path.write_text(json.dumps(result.report, indent=2) + "\n")
+    print(format_report(result.report))
+    cache = embedding.cache
+    print(f"embeddings: {cache.hits} from cache, {cache.misses} computed")
+    print(
+        f"wrote {args.out} (version {manifest.model_version}, {len(data)} bytes, key {manifest.key_id}) "
+        f"and {report_path}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agent.classifier.errors import BundleError
+    from trainer.dataset import DatasetError
+    from trainer.evaluate import evaluate, format_evaluation, load_bundle_unverified
+
+    try:
+        bundle = load_bundle_unverified(args.bundle)
+        config = _config(args)
+        embedding = _embedding(args, config)
+        result = evaluate(
+            bundle.classifier, embedding, args.test_dir, args.impostors, progress=not args.quiet
+        )
+    except BundleError as exc:
+        return _error(f"{args.bundle}: {exc}")
+    except OSError as exc:
+        return _error(f"{exc.filename}: {exc.strerror}")
+    except (ConfigError, DatasetError) as exc:
+        return _error(str(exc))
+    print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from agent.classifier.bundle import parse_bundle
+    from agent.classifier.errors import BundleError
+    from trainer.publish import FLEET, BrokerOptions, format_table, parse_broker, publish_bundle
+
+    try:
+        config = _config(args)
+        data = args.bundle.read_bytes()
+        manifest = parse_bundle(data).manifest
+    except (ConfigError, BundleError) as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"{args.bundle}: {exc.strerror}")
+    if args.device != FLEET and any(c in args.device for c in "/#+"):
+        return _error(f"--device {args.device!r} must be one topic level (or 'all')")
+    host, port = config.mqtt.host, config.mqtt.port
+    if args.broker:
+        try:
+            host, port = parse_broker(args.broker, port)
+        except ValueError:
+            return _error(f"--broker {args.broker!r} is not HOST[:PORT]")
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text().strip()
+        except OSError as exc:
+            return _error(f"{args.password_file}: {exc.strerror}")
+    options = BrokerOptions(
+        host=host,
+        port=port,
+        username=args.username or config.mqtt.username or None,
+        password=password,
+        ca_file=args.ca,
+        tls=args.tls,
+        prefix=args.prefix or config.mqtt.topic_prefix,
+    )
+    try:
+        topic, answers = asyncio.run(
+            publish_bundle(data, args.device, options, wait_s=args.wait, expect=args.expect)
+        )
+    except Exception as exc:  # aiomqtt.MqttError and socket errors: one line for the user
+        return _error(f"MQTT {host}:{port}: {exc}")
+    if args.json:
+        print(json.dumps([a.__dict__ for a in answers], indent=2))
+    else:
+        print(f"published {args.bundle} (version {manifest.model_version}) retained to {topic}")
+        print(format_table(answers) if answers else f"no device answered within {args.wait:g} s")
+    if not answers:
+        return 2
+    return 1 if any(a.failed for a in answers) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
