@@ -82,9 +82,10 @@ def fit_estimator(x: Array, y: Sequence[str], params: dict[str, Any], seed: int 
     min_count = _min_count(y)
     labels = np.asarray(y)
     if min_count >= 2:
-        folds = StratifiedKFold(n_splits=min(5, min_count), shuffle=True, random_state=seed)
+        # An int cv (unshuffled stratified folds), not a splitter object: the estimator is saved
+        # with skops and the agent trusts only the types listed in classifier.TRUSTED_TYPES.
         model = CalibratedClassifierCV(
-            SVC(class_weight="balanced", **params), method="sigmoid", ensemble=False, cv=folds
+            SVC(class_weight="balanced", **params), method="sigmoid", ensemble=False, cv=min(5, min_count)
         )
         return model.fit(x, labels)
     # A person with a single photo cannot be calibrated. libsvm's own probability=True still runs,
