@@ -524,3 +524,130 @@ async def test_stop_returns_promptly_when_the_broker_never_answers(
         assert outbox.depth == 1, "an undelivered event must stay queued for the next start"
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def _write_pki(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (EC P-256)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(
+        cn: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None
+    ) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(issuer[0] if issuer else name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        issue("facetrack test CA", ca_key, None)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files: dict[str, Path] = {}
+
+    def dump(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        files[f"{stem}_key"] = directory / f"{stem}.key"
+        files[f"{stem}_cert"] = directory / f"{stem}.pem"
+        files[f"{stem}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        files[f"{stem}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{stem}_key"].chmod(0o644)  # mosquitto reads it after dropping root
+
+    dump("ca", ca_key, ca_cert)
+    for stem, usage, san in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("pi-1")]),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            issue(stem, key, (ca_cert.subject, ca_key))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        dump(stem, key, cert)
+    return files
+
+
+@pytest.fixture
+def tls_broker() -> Iterator[tuple[MosquittoBroker, dict[str, Path]]]:
+    workdir = Path(tempfile.mkdtemp(prefix="facetrack-mosquitto-tls-"))
+    workdir.chmod(0o755)
+    pki = _write_pki(workdir)
+    port = free_port()
+    broker = MosquittoBroker(
+        port=port,
+        workdir=workdir,
+        default_listener=False,
+        extra_config=(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n"
+            f"cafile {pki['ca_cert']}\ncertfile {pki['server_cert']}\nkeyfile {pki['server_key']}\n"
+        ),
+    )
+    broker.start()
+    try:
+        yield broker, pki
+    finally:
+        broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_tls_with_ca_and_client_certificate(
+    tls_broker: tuple[MosquittoBroker, dict[str, Path]], topics: Topics, outbox: Outbox
+) -> None:
+    broker, pki = tls_broker
+    good = fast_config(
+        broker,
+        tls={"ca_file": pki["ca_cert"], "cert_file": pki["client_cert"], "key_file": pki["client_key"]},
+    )
+    link = MqttLink(good, topics, outbox)
+    task = await start_link(link)
+    link.emit(draft(0))
+    await wait_for(lambda: outbox.depth == 0)
+    assert link.stats["published"] == 1
+    await link.stop()
+    await task
+
+    # Without the client certificate the broker refuses the handshake: the link keeps
+    # retrying and the event stays queued.
+    no_client_cert = fast_config(broker, tls={"ca_file": pki["ca_cert"]})
+    link = MqttLink(no_client_cert, topics, outbox)
+    task = await start_link(link)
+    link.emit(draft(1))
+    await wait_for(lambda: link.stats["connect_failures"] >= 2)
+    assert outbox.depth == 1 and not link.connected
+    await link.stop(flush_timeout_s=0.5)
+    await task
+
+    # A server certificate from an unknown CA is refused by the agent.
+    client_files = {"cert_file": pki["client_cert"], "key_file": pki["client_key"]}
+    wrong_ca = fast_config(broker, tls={"ca_file": pki["client_cert"], **client_files})
+    link = MqttLink(wrong_ca, topics, outbox)
+    task = await start_link(link)
+    await wait_for(lambda: link.stats["connect_failures"] >= 2)
+    assert "certificate" in str(link.stats["last_error"]).lower()
+    await link.stop(flush_timeout_s=0.5)
+    await task

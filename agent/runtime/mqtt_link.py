@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import ssl
 import time
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
 import structlog
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from structlog.typing import FilteringBoundLogger
 
 from agent.config import MqttConfig
@@ -43,6 +46,41 @@ DEFAULT_WINDOW = 16
 STOP_GRACE_S = 2.0
 # A session shorter than this does not reset the reconnect backoff.
 STABLE_SESSION_S = 10.0
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, failing CONNECT as soon as the socket dies.
+
+    aiomqtt 2.x ignores a disconnect that happens before CONNACK (a TLS alert for a missing client
+    certificate, a broker closing on us) and then waits its whole timeout; the agent wants the
+    failure now, so the backoff and the log line reflect what really happened.
+    """
+
+    def _on_disconnect(
+        self,
+        client: paho_mqtt.Client,
+        userdata: Any,
+        flags: paho_mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        if not self._connected.done():
+            lost = aiomqtt.MqttCodeError(reason_code, "Connection lost before CONNACK")
+            self._connected.set_exception(lost)
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+
+class _PahoLogTap(logging.Handler):
+    """Forwards paho's warnings and errors (which carry the real cause, e.g. the TLS alert) to a
+    callback. paho never logs the password, only whether one was sent."""
+
+    def __init__(self, sink: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._sink(record)
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -110,6 +148,10 @@ class MqttLink:
         self._force_stopped = False
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = LinkStats()
+        self._client_error: str | None = None
+        # A private, unregistered stdlib logger per link: paho's messages end up in our structlog.
+        self._paho_logger = logging.Logger("facetrack.mqtt.paho", level=logging.WARNING)
+        self._paho_logger.addHandler(_PahoLogTap(self._on_paho_log))
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -198,6 +240,7 @@ class MqttLink:
                     username=self._config.username or None,
                 )
                 connected = False
+                self._client_error = None
                 try:
                     client = self._make_client()
                     async with client:
@@ -228,7 +271,7 @@ class MqttLink:
                 delay = backoff_delay(
                     max(attempt, 1), self._config.reconnect_min_s, self._config.reconnect_max_s, self._rng
                 )
-                self._log.warning(
+                self._log.info(
                     "mqtt_reconnect_wait",
                     attempt=attempt,
                     delay_s=round(delay, 3),
@@ -273,9 +316,17 @@ class MqttLink:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _on_paho_log(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self._client_error = message
+        self._log.debug("mqtt_client_log", message=message, level=record.levelname.lower())
+
     def _note_error(self, group: BaseExceptionGroup[Any], connected: bool) -> None:
         exc = group.exceptions[0]
-        self._stats.last_error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"
+        if self._client_error and self._client_error not in error:
+            error = f"{error} ({self._client_error})"
+        self._stats.last_error = error
         if connected:
             self._stats.disconnects += 1
             self._log.warning("mqtt_disconnected", error=self._stats.last_error)
@@ -309,7 +360,7 @@ class MqttLink:
             )
             tls_insecure = bool(tls.insecure_skip_hostname_check)
         v5 = cfg.protocol == "5"
-        client = aiomqtt.Client(
+        client = _Client(
             cfg.host,
             cfg.port,
             identifier=self._client_id,
@@ -325,6 +376,7 @@ class MqttLink:
             max_inflight_messages=max(20, self._window),
             tls_params=tls_params,
             tls_insecure=tls_insecure,
+            logger=self._paho_logger,
         )
         # A full window of in-flight publishes is our design, not the warning sign aiomqtt assumes.
         client.pending_calls_threshold = self._window + 10
