@@ -150,3 +150,45 @@ def test_factory_falls_back_for_an_edgetpu_person_detector(
     stack = build_vision_stack(config)
     assert stack.backend == "cpu"
     assert stack.backends["person_detector"] == "cpu"
+
+
+def test_ssd_face_kind_builds_a_keypointless_detector_and_margin_embedder(assets_dir: Path) -> None:
+    """Coral's SSD face model is not in the mirror; the COCO SSD (same output layout) stands in to
+    check the wiring: SsdFaceDetector, FaceDetection without keypoints, margin-crop embedder id."""
+    import cv2
+
+    from agent.vision.ssd_detector import SsdFaceDetector
+
+    config = load_config(
+        assets_dir=str(assets_dir),
+        models={
+            "face_detector": "models/coco_ssd_mobilenet_v1_1.0_quant.tflite",
+            "face_detector_kind": "ssd",
+        },
+        detection={"face_confidence": 0.5},
+    )
+    stack = build_vision_stack(config)
+    assert isinstance(stack.face_detector, SsdFaceDetector)
+    assert stack.embedder.embedder_id == "mobilefacenet-128-margin112m10-v1"
+    capture = cv2.VideoCapture(str(assets_dir / "data/video/vtest.avi"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    faces = stack.face_detector.detect(frame)
+    assert faces and all(f.keypoints is None and f.score >= 0.5 for f in faces)
+    vectors = stack.embedder.embed(frame, faces)
+    assert vectors.shape == (len(faces), 128)
+
+
+def test_concurrent_callers_get_the_same_results_as_one(asset: Any) -> None:
+    """Interpreters are not thread-safe; the lock in TfliteModel.run must serialise invokes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_model(asset("models/face_detection_short_range.tflite"), threads=1)
+    rng = np.random.default_rng(7)
+    inputs = [rng.uniform(-1, 1, model.input.shape).astype(np.float32) for _ in range(8)]
+    expected = [model.run(x)[0] for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda x: model.run(x)[0], inputs * 8))
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected[i % len(inputs)])
