@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
-from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, l2_normalize, openface_blob
+from agent.vision.embedder import (
+    MobileFaceNetEmbedder,
+    OpenFaceEmbedder,
+    l2_normalize,
+    openface_blob,
+    openface_embedder_id,
+)
 from agent.vision.factory import build_embedder, build_face_detector
 from agent.vision.inference import ModelLoadError, ModelNotFoundError
 from agent.vision.types import BBox, FaceDetection, FaceDetector, Frame
@@ -137,6 +143,8 @@ def test_openface_preprocessing_without_weights() -> None:
     np.testing.assert_allclose(blob[:, 0], 0.2, atol=1e-6)
     np.testing.assert_allclose(blob[:, 2], 1.0, atol=1e-6)
     np.testing.assert_allclose(blob[:, 1], 0.0, atol=1e-6)
+    # The original script's crop: the bare detector box, resized.
+    assert openface_embedder_id("margin", 0.0) == "openface-nn4.small2.v1-128-box96-v1"
 
 
 def test_openface_missing_or_corrupt_weights_are_clear_errors(tmp_path: Path) -> None:

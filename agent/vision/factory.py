@@ -61,7 +61,9 @@ def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbed
     models = config.models
     alignment = "margin" if models.face_detector_kind == "ssd" else models.face_alignment
     if models.embedder_kind == "openface":
-        return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment=alignment, margin=0.0)
+        # OpenFace was trained on its own (larger) face template, not ArcFace's; the original
+        # script fed it the bare detector box, so that is what its users' classifiers expect.
+        return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment="margin", margin=0.0)
     return MobileFaceNetEmbedder(
         _load(config, models.embedder), alignment=alignment, margin=models.face_margin
     )
