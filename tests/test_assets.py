@@ -25,13 +25,20 @@ from agent.devtools.mosquitto import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "models/face_detection_back.tflite"
+# Read once at import: the tests below remove the variable so only explicit mirrors are used.
+ENV_MIRROR = os.environ.get("FACETRACK_ASSET_MIRROR")
+
+
+@pytest.fixture(autouse=True)
+def no_env_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FACETRACK_ASSET_MIRROR", raising=False)
 
 
 @pytest.fixture(scope="module")
 def mirror() -> Path:
     """The real offline mirror; the installed assets have the same layout and serve as one too."""
     for candidate in (
-        os.environ.get("FACETRACK_ASSET_MIRROR"),
+        ENV_MIRROR,
         REPO_ROOT.parent / "shared" / "assets",
         os.environ.get("FACETRACK_ASSETS_DIR"),
         REPO_ROOT / "models" / "assets",
