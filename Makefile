@@ -60,7 +60,7 @@ endef
 
 bench: setup
 	$(call bench,models,)
-	$(call bench,mot,$(wildcard $(ASSETS_DIR)/data/mot15/*))
+	$(call bench,mot,$(ASSETS_DIR)/data/mot15/*)
 
 clean-venv:
 	rm -rf $(VENV)
