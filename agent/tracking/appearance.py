@@ -73,10 +73,26 @@ class ColorHistogramEncoder:
                 out[i] = 1.0 / np.sqrt(self.dim)
                 continue
             hsv = cv2.cvtColor(frame_bgr[y1[i] : y2[i], x1[i] : x2[i]], cv2.COLOR_BGR2HSV)
-            hs = cv2.calcHist([hsv], [0, 1], None, hs_bins, [0, 180, 0, 256]).ravel()
-            v = cv2.calcHist([hsv], [2], None, [self.value_bins], [0, 256]).ravel()
+            hs = _smooth(cv2.calcHist([hsv], [0, 1], None, hs_bins, [0, 180, 0, 256]), circular_rows=True)
+            v = _smooth(cv2.calcHist([hsv], [2], None, [self.value_bins], [0, 256]), circular_rows=False)
             # Square roots (Hellinger) so a dominant bin does not swamp the cosine distance.
-            feature = np.sqrt(np.concatenate([hs, v * 0.5]))
+            feature = np.sqrt(np.concatenate([hs.ravel(), v.ravel() * 0.5]))
             norm = float(np.linalg.norm(feature))
             out[i] = feature / norm if norm > 0 else 1.0 / np.sqrt(self.dim)
         return out
+
+
+def _smooth(raw: npt.NDArray[np.generic], circular_rows: bool) -> npt.NDArray[np.float32]:
+    """Spread each bin a little into its neighbours, so a colour near a bin edge (a slightly
+    different light on the same shirt) does not land in a disjoint bin. Hue wraps around."""
+    hist = np.asarray(raw, dtype=np.float32)
+    out = 0.5 * hist
+    if circular_rows:
+        out += 0.25 * (np.roll(hist, 1, axis=0) + np.roll(hist, -1, axis=0))
+    else:
+        padded = np.pad(hist, ((1, 1), (0, 0)), mode="edge")
+        out += 0.25 * (padded[:-2] + padded[2:])
+    if hist.shape[1] > 1:
+        padded = np.pad(out, ((0, 0), (1, 1)), mode="edge")
+        out = 0.5 * out + 0.25 * (padded[:, :-2] + padded[:, 2:])
+    return out.astype(np.float32)
