@@ -192,3 +192,24 @@ def test_concurrent_callers_get_the_same_results_as_one(asset: Any) -> None:
         results = list(pool.map(lambda x: model.run(x)[0], inputs * 8))
     for i, result in enumerate(results):
         np.testing.assert_array_equal(result, expected[i % len(inputs)])
+
+
+def test_edgetpu_model_the_runtime_rejects_falls_back_too(
+    coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in delegate that loads, and an interpreter that rejects the delegated model (as a model
+    compiled for a newer Edge TPU runtime is rejected): the CPU twin is used when allowed."""
+    edgetpu, twin = coral_pair
+    real_interpreter = inference.Interpreter
+
+    def picky_interpreter(**kwargs: Any) -> Any:
+        if kwargs.get("experimental_delegates"):
+            raise ValueError("Failed to prepare for TPU.\nUnsupported runtime version")
+        return real_interpreter(**kwargs)
+
+    monkeypatch.setattr(inference, "load_delegate", lambda library: "edgetpu-delegate")
+    monkeypatch.setattr(inference, "Interpreter", picky_interpreter)
+    assert load_model(edgetpu, allow_cpu_fallback=True).path == twin
+    with pytest.raises(ModelLoadError) as raised:
+        load_model(edgetpu, allow_cpu_fallback=False)
+    assert "Unsupported runtime version" in str(raised.value) and "\n" not in str(raised.value)

@@ -161,9 +161,12 @@ def load_model(path: Path, *, threads: int = 2, allow_cpu_fallback: bool = False
             delegate = load_delegate(EDGETPU_LIBRARY)
         except (ValueError, OSError, RuntimeError) as exc:
             return _cpu_fallback(path, threads, allow_cpu_fallback, reason=str(exc) or type(exc).__name__)
-        interpreter = Interpreter(
-            model_path=str(path), experimental_delegates=[delegate], num_threads=threads
-        )
+        try:
+            interpreter = Interpreter(
+                model_path=str(path), experimental_delegates=[delegate], num_threads=threads
+            )
+        except (ValueError, RuntimeError) as exc:  # e.g. compiled for a newer Edge TPU runtime
+            return _cpu_fallback(path, threads, allow_cpu_fallback, reason=str(exc) or type(exc).__name__)
         _log.info("model_loaded", model=path.name, backend="edgetpu")
         return TfliteModel(interpreter, path, "edgetpu")
     return _load_cpu(path, threads)
@@ -180,15 +183,16 @@ def _load_cpu(path: Path, threads: int) -> TfliteModel:
 
 def _cpu_fallback(path: Path, threads: int, allowed: bool, *, reason: str) -> TfliteModel:
     twin = cpu_twin(path)
+    reason = " ".join(reason.split())  # one line, whatever the runtime printed
     if not allowed:
         raise ModelLoadError(
-            f"Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded for {path.name} ({reason}); "
+            f"{path.name} cannot run on the Edge TPU ({EDGETPU_LIBRARY}: {reason}); "
             f"plug in the Coral and install libedgetpu, or use the CPU model {twin} "
             "(or set inference.allow_cpu_fallback = true)"
         )
     if not twin.is_file():
         raise ModelLoadError(
-            f"Edge TPU delegate {EDGETPU_LIBRARY} could not be loaded for {path.name} ({reason}) "
+            f"{path.name} cannot run on the Edge TPU ({EDGETPU_LIBRARY}: {reason}) "
             f"and its CPU twin {twin} is missing: fetch it or point [models] at a CPU model"
         )
     _log.warning(
