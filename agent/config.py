@@ -113,6 +113,9 @@ class TrackerConfig(Section):
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1)
     n_init: int = Field(3, ge=1)
+    # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
+    max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
+    face_budget: int = Field(30, ge=1)
 
 
 class PipelineConfig(Section):

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from agent.config import TrackerConfig
+from agent.config import DetectionConfig, TrackerConfig
 from agent.tracking import Tracker, TrackerParams, TrackUpdate
 from agent.tracking.detection import tlwh_to_xyah
 
@@ -168,15 +168,19 @@ def test_faceless_detections_fall_back_to_appearance() -> None:
 
 
 def test_params_from_config_map_the_original_flags() -> None:
-    cfg = TrackerConfig(max_cosine_distance=0.3, nn_budget=50, max_iou_distance=0.6, max_age=40, n_init=2)
-    p = TrackerParams.from_config(cfg)
-    assert (p.max_cosine_distance, p.nn_budget, p.max_iou_distance, p.max_age, p.n_init) == (
-        0.3,
-        50,
-        0.6,
-        40,
-        2,
+    cfg = TrackerConfig(
+        max_cosine_distance=0.3,
+        nn_budget=50,
+        max_iou_distance=0.6,
+        max_age=40,
+        n_init=2,
+        max_face_distance=0.4,
     )
+    detection = DetectionConfig(confidence=0.6, nms_threshold=0.8)
+    p = TrackerParams.from_config(cfg, detection)
+    got = (p.max_cosine_distance, p.nn_budget, p.max_iou_distance, p.max_age, p.n_init, p.max_face_distance)
+    assert got == (0.3, 50, 0.6, 40, 2, 0.4)
+    assert (p.min_confidence, p.nms_max_overlap) == (0.6, 0.8)
     with pytest.raises(ValueError, match="n_init"):
         TrackerParams(n_init=0)
 

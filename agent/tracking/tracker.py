@@ -73,8 +73,8 @@ class TrackerParams:
     def __post_init__(self) -> None:
         if self.n_init < 1 or self.max_age < 0 or self.nn_budget < 1 or self.face_budget < 1:
             raise ValueError("n_init, nn_budget, face_budget must be >= 1 and max_age >= 0")
-        if self.max_cosine_distance <= 0 or self.max_iou_distance <= 0 or self.max_face_distance <= 0:
-            raise ValueError("distance thresholds must be > 0")
+        if self.max_cosine_distance < 0 or self.max_iou_distance < 0 or self.max_face_distance <= 0:
+            raise ValueError("distance thresholds must be >= 0 (max_face_distance > 0)")
         if not 0.0 <= self.motion_weight <= 1.0:
             raise ValueError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
         if self.motion_cost not in ("iou", "mahalanobis"):
@@ -193,12 +193,18 @@ class Tracker:
         cascade_cols: IntArray = np.empty(0, dtype=np.intp)
         if confirmed_rows.size:
             # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
-            motion = iou / p.max_iou_distance if p.motion_cost == "iou" else mahalanobis / p.gating_threshold
+            if p.motion_cost == "iou":
+                motion = iou / max(p.max_iou_distance, 1e-9)
+            else:
+                motion = mahalanobis / p.gating_threshold
             cost = motion
             if feats is not None or faces is not None:
                 appearance = np.full_like(motion, np.nan)
                 if feats is not None:
-                    appearance = nearest_neighbor_cosine(t.galleries, feats) / p.max_cosine_distance
+                    # A zero threshold (allowed by the config) accepts only identical features.
+                    appearance = nearest_neighbor_cosine(t.galleries, feats) / max(
+                        p.max_cosine_distance, 1e-9
+                    )
                 if faces is not None:
                     appearance = self._face_override(t, appearance, faces)
                 # Refuse pairs whose appearance is beyond its threshold, then blend in motion.
