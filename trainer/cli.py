@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"facetrack {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="log model loading details to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     keygen = commands.add_parser(
@@ -375,6 +376,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    # Logs go to stderr so `evaluate --json` / `publish --json` keep stdout machine-readable.
+    configure_logging("info" if args.verbose else "warning", "auto")
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

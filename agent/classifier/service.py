@@ -151,11 +151,17 @@ class ModelService:
         self._log.info("model_activated", version=staged.bundle.version, previous=staged.previous_version)
         return True
 
-    def note_frame_classified(self, frame_index: int) -> None:
-        """After a frame was classified: the first one under a new model completes model_applied."""
+    def note_frame_classified(self, frame_index: int, model_version: str | None = None) -> None:
+        """After a frame was classified: the first one under a new model completes model_applied.
+
+        Pass `model_version` (the version that classified this frame) when frames are in flight
+        across a swap, so a frame still classified by the previous model does not count.
+        """
         self._last_frame = max(0, frame_index)
         staged = self._awaiting_first_frame
         if staged is None:
+            return
+        if model_version is not None and model_version != staged.bundle.version:
             return
         self._awaiting_first_frame = None
         latency = max(0.0, self._clock() - staged.arrived)
