@@ -19,7 +19,7 @@ import pytest
 
 import agent.assets.fetcher as fetcher
 from agent.assets import asset_path, fetch_assets, load_manifest
-from agent.assets.manifest import DEFAULT_GROUPS, Manifest, parse_manifest
+from agent.assets.manifest import DEFAULT_GROUPS, Manifest, ManifestError, parse_manifest
 from agent.cli import main as cli_main
 from agent.devtools.mosquitto import free_port
 
@@ -341,3 +341,40 @@ def test_cli_list_and_bad_group(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(out) == 6 and all("missing" in line for line in out)
     assert cli_main(["assets", "fetch", "--group", "bogus", "--dest", str(tmp_path)]) == 2
     assert "unknown asset group 'bogus'" in capsys.readouterr().err
+
+
+def test_cli_dest_defaults_to_the_configured_assets_dir(
+    tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACETRACK_ASSETS_DIR", str(tmp_path / "configured"))
+    monkeypatch.setenv("FACETRACK_ASSET_MIRROR", str(mirror))
+    assert cli_main(["assets", "fetch", "--group", "runtime", "--offline"]) == 0
+    assert "6 fetched (6 from mirror)" in capsys.readouterr().out
+    assert sha256(tmp_path / "configured" / MODEL) == sha256(mirror / MODEL)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('sources = ["ftp://x/y"]', "source 'ftp://x/y': expected an http(s)/file URL"),
+        ('sources = ["pypi:dist#path"]', "expected pypi:DIST==VERSION#PATH"),
+        ('sources = ["deb:pkg#path"]', "expected deb:PACKAGE=VERSION#PATH"),
+        ('path = "../escape.bin"', "must be a relative path inside the assets directory"),
+        ('group = "extras"', "group: Input should be 'runtime', 'testdata' or 'reference'"),
+        ('sha256 = "abc"', "sha256: String should match pattern"),
+    ],
+)
+def test_manifest_mistakes_are_one_line(entry: str, message: str) -> None:
+    fields = {
+        "name": '"x"',
+        "path": '"models/x.bin"',
+        "license": '"MIT"',
+        "group": '"runtime"',
+        "sources": '["https://example.org/x"]',
+    }
+    key, value = entry.split(" = ", 1)
+    fields[key] = value
+    text = "version = 1\n[[asset]]\n" + "".join(f"{k} = {v}\n" for k, v in fields.items())
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
