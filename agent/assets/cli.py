@@ -84,15 +84,19 @@ def main(args: argparse.Namespace) -> int:
     if mirror is not None and not mirror.is_dir():
         print(f"facetrack-agent assets: mirror {mirror} is not a directory", file=sys.stderr)
         return 2
-    report = fetch_assets(
-        dest,
-        groups,
-        mirror,
-        manifest=manifest,
-        upstream=not args.offline,
-        rehash=args.rehash,
-        timeout_s=args.timeout,
-    )
+    try:
+        report = fetch_assets(
+            dest,
+            groups,
+            mirror,
+            manifest=manifest,
+            upstream=not args.offline,
+            rehash=args.rehash,
+            timeout_s=args.timeout,
+        )
+    except OSError as exc:
+        print(f"facetrack-agent assets: cannot use {dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     for result in report.by_status("fetched"):
         if result.note:
             print(f"note: {result.asset.path}: {result.note}", file=sys.stderr)

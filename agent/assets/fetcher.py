@@ -7,6 +7,7 @@ wrong file under an asset's name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -231,6 +232,10 @@ def _pin_matches(asset: Asset, entry: dict[str, int | str]) -> bool:
     return False
 
 
+class _CannotWrite(Exception):
+    """The destination, not the source, failed (disk full, read-only): other sources won't help."""
+
+
 class _HashingWriter:
     def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
@@ -240,7 +245,11 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.handle.write(data)
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            # Not an OSError any more, so a source's network error handling cannot swallow it.
+            raise _CannotWrite(exc.strerror or str(exc)) from None
 
 
 @contextmanager
@@ -304,7 +313,7 @@ def _install_from(source: Source, asset: Asset, final: Path, ctx: FetchContext) 
             if not asset.pinned:
                 raise _Rejected(actual, f"sha256 {actual} (no pin to check it against)")
     except OSError as exc:
-        raise SourceError(f"cannot write {final.parent}: {exc.strerror or exc}") from None
+        raise _CannotWrite(exc.strerror or str(exc)) from None
     return actual, blob
 
 
@@ -346,7 +355,9 @@ def fetch_assets(
                 results.append(_fetch_one(asset, dest, mirror, index, cache, ctx, upstream, rehash))
         finally:
             bar.close()
-            cache.save()
+            # The cache only saves re-hashing next time; failing to write it loses nothing.
+            with contextlib.suppress(OSError):
+                cache.save()
     return FetchReport(dest=dest, results=results, seconds=time.monotonic() - started)
 
 
@@ -361,10 +372,18 @@ def _fetch_one(
     rehash: bool,
 ) -> AssetResult:
     final = dest / asset.path
-    ok, present_sha = cache.verified(asset, final, rehash)
+    try:
+        ok, present_sha = cache.verified(asset, final, rehash)
+    except OSError as exc:
+        unreadable = f"the file at {final} cannot be read: {exc.strerror or exc}"
+        return AssetResult(asset, final, "failed", attempts=[Attempt(str(final), unreadable)])
     if ok:
         return AssetResult(asset, final, "present", actual_sha256=present_sha)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        cannot = f"cannot create {final.parent}: {exc.strerror or exc}"
+        return AssetResult(asset, final, "failed", attempts=[Attempt(str(final.parent), cannot)])
     _remove_stale_parts(final.parent, final.name)
     sources: list[Source] = []
     if mirror is not None and index is not None:
@@ -383,6 +402,9 @@ def _fetch_one(
         except SourceError as exc:
             attempts.append(Attempt(source.describe(), str(exc)))
             continue
+        except _CannotWrite as exc:
+            attempts.append(Attempt(source.describe(), f"cannot write into {final.parent}: {exc}"))
+            break
         cache.record(asset, final, sha, blob)
         note = "" if asset.sha256 else f'verified by git blob id; record sha256 = "{sha}" in the manifest'
         return AssetResult(asset, final, "fetched", source.describe(), sha, attempts, note)
