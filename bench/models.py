@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -271,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per measurement (default 30)")
     parser.add_argument(
-        "--assets", type=Path, default=Path("models/assets"), help="assets directory (default models/assets)"
+        "--assets",
+        type=Path,
+        default=Path(os.environ.get("FACETRACK_ASSETS_DIR", "models/assets")),
+        help="assets directory (default $FACETRACK_ASSETS_DIR or models/assets)",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
