@@ -651,3 +651,48 @@ async def test_tls_with_ca_and_client_certificate(
     assert "certificate" in str(link.stats["last_error"]).lower()
     await link.stop(flush_timeout_s=0.5)
     await task
+
+
+@pytest.fixture
+def acl_broker() -> Iterator[tuple[MosquittoBroker, Path]]:
+    workdir = Path(tempfile.mkdtemp(prefix="facetrack-mosquitto-acl-"))
+    workdir.chmod(0o755)
+    acl = workdir / "acl"
+    # Deployment mistake under test: the agent may announce itself but not publish events.
+    acl.write_text("topic readwrite facetrack/pi-1/availability\ntopic read #\n")
+    acl.chmod(0o644)
+    broker = MosquittoBroker(workdir=workdir, extra_config=f"acl_file {acl}\n")
+    broker.start()
+    try:
+        yield broker, acl
+    finally:
+        broker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_mqtt5_refused_puback_keeps_events_queued_until_the_acl_is_fixed(
+    acl_broker: tuple[MosquittoBroker, Path], topics: Topics, outbox: Outbox
+) -> None:
+    broker, acl = acl_broker
+    sub = await Subscriber(broker, topics.all_events, "test-acl-sub", persistent=False).start()
+    with structlog.testing.capture_logs() as logs:
+        link = MqttLink(fast_config(broker, protocol="5"), topics, outbox)
+        task = await start_link(link)
+        for i in range(3):
+            link.emit(draft(i))
+        await wait_for(lambda: link.stats["refused"] >= 2)
+    assert outbox.depth == 3, "a refused event was deleted from the outbox"
+    assert link.connected
+    assert "not authorized" in str(link.stats["last_error"]).lower()
+    assert any(e["event"] == "mqtt_publish_refused" and e["seq"] == 1 for e in logs)
+    assert await link.publish_raw(topics.device("other"), b"x") is False
+    assert sub.seqs() == []
+
+    acl.write_text("topic readwrite facetrack/#\n")
+    assert broker._process is not None
+    broker._process.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL file
+    await wait_for(lambda: outbox.depth == 0)
+    await sub.wait_until(lambda: sub.seqs() == [1, 2, 3])
+    await link.stop()
+    await task
+    await sub.stop()

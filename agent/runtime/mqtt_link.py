@@ -48,13 +48,54 @@ STOP_GRACE_S = 2.0
 STABLE_SESSION_S = 10.0
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client, failing CONNECT as soon as the socket dies.
+class PublishRefused(aiomqtt.MqttError):
+    """An MQTT 5 broker answered PUBACK with a failure reason code (e.g. 0x87 Not authorized)."""
 
-    aiomqtt 2.x ignores a disconnect that happens before CONNACK (a TLS alert for a missing client
-    certificate, a broker closing on us) and then waits its whole timeout; the agent wants the
-    failure now, so the backoff and the log line reflect what really happened.
+    def __init__(self, topic: str, reason: ReasonCode) -> None:
+        super().__init__(f"broker refused publish to {topic}: {reason} (0x{int(reason.value):02x})")
+        self.topic = topic
+        self.reason = reason
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client with two fixes the outbox depends on (aiomqtt 2.x internals, pinned <3).
+
+    - A refused PUBACK (MQTT 5 reason code >= 0x80) is an error, not a success: aiomqtt drops the
+      reason code, and acking on it would delete an event the broker threw away.
+    - CONNECT fails as soon as the socket dies: aiomqtt ignores a disconnect before CONNACK (a TLS
+      alert for a missing client certificate) and waits its whole timeout.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refusals: dict[int, ReasonCode] = {}
+
+    def _on_publish(
+        self,
+        client: paho_mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if reason_code.is_failure:
+            self._refusals[mid] = reason_code
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_confirmed(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish and, at QoS >= 1, return only after a successful PUBACK; raise otherwise."""
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        try:
+            if not info.is_published():
+                confirmation = asyncio.Event()
+                with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=None)
+        finally:
+            refused = self._refusals.pop(info.mid, None)
+        if refused is not None:
+            raise PublishRefused(topic, refused)
 
     def _on_disconnect(
         self,
@@ -107,6 +148,7 @@ class LinkStats:
     connect_failures: int = 0
     disconnects: int = 0
     handler_errors: int = 0
+    refused: int = 0
     last_error: str | None = None
     connected_since: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -138,7 +180,7 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._client_id = config.client_id or f"facetrack-{topics.device_id}"
         self._subscriptions: list[_Subscription] = []
-        self._client: aiomqtt.Client | None = None
+        self._client: _Client | None = None
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stop_deadline = 0.0
@@ -174,6 +216,7 @@ class MqttLink:
             "connect_failures": s.connect_failures,
             "disconnects": s.disconnects,
             "handler_errors": s.handler_errors,
+            "refused": s.refused,
             "last_error": s.last_error,
             "connected_for_s": round(time.monotonic() - s.connected_since, 3) if s.connected_since else None,
             "outbox_depth": self._outbox.depth,
@@ -214,7 +257,7 @@ class MqttLink:
         if client is None:
             return False
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain)
+            await client.publish_confirmed(topic, payload, qos=qos, retain=retain)
         except aiomqtt.MqttError as exc:
             self._log.warning("mqtt_publish_failed", topic=topic, error=str(exc))
             return False
@@ -338,7 +381,7 @@ class MqttLink:
         tls = self._config.tls
         return bool(tls.enabled or tls.ca_file or tls.cert_file)
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self) -> _Client:
         cfg = self._config
         password = resolve_password(cfg)
         username = cfg.username or None
@@ -382,7 +425,7 @@ class MqttLink:
         client.pending_calls_threshold = self._window + 10
         return client
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: _Client) -> None:
         self._stats.connects += 1
         self._stats.connected_since = time.monotonic()
         self._log.info("mqtt_connected", client_id=self._client_id, outbox_depth=self._outbox.depth)
@@ -415,12 +458,15 @@ class MqttLink:
             # A refused or timed-out SUBSCRIBE on a live connection: retried on the next connect.
             self._log.error("mqtt_subscribe_failed", topic_filter=sub.topic_filter, error=str(exc))
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _drain(self, client: _Client) -> None:
         """Publish queued events oldest first, a window at a time, acking each window after PUBACKs."""
         outbox = self._outbox
         events_topic = self._topics.events
+        refusals = 0
         while True:
-            rows = outbox.peek(self._window)
+            # After a refusal, stop-and-wait until one succeeds: nothing behind a refused event may
+            # be accepted ahead of it, or subscribers would see seqs out of order.
+            rows = outbox.peek(1 if refusals else self._window)
             if not rows:
                 if self._stop_requested.is_set():
                     return
@@ -432,13 +478,20 @@ class MqttLink:
             # Tasks start in creation order and paho writes each PUBLISH synchronously in its first
             # step, so the wire order is seq order; PUBACKs are awaited in the same order.
             pending = [
-                asyncio.ensure_future(client.publish(row.topic or events_topic, row.payload, qos=1))
+                asyncio.ensure_future(client.publish_confirmed(row.topic or events_topic, row.payload, qos=1))
                 for row in rows
             ]
             acked: list[int] = []
+            refused: PublishRefused | None = None
             try:
                 for row, fut in zip(rows, pending, strict=True):
-                    await fut
+                    try:
+                        await fut
+                    except PublishRefused as exc:
+                        # Keep this event and everything after it; later ones in the window may
+                        # have been accepted and will be sent again (at least once).
+                        refused = exc
+                        break
                     acked.append(row.seq)
             finally:
                 for fut in pending:
@@ -449,6 +502,28 @@ class MqttLink:
                 if acked:
                     outbox.ack_many(acked)
                     self._stats.published += len(acked)
+            if refused is None:
+                refusals = 0
+                continue
+            refusals += 1
+            self._stats.refused += 1
+            self._stats.last_error = str(refused)
+            delay = backoff_delay(
+                refusals, self._config.reconnect_min_s, self._config.reconnect_max_s, self._rng
+            )
+            # A broker ACL that forbids our topic: the events stay queued (and the outbox bound still
+            # applies) until the operator fixes it; retry the same event with backoff meanwhile.
+            self._log.error(
+                "mqtt_publish_refused",
+                error=str(refused),
+                seq=rows[len(acked)].seq,
+                retry_in_s=round(delay, 3),
+                outbox_depth=outbox.depth,
+            )
+            if self._stop_requested.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
