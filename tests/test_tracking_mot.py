@@ -54,3 +54,18 @@ def test_bench_cli_rejects_a_folder_without_detections(
     assert mot.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no det/det.txt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_faces_help_when_clothes_look_alike_and_do_not_hurt_otherwise(mot15: Path) -> None:
+    """Synthetic features drawn from TUD-Campus ground truth (bench.mot.simulate_features)."""
+    params = TrackerParams()
+    seq = mot.load_sequence(mot15 / "TUD-Campus", params.min_confidence, params.nms_max_overlap)
+
+    def score(face_rate: float, lookalikes: bool) -> dict[str, float]:
+        feats = mot.simulate_features(seq, face_rate, lookalikes, seed=0)
+        return mot.evaluate([seq], lambda s: mot.run_deep_sort(s, params, feats))["TUD-Campus"]
+
+    plain, plain_faces = score(0.0, False), score(0.3, False)
+    twins, twins_faces = score(0.0, True), score(0.3, True)
+    assert twins_faces["idf1"] > twins["idf1"] + 2.0, (twins, twins_faces)
+    assert plain_faces["mota"] >= plain["mota"] - 1.0 and plain_faces["idf1"] >= plain["idf1"] - 1.0
