@@ -338,8 +338,12 @@ class AgentApp:
             summary.frames_skipped = source.stats.frames_skipped
             summary.stopped_by = self.stopped_by
             summary.output = str(writer.path) if writer is not None else None
+            # Let the link drain the outbox first, so the last status shows what really stayed queued.
+            flush_deadline = time.monotonic() + self.flush_timeout_s
+            while outbox.depth and link.connected and time.monotonic() < flush_deadline:
+                await asyncio.sleep(0.02)
             await link.publish_status(monitor.snapshot(**status_fields()))
-            await link.stop(self.flush_timeout_s)
+            await link.stop(max(0.0, flush_deadline - time.monotonic()))
             summary.outbox_depth = outbox.depth
             if outbox.depth:
                 log.warning(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"facetrack-agent: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log.level, config.log.format)
+    if config.log.level != "debug":
+        # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
 
 

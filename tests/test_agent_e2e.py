@@ -1,0 +1,370 @@
+"""End to end: the real `facetrack-agent run` process, real models, real video, a real mosquitto and a
+real MQTT subscriber. Nothing is mocked.
+
+A classifier is trained once per module with the trainer's API from data/faces/refs (Lin-Manuel
+Miranda, Alex Lacamoire, Obama) plus the knn training folders, signed with a throw-away key and
+installed into each agent's state directory; the agent trusts that key through the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.config import load_config
+from agent.devtools.demo import demo_people, install_bundle, train_bundle
+from agent.devtools.mosquitto import MosquittoBroker
+from agent.events.schema import parse_event
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "e2e"
+LMM = "lin-manuel-miranda"
+
+
+@pytest.fixture(scope="module")
+def classifier(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
+    config = load_config(None, assets_dir=assets_dir)
+    bundle, public_key, summary = train_bundle(
+        config, demo_people(assets_dir), tmp_path_factory.mktemp("keys")
+    )
+    assert LMM in summary["people"] and len(summary["people"]) >= 4
+    return bundle, public_key
+
+
+class Subscriber:
+    """Collects payloads per topic. `persistent` keeps a broker-side session (QoS 1 queue) across
+    its own disconnects and broker restarts (the broker must run with persistence)."""
+
+    def __init__(self, broker: MosquittoBroker, topics: list[str], persistent: bool = False) -> None:
+        self.messages: dict[str, list[bytes]] = {}
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"e2e-sub-{os.getpid()}-{time.monotonic_ns()}",
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
+        self.topics = topics
+
+        def on_connect(client: mqtt.Client, *_: Any) -> None:
+            for topic in topics:
+                client.subscribe(topic, qos=1)
+            self.connected.set()
+
+        def on_disconnect(*_: Any) -> None:
+            self.connected.clear()
+
+        def on_message(_c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+            with self.lock:
+                self.messages.setdefault(message.topic, []).append(bytes(message.payload))
+
+        self.client.on_connect = on_connect
+        self.client.on_disconnect = on_disconnect
+        self.client.on_message = on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self.connected.wait(5), "subscriber could not connect"
+        time.sleep(0.2)  # SUBACK
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            raw = list(self.messages.get(f"facetrack/{DEVICE}/events", []))
+        return [json.loads(p) for p in raw]
+
+    def last(self, leaf: str) -> bytes | None:
+        with self.lock:
+            values = self.messages.get(f"facetrack/{DEVICE}/{leaf}", [])
+            return values[-1] if values else None
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.events()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _persistent_broker(tmp_path: Path) -> MosquittoBroker:
+    store = tmp_path / "mosquitto-db"
+    store.mkdir()
+    # Later lines override the generated `persistence false`: sessions and their queued QoS 1
+    # messages survive a broker restart, so the subscriber misses nothing while it reconnects.
+    # `user`: when the tests run as root, mosquitto would otherwise drop to a user that cannot
+    # write the pytest temp dir (it is ignored when not root).
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "mosquitto")
+    return MosquittoBroker(extra_config=f"persistence true\npersistence_location {store}/\nuser {user}\n")
+
+
+def _agent(
+    tmp_path: Path,
+    broker: MosquittoBroker,
+    args: list[str],
+    classifier: tuple[bytes, str] | None = None,
+    **env_overrides: str,
+) -> subprocess.Popen[str]:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        FACETRACK_MQTT__RECONNECT_MIN_S="0.2",
+        FACETRACK_MQTT__RECONNECT_MAX_S="0.5",
+        FACETRACK_STATUS__INTERVAL_S="1",
+        **env_overrides,
+    )
+    if classifier is not None:
+        bundle, public_key = classifier
+        config = load_config(None, state_dir=state)
+        install_bundle(config, bundle)
+        env["FACETRACK_CLASSIFIER__TRUSTED_KEYS"] = json.dumps([public_key])
+    command = [
+        sys.executable, "-m", "agent", "run",
+        "--broker", f"{broker.host}:{broker.port}",
+        "--device-id", DEVICE,
+        "--state-dir", str(state),
+        "--log-format", "json",
+        *args,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        pytest.fail(f"agent did not finish in {timeout}s: {err[-2000:]}")
+    return process.returncode, err
+
+
+def _assert_contract(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        parsed = parse_event(json.dumps(event))
+        assert parsed.device == DEVICE
+
+
+def _first_arrivals(events: list[dict[str, Any]]) -> list[int]:
+    seen: set[int] = set()
+    order: list[int] = []
+    for event in events:
+        if event["seq"] not in seen:
+            seen.add(event["seq"])
+            order.append(event["seq"])
+    return order
+
+
+@pytest.fixture
+def hamilton(asset: Any) -> Path:
+    path: Path = asset("data/video/hamilton_clip.mp4")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hamilton_identity_end_to_end(
+    tmp_path: Path, mosquitto: MosquittoBroker, classifier: tuple[bytes, str], hamilton: Path
+) -> None:
+    sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
+    output = tmp_path / "annotated.mp4"
+    frames = 150  # Lin-Manuel Miranda is named by frame ~95; the rest of the clip adds nothing here
+    agent = _agent(
+        tmp_path, mosquitto, ["--input", str(hamilton), "--output", str(output), "--max-frames", str(frames)],
+        classifier,
+    )  # fmt: skip
+    code, err = _finish(agent)
+    assert code == 0, err[-2000:]
+    time.sleep(0.3)
+    sub.close()
+    events = sub.events()
+    _assert_contract(events)
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(events) + 1)), "seq must be contiguous from 1, each once"
+
+    named = [e for e in events if e["type"] == "identity" and e["label"] == LMM]
+    assert named, f"no identity {LMM}: {[e for e in events if e['type'] == 'identity']}"
+    track = named[0]["track_id"]
+    assert named[0]["votes"] >= 3 and named[0]["confidence"] >= 0.5
+    started = [e for e in events if e["type"] == "track_started" and e["track_id"] == track]
+    ended = [e for e in events if e["type"] == "track_ended" and e["track_id"] == track]
+    assert len(started) == 1 and len(ended) == 1
+    assert started[0]["seq"] < named[0]["seq"] < ended[0]["seq"]
+    assert ended[0]["label"] == LMM and ended[0]["frames"] > 20
+    assert datetime.fromisoformat(ended[0]["last_seen"]) >= datetime.fromisoformat(ended[0]["first_seen"])
+    # Nobody else in the clip is enrolled: no other name may appear.
+    assert {e["label"] for e in events if e["type"] == "identity"} <= {LMM, "unknown"}
+    # Every started track is ended (the input ended) and nothing ends twice.
+    assert sorted(e["track_id"] for e in events if e["type"] == "track_started") == sorted(
+        e["track_id"] for e in events if e["type"] == "track_ended"
+    )
+
+    assert sub.last("availability") == b"stopped"
+    status = json.loads(sub.last("status") or b"{}")
+    assert status["frames_processed"] == frames and status["backend"] == "cpu"
+    assert status["model_version"] and status["outbox_depth"] == 0 and status["events_dropped"] == 0
+    assert {"person_ms", "track_ms"} <= set(status["latency_ms"])
+
+    capture = cv2.VideoCapture(str(output))
+    written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, image = capture.read()
+    capture.release()
+    assert ok and written == frames and image.shape == (360, 640, 3)
+
+
+def test_broker_outage_mid_run_loses_nothing(
+    tmp_path: Path, classifier: tuple[bytes, str], hamilton: Path
+) -> None:
+    broker = _persistent_broker(tmp_path)
+    broker.start()
+    try:
+        sub = Subscriber(broker, [f"facetrack/{DEVICE}/events"], persistent=True)
+        agent = _agent(tmp_path, broker, ["--input", str(hamilton)], classifier)
+        assert sub.wait_for(lambda ev: len(ev) >= 2, timeout=60), "no events before the outage"
+        outage_start = datetime.now().astimezone()
+        broker.stop()
+        time.sleep(3.0)
+        outage_end = datetime.now().astimezone()
+        broker.start()
+        code, err = _finish(agent)
+        assert code == 0, err[-2000:]
+        assert sub.wait_for(lambda ev: any(e["type"] == "track_ended" for e in ev[-3:]), timeout=10)
+        time.sleep(0.5)
+        sub.close()
+    finally:
+        broker.close()
+    events = sub.events()
+    _assert_contract(events)
+    last = max(e["seq"] for e in events)
+    assert _first_arrivals(events) == list(range(1, last + 1)), "every seq 1..last, first arrivals in order"
+    # The outage was real: events were created while the broker was down and still arrived.
+    during = [e for e in events if outage_start < datetime.fromisoformat(e["ts"]) < outage_end]
+    assert during, "no event was produced during the outage; the test proved nothing"
+    assert "outbox_not_empty" not in err
+
+
+def test_broker_unreachable_at_start_then_delivers(
+    tmp_path: Path, classifier: tuple[bytes, str], hamilton: Path
+) -> None:
+    broker = _persistent_broker(tmp_path)
+    broker.start()
+    try:
+        sub = Subscriber(broker, [f"facetrack/{DEVICE}/events"], persistent=True)
+        broker.stop()  # the subscriber's session (and the port) survive; the agent finds no broker
+        agent = _agent(tmp_path, broker, ["--input", str(hamilton), "--max-frames", "90"], classifier)
+        time.sleep(4.0)
+        assert agent.poll() is None, "the agent must keep running without a broker"
+        broker.start()
+        code, err = _finish(agent)
+        assert code == 0, err[-2000:]
+        assert sub.wait_for(lambda ev: any(e["type"] == "track_ended" for e in ev), timeout=15)
+        time.sleep(0.5)
+        sub.close()
+    finally:
+        broker.close()
+    events = sub.events()
+    _assert_contract(events)
+    last = max(e["seq"] for e in events)
+    assert _first_arrivals(events) == list(range(1, last + 1))
+    assert "mqtt_reconnect_wait" in err  # it did start without a broker
+
+
+def test_sigterm_and_garbage_on_model_topics(
+    tmp_path: Path, mosquitto: MosquittoBroker, classifier: tuple[bytes, str], hamilton: Path
+) -> None:
+    sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
+    agent = _agent(tmp_path, mosquitto, ["--input", str(hamilton)], classifier)
+    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev), timeout=60)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-garbage")
+    publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.loop_start()
+    garbage = [
+        (f"facetrack/{DEVICE}/model", np.random.default_rng(1).bytes(4096)),
+        (f"facetrack/{DEVICE}/model", b'{"model": "not a bundle"}'),
+        ("facetrack/all/model", b"\x80\x04\x95 pickle-looking"),
+    ]
+    for topic, payload in garbage:
+        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+    assert sub.wait_for(
+        lambda ev: sum(e["type"] == "model_rejected" for e in ev) >= len(garbage), timeout=20
+    ), "each malformed model message must be answered with model_rejected"
+    assert agent.poll() is None, "garbage on a model topic must not stop the agent"
+    agent.send_signal(signal.SIGTERM)
+    code, err = _finish(agent, timeout=30)
+    assert code == 0, err[-2000:]
+    time.sleep(0.3)
+    sub.close()
+    events = sub.events()
+    _assert_contract(events)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert sub.last("availability") == b"stopped"
+    # Stopping ends every live track, so subscribers are not left with dangling tracks.
+    started = {e["track_id"] for e in events if e["type"] == "track_started"}
+    assert started == {e["track_id"] for e in events if e["type"] == "track_ended"}
+    rejected = [e for e in events if e["type"] == "model_rejected"]
+    assert all(e["running_version"] for e in rejected), "the good model kept running"
+    # The run was cut short by the signal, not by the end of the clip.
+    assert max(e["frame"] for e in events) < 270
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: one clear line on stderr, exit code 2, no traceback
+
+
+def _run_fast(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--state-dir", str(tmp_path / "state"), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_unreadable_video_path(tmp_path: Path) -> None:
+    line = _one_line_error(_run_fast(tmp_path, ["--input", str(tmp_path / "missing.mp4")]))
+    assert "missing.mp4" in line and "does not exist" in line
+
+
+def test_corrupt_video_bytes(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(np.random.default_rng(7).bytes(300_000))
+    line = _one_line_error(_run_fast(tmp_path, ["--input", str(corrupt)]))
+    assert "corrupt.mp4" in line
+
+
+def test_unknown_config_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[pipeline]\nframe_strid = 2\n")
+    line = _one_line_error(_run_fast(tmp_path, ["--config", str(config)]))
+    assert "frame_strid" in line
