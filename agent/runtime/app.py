@@ -340,7 +340,10 @@ class AgentApp:
             summary.output = str(writer.path) if writer is not None else None
             # Let the link drain the outbox first, so the last status shows what really stayed queued.
             flush_deadline = time.monotonic() + self.flush_timeout_s
-            while outbox.depth and link.connected and time.monotonic() < flush_deadline:
+            # Polled: the outbox has no "drained" notification, and this runs once per process.
+            for _ in range(int(self.flush_timeout_s / 0.02) + 1):
+                if not (outbox.depth and link.connected and time.monotonic() < flush_deadline):
+                    break
                 await asyncio.sleep(0.02)
             await link.publish_status(monitor.snapshot(**status_fields()))
             await link.stop(max(0.0, flush_deadline - time.monotonic()))
