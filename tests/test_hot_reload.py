@@ -1,0 +1,314 @@
+"""Signed model push over a real mosquitto: the agent-side ModelService verifies, installs and
+swaps bundles; bad ones are refused with a precise reason while the old model keeps serving; a
+kill during install never leaves a broken model; and the full agent swaps models mid-video."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import numpy as np
+import numpy.typing as npt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.classifier.errors import RejectCode
+from agent.classifier.keys import key_id
+from agent.classifier.service import ModelService
+from agent.classifier.verify import verify_bundle
+from agent.config import AgentConfig
+from agent.devtools.mosquitto import MosquittoBroker
+from agent.events.schema import EventBase, ModelApplied, ModelRejected, parse_event
+from agent.runtime.mqtt_link import MqttLink
+from agent.runtime.outbox import Outbox
+from agent.runtime.topics import Topics
+from tests.classifier_helpers import FACES, agent_config, bundle_from, embed_people, embedding
+from trainer.dataset import FaceEmbedding
+from trainer.publish import BrokerOptions, publish_bundle
+from trainer.training import train
+
+REPO = Path(__file__).resolve().parent.parent
+V_OLD = "20260101T000000Z"
+V_NEW = "20260201T000000Z"
+
+
+@pytest.fixture(scope="module")
+def emb(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FaceEmbedding:
+    return embedding(assets_dir, tmp_path_factory.getbasetemp() / "embeddings")
+
+
+@pytest.fixture(scope="module")
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def models(emb: FaceEmbedding, assets_dir: Path) -> dict[str, Any]:
+    """Model A: the five Johns. Model B: the Johns plus the three reference people (one photo
+    each), among them Lin-Manuel Miranda, who is on stage in hamilton_clip.mp4."""
+    x_johns, y_johns = embed_people(emb, assets_dir / FACES / "dlib_johns")
+    refs = assets_dir / FACES / "refs"
+    x_refs = np.stack([emb.faces_in(p)[0] for p in sorted(refs.iterdir())]).astype(np.float64)
+    y_refs = [p.stem.split("_")[0] if "obama" in p.stem else p.stem for p in sorted(refs.iterdir())]
+    a = train(x_johns, y_johns)
+    b = train(np.vstack([x_johns, x_refs]), [*y_johns, *y_refs])
+    return {"a": a, "b": b, "probe": x_johns[::11]}
+
+
+def _service(config: AgentConfig, emb: FaceEmbedding, events: list[EventBase]) -> ModelService:
+    return ModelService(config, emit=events.append, embedder=emb.embedder)
+
+
+class Agent:
+    """ModelService + the real MqttLink + outbox, and a stand-in frame loop that classifies real
+    embeddings every 20 ms (activate_pending at the top, note_frame_classified after)."""
+
+    def __init__(self, config: AgentConfig, emb: FaceEmbedding, probe: npt.NDArray[np.float64]) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_prefix, config.device_id)
+        self.outbox = Outbox(config.state_dir / "outbox.sqlite3", 1000, 1 << 20)
+        self.link = MqttLink(config.mqtt, self.topics, self.outbox)
+        self.events: list[EventBase] = []
+        self.service = ModelService(config, emit=self._emit, embedder=emb.embedder)
+        self.probe = probe
+        self.frames: list[tuple[int, str | None, list[str]]] = []
+
+    def _emit(self, event: EventBase) -> None:
+        self.events.append(self.outbox.append(event, topic=self.topics.events))
+        self.link.notify()
+
+    async def frame_loop(self) -> None:
+        index = 0
+        while True:
+            self.service.activate_pending()
+            clf = self.service.current
+            labels = [p.label for p in clf.predict(self.probe)] if clf is not None else []
+            self.frames.append((index, clf.version if clf else None, labels))
+            if clf is not None:
+                self.service.note_frame_classified(index, clf.version)
+            index += 1
+            await asyncio.sleep(0.02)
+
+    def of(self, kind: type[EventBase]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+async def agent(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    assets_dir: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> AsyncIterator[Agent]:
+    config = agent_config(assets_dir, tmp_path / "state", [key], mqtt={"port": mosquitto.port})
+    agent = Agent(config, emb, models["probe"])
+    # The device already runs model A (installed by an earlier push).
+    agent.service.store.install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
+    assert agent.service.load_installed() is not None
+    for topic in agent.service.topics(agent.topics):
+        agent.link.subscribe(topic, agent.service.handle_message)
+    tasks = [asyncio.create_task(agent.link.run()), asyncio.create_task(agent.frame_loop())]
+    for _ in range(250):
+        if agent.link.connected:
+            break
+        await asyncio.sleep(0.02)
+    assert agent.link.connected
+    await asyncio.sleep(0.2)  # subscriptions in place
+    yield agent
+    await agent.link.stop(2.0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    agent.outbox.close()
+
+
+async def test_publish_applies_and_prints_table(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    data = bundle_from(models["b"], emb, key, version=V_NEW)
+    options = BrokerOptions(port=mosquitto.port)
+    topic, answers = await publish_bundle(data, "cam-1", options, wait_s=10)
+    assert topic == "facetrack/cam-1/model"
+    assert [(a.device, a.result, a.version) for a in answers] == [("cam-1", "applied", V_NEW)]
+    assert answers[0].apply_latency_s is not None and answers[0].apply_latency_s < 2.0
+    assert answers[0].seen_after_s < 2.0
+    applied = agent.of(ModelApplied)
+    assert len(applied) == 1 and applied[0].labels == models["b"].labels
+    assert applied[0].previous_version == V_OLD
+    assert agent.service.current_version == V_NEW
+    # Frames kept coming and each one was classified by exactly one model, old then new.
+    versions = [v for _, v, _ in agent.frames]
+    swap = versions.index(V_NEW)
+    assert set(versions[:swap]) == {V_OLD} and set(versions[swap:]) == {V_NEW}
+    assert [i for i, _, _ in agent.frames] == list(range(len(agent.frames)))
+    assert (agent.config.state_dir / "models" / f"{V_NEW}.ftm").read_bytes() == data
+
+    # Re-publishing the same bundle (and the fleet topic) answers "current", not a failure.
+    _, again = await publish_bundle(data, "all", options, wait_s=3, expect=1)
+    assert [(a.device, a.result) for a in again] == [("cam-1", "current")]
+    assert "already running" in again[0].reason
+    # A restarted agent picks up the newest installed model.
+    restarted = _service(agent.config, emb, [])
+    assert restarted.load_installed() is not None and restarted.current_version == V_NEW
+
+
+async def test_bad_bundles_rejected_old_model_serving(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    good_new = bundle_from(models["b"], emb, key, version=V_NEW)
+    sig_flip = good_new[:-10] + bytes([good_new[-10] ^ 0xFF]) + good_new[-9:]
+    manifest_len = int.from_bytes(good_new[10:14], "big")
+    payload_at = 14 + manifest_len + 8 + 200
+    tampered = good_new[:payload_at] + bytes([good_new[payload_at] ^ 0xFF]) + good_new[payload_at + 1 :]
+    cases: list[tuple[str, bytes, RejectCode, str]] = [
+        ("bad signature", sig_flip, RejectCode.BAD_SIGNATURE, "bad signature"),
+        (
+            "unknown key",
+            bundle_from(models["b"], emb, Ed25519PrivateKey.generate(), version=V_NEW),
+            RejectCode.UNKNOWN_KEY,
+            "unknown key",
+        ),
+        ("payload tampered", tampered, RejectCode.PAYLOAD_HASH_MISMATCH, "modified after signing"),
+        ("truncated", good_new[: len(good_new) - 1000], RejectCode.TRUNCATED, "truncated bundle"),
+        (
+            "wrong dim",
+            bundle_from(models["b"], emb, key, version=V_NEW, dim=512),
+            RejectCode.EMBEDDER_MISMATCH,
+            "dimension 512",
+        ),
+        (
+            "older version",
+            bundle_from(models["b"], emb, key, version="20251231T000000Z"),
+            RejectCode.OLDER_VERSION,
+            "older than the running 20260101T000000Z",
+        ),
+        ("random bytes", os.urandom(3000), RejectCode.NOT_A_BUNDLE, "not a facetrack bundle"),
+        ("pickle renamed", pickle.dumps(models["b"].model), RejectCode.NOT_A_BUNDLE, "pickle"),
+    ]
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe("facetrack/+/events", qos=1)
+        for name, data, code, fragment in cases:
+            await client.publish("facetrack/cam-1/model", data, qos=1, retain=True)
+            event = await _next_model_event(client)
+            assert isinstance(event, ModelRejected), name
+            assert event.code == code, f"{name}: {event.code} {event.reason}"
+            assert fragment in event.reason, f"{name}: {event.reason}"
+            assert event.running_version == V_OLD, name
+            assert agent.service.current_version == V_OLD, name
+    # Still serving model A on every frame, and nothing but model A in the store.
+    assert {v for _, v, _ in agent.frames} == {V_OLD}
+    assert agent.frames[-1][2] == sorted(models["a"].labels)
+    assert [p.name for p in (agent.config.state_dir / "models").iterdir()] == [f"{V_OLD}.ftm"]
+    assert not agent.of(ModelApplied)
+
+
+async def _next_model_event(client: aiomqtt.Client, timeout_s: float = 5.0) -> EventBase:
+    async with asyncio.timeout(timeout_s):
+        async for message in client.messages:
+            event = parse_event(bytes(message.payload))  # type: ignore[arg-type]
+            if event.type in ("model_applied", "model_rejected"):
+                return event
+    raise AssertionError("no model event")
+
+
+KILL_CHILD = r"""
+import asyncio, json, os, signal, sys
+from pathlib import Path
+from agent.config import AgentConfig
+from agent.classifier.service import ModelService
+from agent.classifier.verify import verify_bundle
+
+config = AgentConfig(**json.loads(Path(sys.argv[1]).read_text()))
+data = Path(sys.argv[2]).read_bytes()
+point = sys.argv[3]
+service = ModelService(config, emit=lambda event: None)
+service.load_installed()
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_write, real_fsync, real_replace, real_unlink = os.write, os.fsync, os.replace, Path.unlink
+if point == "mid-write":
+    os.write = lambda fd, b: (real_write(fd, bytes(b[: len(b) // 2])), die())
+elif point == "before-fsync":
+    os.fsync = lambda fd: die()
+elif point == "before-rename":
+    os.replace = lambda a, b: die()
+elif point == "after-rename":
+    os.replace = lambda a, b: (real_replace(a, b), die())
+elif point == "during-prune":
+    Path.unlink = lambda self, missing_ok=False: die()
+asyncio.run(service.handle_message("facetrack/cam-1/model", data))
+print("install finished without being killed")
+"""
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"),
+    [
+        ("mid-write", V_OLD),
+        ("before-fsync", V_OLD),
+        ("before-rename", V_OLD),
+        ("after-rename", V_NEW),
+        ("during-prune", V_NEW),
+    ],
+)
+def test_kill_during_install_runs_old_or_new(
+    point: str,
+    expected: str,
+    tmp_path: Path,
+    assets_dir: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    config = agent_config(assets_dir, tmp_path / "state", [key])
+    service = _service(config, emb, [])
+    # Three installed versions (keep_versions 3), so installing a fourth also prunes one.
+    for version in ("20251201T000000Z", "20251215T000000Z", V_OLD):
+        service.store.install(bundle_from(models["a"], emb, key, version=version), version)
+    bundle_path = tmp_path / "new.ftm"
+    bundle_path.write_bytes(bundle_from(models["b"], emb, key, version=V_NEW))
+    config_path = tmp_path / "config.json"
+    config_path.write_text(config.model_dump_json())
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_CHILD, str(config_path), str(bundle_path), point],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -9, (child.returncode, child.stdout, child.stderr[-2000:])
+    models_dir = config.state_dir / "models"
+    if point in ("mid-write", "before-fsync", "before-rename"):
+        assert list(models_dir.glob("*.tmp-*")), "the kill should have left a temp file behind"
+    # Restart: the newest valid model runs, a complete one, and leftovers are cleaned up.
+    events: list[EventBase] = []
+    restarted = _service(config, emb, events)
+    clf = restarted.load_installed()
+    assert clf is not None and clf.version == expected
+    labels = [p.label for p in clf.predict(models["probe"])]
+    assert labels == sorted(models["a"].labels)
+    assert not list(models_dir.glob("*.tmp-*"))
+    # Every file left under its final name is a complete, verifiable bundle.
+    trusted = {key_id(key.public_key()): key.public_key()}
+    for path in models_dir.glob("*.ftm"):
+        verify_bundle(path.read_bytes(), trusted_keys=trusted, embedder_id=emb.embedder_id, dim=emb.dim)
+    assert not events
