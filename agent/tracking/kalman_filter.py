@@ -88,8 +88,8 @@ class KalmanFilter:
     def predict(self, mean: Array, cov: Array) -> tuple[Array, Array]:
         """One step ahead for all tracks: x' = F x, P' = F P F^T + Q."""
         new_mean = mean @ self._transition_t
-        std = self._stds(mean[:, 3], 1.0, 1.0, self.aspect_std_process, self.aspect_velocity_std)
         new_cov = self._transition @ cov @ self._transition_t
+        std = self._stds(mean[:, 3], 1.0, 1.0, self.aspect_std_process, self.aspect_velocity_std)
         new_cov[:, self._diag8, self._diag8] += std * std
         return new_mean, new_cov
 

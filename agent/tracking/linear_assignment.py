@@ -19,8 +19,8 @@ INFEASIBLE = 1e5
 _EMPTY = np.empty(0, dtype=np.intp)
 
 
-def _assign(sub: Array, max_distance: float) -> tuple[IntArray, IntArray]:
-    """Hungarian on a cost block; positions of the pairs at or under max_distance."""
+def assign(sub: Array, max_distance: float) -> tuple[IntArray, IntArray]:
+    """Hungarian on a cost block; (row, col) positions of the pairs at or under max_distance."""
     feasible = sub <= max_distance
     if not feasible.any():
         return _EMPTY, _EMPTY
@@ -40,7 +40,7 @@ def min_cost_matching(
     """
     if rows.size == 0 or cols.size == 0:
         return _EMPTY, _EMPTY
-    r, c = _assign(cost[rows][:, cols], max_distance)
+    r, c = assign(cost[rows][:, cols], max_distance)
     return rows[r], cols[c]
 
 
@@ -68,12 +68,16 @@ def matching_cascade(
     block = block[has_option]
     rows = rows[has_option]
     levels = rows_time_since_update[has_option]
+    if (levels == levels[0]).all():
+        # One age competes (the usual frame): the cascade is a single assignment.
+        r, c = assign(block, max_distance)
+        return rows[r], cols[c]
     free = np.arange(cols.size)
     matched_rows: list[IntArray] = []
     matched_cols: list[IntArray] = []
     for level in np.unique(levels):
         in_level = np.flatnonzero(levels == level)
-        r, c = _assign(block[in_level][:, free], max_distance)
+        r, c = assign(block[in_level][:, free], max_distance)
         if r.size:
             matched_rows.append(rows[in_level[r]])
             matched_cols.append(cols[free[c]])

@@ -20,7 +20,7 @@ from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
 from agent.tracking.iou_matching import iou_cost
 from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
-from agent.tracking.linear_assignment import INFEASIBLE, matching_cascade, min_cost_matching
+from agent.tracking.linear_assignment import INFEASIBLE, assign, matching_cascade
 from agent.tracking.nn_matching import FeatureGallery, nearest_neighbor_cosine
 from agent.tracking.track import TrackTable
 
@@ -186,7 +186,6 @@ class Tracker:
         mahalanobis = self.kf.gating_distance(t.mean, t.cov, measurements, innovation=innovation)
         gated = mahalanobis > p.gating_threshold
         predicted_tlwh = xyah_to_tlwh(t.mean)
-        iou = iou_cost(predicted_tlwh, boxes)
 
         confirmed_rows = np.flatnonzero(t.confirmed)
         cascade_rows: IntArray = np.empty(0, dtype=np.intp)
@@ -194,7 +193,7 @@ class Tracker:
         if confirmed_rows.size:
             # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
             if p.motion_cost == "iou":
-                motion = iou / max(p.max_iou_distance, 1e-9)
+                motion = iou_cost(predicted_tlwh, boxes) / max(p.max_iou_distance, 1e-9)
             else:
                 motion = mahalanobis / p.gating_threshold
             cost = motion
@@ -226,7 +225,13 @@ class Tracker:
             remaining = np.flatnonzero(free)
         else:
             remaining = all_cols
-        iou_rows, iou_cols = min_cost_matching(iou, p.max_iou_distance, np.flatnonzero(candidate), remaining)
+        candidate_rows = np.flatnonzero(candidate)
+        if candidate_rows.size == 0 or remaining.size == 0:
+            return cascade_rows, cascade_cols
+        # Only the few leftover pairs need an IoU: most frames the cascade has matched everyone.
+        iou = iou_cost(predicted_tlwh[candidate_rows], boxes[remaining])
+        r, c = assign(iou, p.max_iou_distance)
+        iou_rows, iou_cols = candidate_rows[r], remaining[c]
         return np.concatenate([cascade_rows, iou_rows]), np.concatenate([cascade_cols, iou_cols])
 
     def _face_override(self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]) -> Array:
@@ -345,15 +350,17 @@ class Tracker:
         if not len(t):
             return []
         boxes = xyah_to_tlwh(t.mean)
+        # Positional construction: keyword arguments cost twice as much on a frozen dataclass,
+        # and this runs for every track every frame.
         return [
             TrackView(
-                track_id=track_id,
-                tlwh=boxes[i],
-                state="confirmed" if confirmed else "tentative",
-                hits=hits,
-                age=age,
-                time_since_update=tsu,
-                detection_index=det if det >= 0 else None,
+                track_id,
+                boxes[i],
+                "confirmed" if confirmed else "tentative",
+                hits,
+                age,
+                tsu,
+                det if det >= 0 else None,
             )
             for i, (track_id, confirmed, hits, age, tsu, det) in enumerate(
                 zip(
