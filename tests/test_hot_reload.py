@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.classifier.classifier import UNKNOWN
 from agent.classifier.errors import RejectCode
 from agent.classifier.keys import key_id
 from agent.classifier.service import ModelService
@@ -312,3 +313,66 @@ def test_kill_during_install_runs_old_or_new(
     for path in models_dir.glob("*.ftm"):
         verify_bundle(path.read_bytes(), trusted_keys=trusted, embedder_id=emb.embedder_id, dim=emb.dim)
     assert not events
+
+
+async def test_agent_swaps_model_mid_video(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    assets_dir: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    """The real agent (AgentApp: real models, real video, real broker) runs model A; a push of
+    model B after the first track starts is applied within 2 s, no frame is lost, and the next
+    identity events use B's labels (Lin-Manuel Miranda, whom A does not know)."""
+    import cv2
+
+    from agent.runtime.app import AgentApp
+
+    video = assets_dir / "data" / "video" / "hamilton_clip.mp4"
+    capture = cv2.VideoCapture(str(video))
+    total_frames = 0
+    while capture.grab():
+        total_frames += 1
+    capture.release()
+    config = agent_config(
+        assets_dir,
+        tmp_path / "state",
+        [key],
+        mqtt={"port": mosquitto.port},
+        pipeline={"input": str(video)},
+        status={"interval_s": 60},
+    )
+    from agent.classifier.store import ModelStore
+
+    ModelStore(config.state_dir / "models").install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
+    events: list[EventBase] = []
+    first_track = asyncio.Event()
+
+    def on_event(event: EventBase) -> None:
+        events.append(event)
+        if event.type == "track_started":  # type: ignore[attr-defined]
+            first_track.set()
+
+    app = AgentApp(config, install_signal_handlers=False, on_event=on_event)
+    run = asyncio.create_task(app.run())
+    async with asyncio.timeout(60):
+        await first_track.wait()
+    data = bundle_from(models["b"], emb, key, version=V_NEW)
+    _, answers = await publish_bundle(data, "cam-1", BrokerOptions(port=mosquitto.port), wait_s=10)
+    assert await asyncio.wait_for(run, 120) == 0
+
+    assert [(a.device, a.result, a.version) for a in answers] == [("cam-1", "applied", V_NEW)]
+    assert answers[0].seen_after_s < 2.0
+    applied = [e for e in events if isinstance(e, ModelApplied)]
+    assert len(applied) == 1 and applied[0].apply_latency_s < 2.0
+    assert applied[0].frame < total_frames - 50, "the swap must happen mid-video"
+    assert app.summary.frames == total_frames
+    assert app.summary.frames_skipped == 0
+    identities = [e for e in events if e.type == "identity"]  # type: ignore[attr-defined]
+    new_only = set(models["b"].labels) - set(models["a"].labels)
+    assert all(e.label not in new_only for e in identities if e.frame < applied[0].frame)  # type: ignore[attr-defined]
+    after = [e.label for e in identities if e.frame > applied[0].frame]  # type: ignore[attr-defined]
+    assert "lin-manuel-miranda" in after, after
+    assert set(after) <= {*models["b"].labels, UNKNOWN}
