@@ -58,7 +58,12 @@ class SeqResult:
 
 
 def _read_csv(path: Path) -> Array:
-    data = np.loadtxt(path, delimiter=",", ndmin=2)
+    if path.stat().st_size == 0:
+        return np.empty((0, 7))
+    try:
+        data = np.loadtxt(path, delimiter=",", ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     if data.size and data.shape[1] < 7:
         raise ValueError(f"{path}: expected at least 7 comma-separated columns, got {data.shape[1]}")
     return data
@@ -72,6 +77,8 @@ def load_sequence(seq_dir: Path, min_confidence: float, nms_max_overlap: float) 
     gt_path = seq_dir / "gt" / "gt.txt"
     gt_rows = _read_csv(gt_path) if gt_path.is_file() else None
     last = int(det[:, 0].max()) if det.size else 0
+    if last == 0 and (gt_rows is None or gt_rows.size == 0):
+        raise ValueError(f"{det_path}: no detections and no ground truth, nothing to run")
     if gt_rows is not None and gt_rows.size:
         # MOT15 column 7 is the "consider" flag: 0 marks boxes to ignore.
         gt_rows = gt_rows[gt_rows[:, 6] != 0]

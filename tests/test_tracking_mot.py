@@ -69,3 +69,17 @@ def test_faces_help_when_clothes_look_alike_and_do_not_hurt_otherwise(mot15: Pat
     twins, twins_faces = score(0.0, True), score(0.3, True)
     assert twins_faces["idf1"] > twins["idf1"] + 2.0, (twins, twins_faces)
     assert plain_faces["mota"] >= plain["mota"] - 1.0 and plain_faces["idf1"] >= plain["idf1"] - 1.0
+
+
+def test_bench_cli_one_line_errors_for_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "det").mkdir()
+    det = tmp_path / "det" / "det.txt"
+    det.write_text("1,-1,1,2,3\n")
+    assert mot.main([str(tmp_path)]) == 2
+    assert "expected at least 7 comma-separated columns, got 5" in capsys.readouterr().err
+    det.write_text("1,-1,10,10,20,abc,0.9\n")
+    assert mot.main([str(tmp_path)]) == 2
+    assert "could not convert string 'abc'" in capsys.readouterr().err
+    det.write_text("")
+    assert mot.main([str(tmp_path)]) == 2
+    assert "no detections and no ground truth" in capsys.readouterr().err

@@ -60,6 +60,27 @@ def test_lifecycle_events_each_exactly_once() -> None:
     np.testing.assert_allclose(deleted.tlwh, BOX[0], atol=1.0)
 
 
+def test_finish_deletes_confirmed_tracks_once_and_keeps_ids_unique() -> None:
+    tracker = Tracker(TrackerParams(n_init=2))
+    step(tracker, np.vstack([BOX, BOX + 300]))
+    step(tracker, np.vstack([BOX, BOX + 300]))
+    step(tracker, np.vstack([BOX, BOX + 300, BOX + 150]))  # third box still tentative
+    events = tracker.finish()
+    assert sorted((e.kind, e.track_id) for e in events) == [("deleted", 1), ("deleted", 2)]
+    assert len(tracker) == 0 and tracker.finish() == []
+    assert step(tracker, BOX).tracks[0].track_id == 4
+
+
+def test_track_gallery_keeps_only_the_last_nn_budget_features() -> None:
+    tracker = Tracker(TrackerParams(n_init=1, nn_budget=2))
+    looks = [unit([1, 0, 0, 0]), unit([1, 0.1, 0, 0]), unit([1, 0.2, 0, 0]), unit([1, 0.3, 0, 0])]
+    for look in looks:
+        tracker.update(BOX, np.ones(1), look[None, :])
+    gallery = tracker._tracks.galleries[0]
+    assert gallery is not None and gallery.count == 2
+    np.testing.assert_allclose(gallery.features(), np.stack(looks[2:]))
+
+
 def test_tentative_track_dies_silently_on_first_miss() -> None:
     tracker = Tracker(TrackerParams(n_init=3))
     u1 = step(tracker, BOX)

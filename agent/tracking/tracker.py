@@ -119,6 +119,19 @@ class Tracker:
     def __len__(self) -> int:
         return len(self._tracks)
 
+    def finish(self) -> list[TrackEvent]:
+        """End of stream: delete every track; a "deleted" event for each confirmed one.
+
+        The frame counter and id sequence continue, so ids stay unique if frames follow.
+        """
+        t = self._tracks
+        events: list[TrackEvent] = []
+        confirmed = np.flatnonzero(t.confirmed)
+        if confirmed.size:
+            self._emit(t, "deleted", confirmed, events)
+        self._tracks = TrackTable()
+        return events
+
     def update(
         self,
         boxes_tlwh: npt.ArrayLike,
