@@ -15,6 +15,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from structlog.typing import FilteringBoundLogger
 from agent.config import MqttConfig
 from agent.events.schema import EventBase
 from agent.runtime.credentials import resolve_password
-from agent.runtime.outbox import Outbox
+from agent.runtime.outbox import Outbox, OutboxRow
 from agent.runtime.topics import Topics
 
 E = TypeVar("E", bound=EventBase)
@@ -459,71 +460,92 @@ class MqttLink:
             self._log.error("mqtt_subscribe_failed", topic_filter=sub.topic_filter, error=str(exc))
 
     async def _drain(self, client: _Client) -> None:
-        """Publish queued events oldest first, a window at a time, acking each window after PUBACKs."""
+        """Publish queued events oldest first with a sliding window of in-flight QoS 1 messages;
+        each event is deleted from the outbox only after its PUBACK, in seq order.
+
+        Sliding, not batch-and-wait: a broker without TCP_NODELAY (mosquitto's default) holds
+        back PUBACKs until our TCP ACK, which Linux delays by up to 40 ms when we have nothing to
+        send; keeping PUBLISHes flowing piggybacks that ACK (measured in bench/outbox.py).
+        """
         outbox = self._outbox
         events_topic = self._topics.events
         refusals = 0
-        while True:
-            # After a refusal, stop-and-wait until one succeeds: nothing behind a refused event may
-            # be accepted ahead of it, or subscribers would see seqs out of order.
-            rows = outbox.peek(1 if refusals else self._window)
-            if not rows:
-                if self._stop_requested.is_set():
-                    return
-                self._wake.clear()
-                # Re-check after clearing: an append between peek() and clear() must not be missed.
-                if outbox.depth == 0:
-                    await self._wake.wait()
-                continue
-            # Tasks start in creation order and paho writes each PUBLISH synchronously in its first
-            # step, so the wire order is seq order; PUBACKs are awaited in the same order.
-            pending = [
-                asyncio.ensure_future(client.publish_confirmed(row.topic or events_topic, row.payload, qos=1))
-                for row in rows
-            ]
-            acked: list[int] = []
-            refused: PublishRefused | None = None
-            try:
-                for row, fut in zip(rows, pending, strict=True):
-                    try:
-                        await fut
-                    except PublishRefused as exc:
-                        # Keep this event and everything after it; later ones in the window may
-                        # have been accepted and will be sent again (at least once).
+        inflight: deque[tuple[OutboxRow, asyncio.Future[None]]] = deque()
+        last_sent = 0
+        try:
+            while True:
+                # After a refusal, stop-and-wait until one succeeds: nothing behind a refused event
+                # may be accepted ahead of it, or subscribers would see seqs out of order.
+                room = (1 if refusals else self._window) - len(inflight)
+                if room > 0:
+                    # Futures start in creation order and paho writes each PUBLISH in its first
+                    # step, so the wire order is seq order.
+                    for row in outbox.peek(room, after_seq=last_sent):
+                        topic = row.topic or events_topic
+                        inflight.append(
+                            (row, asyncio.ensure_future(client.publish_confirmed(topic, row.payload)))
+                        )
+                        last_sent = row.seq
+                if not inflight:
+                    if self._stop_requested.is_set():
+                        return
+                    self._wake.clear()
+                    # Re-check after clearing: an append between peek() and clear() must not be lost.
+                    if not outbox.peek(1, after_seq=last_sent):
+                        await self._wake.wait()
+                    continue
+                head = inflight[0][1]
+                with contextlib.suppress(PublishRefused):
+                    await head  # any other error ends the session; the finally below cleans up
+                acked: list[int] = []
+                refused: PublishRefused | None = None
+                while inflight and inflight[0][1].done():
+                    row, fut = inflight[0]
+                    exc = fut.exception()
+                    if isinstance(exc, PublishRefused):
                         refused = exc
                         break
+                    if exc is not None:
+                        raise exc
                     acked.append(row.seq)
-            finally:
-                for fut in pending:
-                    if not fut.done():
-                        fut.cancel()
-                    elif not fut.cancelled():
-                        fut.exception()  # retrieved so asyncio does not log "never retrieved"
+                    inflight.popleft()
                 if acked:
                     outbox.ack_many(acked)
                     self._stats.published += len(acked)
-            if refused is None:
-                refusals = 0
-                continue
-            refusals += 1
-            self._stats.refused += 1
-            self._stats.last_error = str(refused)
-            delay = backoff_delay(
-                refusals, self._config.reconnect_min_s, self._config.reconnect_max_s, self._rng
-            )
-            # A broker ACL that forbids our topic: the events stay queued (and the outbox bound still
-            # applies) until the operator fixes it; retry the same event with backoff meanwhile.
-            self._log.error(
-                "mqtt_publish_refused",
-                error=str(refused),
-                seq=rows[len(acked)].seq,
-                retry_in_s=round(delay, 3),
-                outbox_depth=outbox.depth,
-            )
-            if self._stop_requested.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+                if refused is None:
+                    refusals = 0
+                    continue
+                # Keep the refused event and everything after it; later ones already in flight may
+                # be accepted meanwhile and will be sent again (at least once).
+                refused_seq = inflight[0][0].seq
+                for _, fut in inflight:
+                    fut.cancel()
+                inflight.clear()
+                last_sent = refused_seq - 1
+                refusals += 1
+                self._stats.refused += 1
+                self._stats.last_error = str(refused)
+                cfg = self._config
+                delay = backoff_delay(refusals, cfg.reconnect_min_s, cfg.reconnect_max_s, self._rng)
+                # Typically a broker ACL that forbids our topic: events stay queued (the outbox
+                # bound still applies) until the operator fixes it; retry with backoff meanwhile.
+                self._log.error(
+                    "mqtt_publish_refused",
+                    error=str(refused),
+                    seq=refused_seq,
+                    retry_in_s=round(delay, 3),
+                    outbox_depth=outbox.depth,
+                )
+                if self._stop_requested.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+        finally:
+            for _, fut in inflight:
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # retrieved so asyncio does not log "never retrieved"
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
