@@ -298,7 +298,7 @@ def format_report(report: dict[str, Any]) -> str:
         ratios += [
             f"{k.removesuffix('_vs_sequential')} / sequential = {v}x"
             for k, v in r.items()
-            if k.startswith("agent_") and k.endswith("_vs_sequential")
+            if k.startswith("agent_") and k.endswith("_vs_sequential") and k != "agent_vs_sequential"
         ]
         lines.append("  " + ", ".join(ratios))
         lines.append(
