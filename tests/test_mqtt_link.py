@@ -696,3 +696,27 @@ async def test_mqtt5_refused_puback_keeps_events_queued_until_the_acl_is_fixed(
     await link.stop()
     await task
     await sub.stop()
+
+
+def test_readme_documents_every_event_type_and_field() -> None:
+    """The README's MQTT section is the subscribers' contract: it must not drift from the models."""
+    from agent.events.schema import (
+        EventBase,
+        IdentityEvent,
+        ModelApplied,
+        ModelRejected,
+        TrackEnded,
+        TrackStarted,
+    )
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("<!-- section: mqtt -->", 1)[1].split("<!-- /section: mqtt -->", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| `")}
+    for name in EventBase.model_fields:
+        assert f"| `{name}` |" in section, f"common field {name} is not documented"
+    for model in (TrackStarted, IdentityEvent, TrackEnded, ModelApplied, ModelRejected):
+        kind = model.model_fields["type"].default
+        row = rows.get(f"`{kind}`")
+        assert row is not None, f"event type {kind} is not documented"
+        for name in set(model.model_fields) - set(EventBase.model_fields) - {"type"}:
+            assert f"`{name}`" in row, f"{kind}.{name} is not documented"
