@@ -61,6 +61,7 @@ endef
 bench: setup
 	$(call bench,models,)
 	$(call bench,mot,$(ASSETS_DIR)/data/mot15/*)
+	$(call bench,pipeline,)
 
 clean-venv:
 	rm -rf $(VENV)
