@@ -142,7 +142,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 index += 1
 
         tasks = [asyncio.create_task(link.run()), asyncio.create_task(frame_loop())]
-        while not link.connected:
+        for _ in range(500):
+            if link.connected:
+                break
             await asyncio.sleep(0.02)
         await asyncio.sleep(args.interval)
         pushes: list[dict[str, Any]] = []
