@@ -720,3 +720,38 @@ def test_readme_documents_every_event_type_and_field() -> None:
         assert row is not None, f"event type {kind} is not documented"
         for name in set(model.model_fields) - set(EventBase.model_fields) - {"type"}:
             assert f"`{name}`" in row, f"{kind}.{name} is not documented"
+
+
+async def test_bad_credentials_config_fails_at_start_in_one_line(
+    mosquitto: MosquittoBroker, topics: Topics, outbox: Outbox, tmp_path: Path
+) -> None:
+    from agent.config import ConfigError
+    from agent.runtime.credentials import resolve_password
+
+    missing = tmp_path / "nope" / "password"
+    with pytest.raises(
+        ConfigError, match=r"^config error: mqtt.password_file .*nope/password cannot be read"
+    ):
+        MqttLink(fast_config(mosquitto, username="agent", password_file=missing), topics, outbox)
+    binary = tmp_path / "binary-password"
+    binary.write_bytes(b"\xff\xfe\xfa")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        MqttLink(fast_config(mosquitto, username="agent", password_file=binary), topics, outbox)
+    with pytest.raises(ConfigError, match=r"mqtt.tls.ca_file .* cannot be read"):
+        MqttLink(fast_config(mosquitto, tls={"ca_file": tmp_path / "ca.pem"}), topics, outbox)
+    key = tmp_path / "client.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match=r"key_file is set but mqtt\.tls\.cert_file is not"):
+        MqttLink(fast_config(mosquitto, tls={"key_file": key}), topics, outbox)
+
+    # The secret never shows in a repr, and the file's trailing newline is not part of it.
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("hunter2-long-secret\n")
+    secret = resolve_password(fast_config(mosquitto, password_file=secret_file))
+    assert secret is not None and secret.reveal() == "hunter2-long-secret"
+    assert "hunter2" not in repr(secret) and "hunter2" not in f"{secret}"
+    # The file wins over the environment; an empty environment variable means no password.
+    env = {"FACETRACK_MQTT_PASSWORD": "from-env"}
+    assert resolve_password(MqttConfig(password_file=secret_file), env).reveal() == "hunter2-long-secret"  # type: ignore[union-attr]
+    assert resolve_password(MqttConfig(), env).reveal() == "from-env"  # type: ignore[union-attr]
+    assert resolve_password(MqttConfig(), {"FACETRACK_MQTT_PASSWORD": ""}) is None

@@ -6,11 +6,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent.config import MqttConfig
+from agent.config import ConfigError, MqttConfig
 
 
-class CredentialsError(Exception):
-    """The password source is configured but unusable; the message never contains the secret."""
+class CredentialsError(ConfigError):
+    """A password or TLS file is configured but unusable; the message never contains the secret."""
 
 
 class Secret:
@@ -41,11 +41,10 @@ def resolve_password(config: MqttConfig, environ: Mapping[str, str] | None = Non
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise CredentialsError(
-                f"mqtt.password_file {path} cannot be read: {exc.strerror or type(exc).__name__}"
-            ) from None
+            why = exc.strerror or type(exc).__name__
+            raise CredentialsError(f"config error: mqtt.password_file {path} cannot be read: {why}") from None
         except UnicodeDecodeError:
-            raise CredentialsError(f"mqtt.password_file {path} is not UTF-8 text") from None
+            raise CredentialsError(f"config error: mqtt.password_file {path} is not UTF-8 text") from None
         # Editors and `echo` add a trailing newline that is never part of the password.
         return Secret(text.rstrip("\r\n"))
     if config.password_env:
@@ -53,3 +52,22 @@ def resolve_password(config: MqttConfig, environ: Mapping[str, str] | None = Non
         if value:
             return Secret(value)
     return None
+
+
+def check_tls_files(config: MqttConfig) -> None:
+    """Fail at start, in one line, on TLS files that are missing or unreadable, instead of
+    retrying a doomed connection forever."""
+    tls = config.tls
+    if tls.key_file is not None and tls.cert_file is None:
+        raise CredentialsError("config error: mqtt.tls.key_file is set but mqtt.tls.cert_file is not")
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, name)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise CredentialsError(f"config error: mqtt.tls.{name} {path} cannot be read: {why}") from None

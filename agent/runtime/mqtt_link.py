@@ -29,7 +29,7 @@ from structlog.typing import FilteringBoundLogger
 
 from agent.config import MqttConfig
 from agent.events.schema import EventBase
-from agent.runtime.credentials import resolve_password
+from agent.runtime.credentials import check_tls_files, resolve_password
 from agent.runtime.outbox import Outbox, OutboxRow
 from agent.runtime.topics import Topics
 
@@ -180,6 +180,9 @@ class MqttLink:
         self._window = max(1, window)
         self._rng = rng or random.Random()
         self._client_id = config.client_id or f"facetrack-{topics.device_id}"
+        # Config mistakes surface here as one line (ConfigError); a broker that is down does not.
+        resolve_password(config)
+        check_tls_files(config)
         self._subscriptions: list[_Subscription] = []
         self._client: _Client | None = None
         self._wake = asyncio.Event()
