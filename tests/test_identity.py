@@ -215,3 +215,19 @@ def test_sweep_closes_tracks_the_tracker_dropped_silently() -> None:
     ended = b.sweep([2], _stamp(1))
     assert [e.track_id for e in ended if isinstance(e, TrackEnded)] == [1]
     assert b.live_track_ids == [2]
+
+
+def test_loser_cannot_trade_the_name_back_while_the_holder_lives() -> None:
+    r = IdentityResolver(min_votes=2, min_confidence=0.5)
+    r.observe(1, "ana", 0.6)
+    r.observe(1, "ana", 0.6)
+    for _ in range(3):
+        r.observe(2, "ana", 0.95)
+    assert r.holders() == {"ana": 2}
+    # Track 1 keeps voting and its sum overtakes track 2's: it still does not take the name back.
+    changes: list[IdentityChange] = []
+    for _ in range(6):
+        changes += r.observe(1, "ana", 0.9)
+    assert changes == [] and r.holders() == {"ana": 2}
+    # Once the holder is gone, the name is free again.
+    assert [(c.track_id, c.label) for c in r.remove(2)] == [(1, "ana")]

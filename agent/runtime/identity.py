@@ -45,6 +45,9 @@ class _TrackVotes:
     announced: str = UNKNOWN
     # The label shown to subscribers so far; None until the first identity change is emitted.
     emitted: str | None = None
+    # Labels taken from this track by a stronger claim: not reclaimable while that holder lives,
+    # or two tracks voting in turn would trade the name back and forth every frame.
+    lost: set[str] = field(default_factory=set)
 
     def add(self, label: str, weight: float) -> None:
         tally = self.tallies.setdefault(label, _Tally())
@@ -100,6 +103,8 @@ class IdentityResolver:
         changes: list[IdentityChange] = []
         if released != UNKNOWN and self._holders.get(released) == track_id:
             del self._holders[released]
+            for other in self._tracks.values():
+                other.lost.discard(released)
             # The strongest remaining contender for the released label gets its chance first.
             contenders = sorted(
                 (tid for tid, s in self._tracks.items() if s.strength(released) > 0),
@@ -131,7 +136,7 @@ class IdentityResolver:
             holder = self._holders.get(label)
             if holder is None or holder == track_id:
                 return label
-            if tally.weight > self._tracks[holder].strength(label):
+            if label not in state.lost and tally.weight > self._tracks[holder].strength(label):
                 return label
             # Held by a stronger live track: this track may still be someone else.
         return UNKNOWN
@@ -151,6 +156,7 @@ class IdentityResolver:
             if loser is not None and loser != track_id:
                 loser_state = self._tracks[loser]
                 loser_state.announced = UNKNOWN
+                loser_state.lost.add(new)
                 changes.append(self._change(loser, loser_state, UNKNOWN))
             self._holders[new] = track_id
         state.announced = new
