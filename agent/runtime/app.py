@@ -147,6 +147,7 @@ class AgentApp:
         """Run until the input ends or a stop is requested. Raises SourceError, OutputError,
         ModelLoadError, OutboxError, ConfigError for problems found while starting."""
         from agent.classifier.service import ModelService
+        from agent.runtime.homeassistant import HomeAssistantAnnouncer
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics
@@ -205,6 +206,8 @@ class AgentApp:
             for topic in service.topics(topics):
                 link.subscribe(topic, service.handle_message)
             tasks.append(asyncio.create_task(link.run(), name="mqtt"))
+            announcer = HomeAssistantAnnouncer(cfg.homeassistant, topics, link)
+            await announcer.start()  # does nothing unless [homeassistant] enabled = true
             if self._install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -349,6 +352,7 @@ class AgentApp:
                     break
                 await asyncio.sleep(0.02)
             await link.publish_status(monitor.snapshot(**status_fields()))
+            await announcer.stop()
             await link.stop(max(0.0, flush_deadline - time.monotonic()))
             summary.outbox_depth = outbox.depth
             if outbox.depth:
