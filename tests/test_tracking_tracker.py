@@ -98,26 +98,33 @@ def test_n_init_one_confirms_on_birth() -> None:
     assert u.tracks[0].state == "confirmed" and kinds(u) == [("confirmed", 1)]
 
 
+def place_after_gap(offset_in_gate_units: float, min_motion_iou: float) -> list[int]:
+    """A confirmed track misses 2 frames, so only the (gated) cascade can match it; then a detection
+    arrives at a chosen Mahalanobis distance along x. Returns ids of matched tracks."""
+    tracker = Tracker(TrackerParams(n_init=1, max_age=10, min_motion_iou=min_motion_iou))
+    step(tracker, BOX)
+    step(tracker, NONE)
+    step(tracker, NONE)
+    # Predict once more as update() will; S is diagonal in x for a stationary track.
+    t = tracker._tracks
+    mean, cov = tracker.kf.predict(t.mean, t.cov)
+    _, s, _ = tracker.kf.innovation(mean, cov)
+    sigma_x = float(np.sqrt(s[0, 0, 0]))
+    dx = offset_in_gate_units * np.sqrt(tracker.params.gating_threshold) * sigma_x
+    u = step(tracker, BOX + np.array([[dx, 0, 0, 0]]))
+    return [t.track_id for t in u.tracks if t.detection_index is not None]
+
+
 def test_gating_refuses_a_detection_beyond_the_chi2_gate() -> None:
-    """A confirmed track missing 2 frames only matches in the cascade, which is gated."""
+    assert place_after_gap(0.95, min_motion_iou=0.0) == [1]  # inside: the old track takes it
+    assert place_after_gap(1.05, min_motion_iou=0.0) == [2]  # outside: a new track is born
 
-    def run(offset_in_gate_units: float) -> list[int]:
-        tracker = Tracker(TrackerParams(n_init=1, max_age=10))
-        step(tracker, BOX)
-        step(tracker, NONE)
-        step(tracker, NONE)
-        # Predict once more as update() will, then place the detection at a chosen Mahalanobis
-        # distance along x (S is diagonal in x for a stationary track).
-        t = tracker._tracks
-        mean, cov = tracker.kf.predict(t.mean, t.cov)
-        _, s, _ = tracker.kf.innovation(mean, cov)
-        sigma_x = float(np.sqrt(s[0, 0, 0]))
-        dx = offset_in_gate_units * np.sqrt(tracker.params.gating_threshold) * sigma_x
-        u = step(tracker, BOX + np.array([[dx, 0, 0, 0]]))
-        return [t.track_id for t in u.tracks if t.detection_index is not None]
 
-    assert run(0.95) == [1]  # inside: the old track takes it
-    assert run(1.05) == [2]  # outside: a new track is born
+def test_motion_only_reacquisition_needs_some_overlap_with_the_prediction() -> None:
+    # 0.95 gate units is about 69 px here, more than the 40 px box width: inside the gate but no
+    # overlap, so by default a new track is born; a 14 px step (IoU 0.48) is still taken.
+    assert place_after_gap(0.95, min_motion_iou=0.2) == [2]
+    assert place_after_gap(0.2, min_motion_iou=0.2) == [1]
 
 
 def test_tracks_report_detection_index_and_filtered_box() -> None:
