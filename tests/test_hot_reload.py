@@ -376,3 +376,44 @@ async def test_agent_swaps_model_mid_video(
     after = [e.label for e in identities if e.frame > applied[0].frame]  # type: ignore[attr-defined]
     assert "lin-manuel-miranda" in after, after
     assert set(after) <= {*models["b"].labels, UNKNOWN}
+
+
+async def test_publish_cli_table_and_exit_codes(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from trainer.cli import main
+
+    broker = f"127.0.0.1:{mosquitto.port}"
+    newer, older = tmp_path / "newer.ftm", tmp_path / "older.ftm"
+    newer.write_bytes(bundle_from(models["b"], emb, key, version=V_NEW))
+    older.write_bytes(bundle_from(models["a"], emb, key, version="20251201T000000Z"))
+
+    code = await asyncio.to_thread(
+        main, ["publish", str(newer), "--device", "cam-1", "--broker", broker, "--wait", "10"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"published {newer} (version {V_NEW}) retained to facetrack/cam-1/model")
+    assert lines[1].split() == ["device", "result", "version", "apply", "latency", "reason"]
+    assert lines[2].split()[:3] == ["cam-1", "applied", V_NEW]
+
+    code = await asyncio.to_thread(
+        main, ["publish", str(older), "--device", "all", "--broker", broker, "--wait", "3"]
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "rejected" in out and f"older than the running {V_NEW}" in out
+
+    code = await asyncio.to_thread(
+        main, ["publish", str(newer), "--device", "cam-9", "--broker", broker, "--wait", "1"]
+    )
+    assert code == 2
+    assert "no device answered within 1 s" in capsys.readouterr().out
+    assert agent.service.current_version == V_NEW
