@@ -102,6 +102,34 @@ def load_sequence(seq_dir: Path, min_confidence: float, nms_max_overlap: float) 
     return Sequence_(seq_dir.name, last, frames_det, gt)
 
 
+def load_motmetrics_testbeds(min_confidence: float, nms_max_overlap: float) -> list[Sequence_]:
+    """Two extra scored sequences from py-motmetrics' own test data: TUD-Campus and TUD-Stadtmitte
+    ground truth, with the boxes of the tracker results shipped next to it (test.txt, ids dropped)
+    standing in for detections. A second detector's noise, for checking that a setting generalises.
+    """
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.find_spec("motmetrics")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("py-motmetrics is not installed")
+    data = Path(spec.origin).parent / "data"
+    out: list[Sequence_] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("TUD-Campus", "TUD-Stadtmitte"):
+            results = _read_csv(data / name / "test.txt")
+            seq_dir = Path(tmp) / f"alt-{name}"
+            (seq_dir / "det").mkdir(parents=True)
+            (seq_dir / "gt").mkdir()
+            det = np.column_stack(
+                [results[:, 0], np.full(len(results), -1.0), results[:, 2:6], np.ones(len(results))]
+            )
+            np.savetxt(seq_dir / "det" / "det.txt", det, delimiter=",", fmt="%.3f")
+            (seq_dir / "gt" / "gt.txt").write_bytes((data / name / "gt.txt").read_bytes())
+            out.append(load_sequence(seq_dir, min_confidence, nms_max_overlap))
+    return out
+
+
 # -- trackers under test -----------------------------------------------------------------------
 
 
@@ -359,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--motion-cost", choices=["iou", "mahalanobis"], default=defaults.motion_cost)
     parser.add_argument("--repeat", type=int, default=1, help="run each tracker N times, keep the fastest")
     parser.add_argument(
+        "--motmetrics-testbeds",
+        action="store_true",
+        help="also score two sequences built from py-motmetrics' test data (TUD-Campus, "
+        "TUD-Stadtmitte; another tracker's boxes as detections), reported separately",
+    )
+    parser.add_argument(
         "--simulate-appearance",
         action="store_true",
         help="also run with synthetic appearance and face features drawn from the ground truth "
@@ -386,16 +420,16 @@ def _best_of(
 def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
     print(f"== {label}")
     print(
-        f"{'sequence':<16}{'frames':>7}{'fps':>10}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>6}{'FN':>7}{'MOTP':>8}"
+        f"{'sequence':<20}{'frames':>7}{'fps':>10}{'MOTA':>8}{'IDF1':>8}{'IDSW':>6}{'FP':>6}{'FN':>7}{'MOTP':>8}"
     )
     for name, r in results.items():
         if "mota" in r:
             print(
-                f"{name:<16}{r['frames']:>7}{r['fps']:>10.1f}{r['mota']:>8.1f}{r['idf1']:>8.1f}"
+                f"{name:<20}{r['frames']:>7}{r['fps']:>10.1f}{r['mota']:>8.1f}{r['idf1']:>8.1f}"
                 f"{r['idsw']:>6}{r['fp']:>6}{r['fn']:>7}{r['motp']:>8.3f}"
             )
         else:
-            print(f"{name:<16}{r['frames']:>7}{r['fps']:>10.1f}")
+            print(f"{name:<20}{r['frames']:>7}{r['fps']:>10.1f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -420,6 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with threadpool_limits(limits=1):
         ours = evaluate(sequences, _best_of(lambda s: run_deep_sort(s, params), args.repeat))
         baseline = evaluate(sequences, _best_of(run_sort, args.repeat)) if args.baseline == "sort" else None
+    alt: dict[str, dict[str, Any]] = {}
+    alt_baseline: dict[str, dict[str, Any]] | None = None
+    if args.motmetrics_testbeds:
+        try:
+            testbeds = load_motmetrics_testbeds(params.min_confidence, params.nms_max_overlap)
+        except (OSError, ValueError) as exc:
+            print(f"bench.mot: {exc}", file=sys.stderr)
+            return 2
+        with threadpool_limits(limits=1):
+            alt = evaluate(testbeds, lambda s: run_deep_sort(s, params))
+            alt_baseline = evaluate(testbeds, run_sort) if args.baseline == "sort" else None
     simulated: dict[str, dict[str, Any]] = {}
     if args.simulate_appearance:
         with_gt = [s for s in sequences if s.gt is not None]
@@ -440,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload: dict[str, Any] = dict(ours)
         if simulated:
             payload["simulated_appearance"] = simulated
+        if alt:
+            payload["motmetrics_testbeds"] = alt
+            if alt_baseline is not None:
+                payload["motmetrics_testbeds_baseline_sort"] = alt_baseline
         if baseline is not None:
             # Kept out of the per-sequence keys so the top level stays "sequences + overall".
             payload["baseline_sort"] = baseline
@@ -450,6 +499,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_table("baseline (sort: iou, max_age=1, min_hits=3)", baseline)
             fps_ratio = ours["overall"]["fps"] / baseline["overall"]["fps"]
             print(f"overall fps ratio ours/sort: {fps_ratio:.2f}")
+        if alt:
+            _print_table("ours on py-motmetrics testbeds (another tracker's boxes as detections)", alt)
+            if alt_baseline is not None:
+                _print_table("baseline sort on py-motmetrics testbeds", alt_baseline)
         if simulated:
             print("== synthetic appearance/faces from gt (design check, not real-image accuracy)")
             for name, r in simulated.items():
