@@ -250,6 +250,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     neg_usable, neg_skipped = split_usable(neg_samples)
     for sample in skipped + neg_skipped:
         print(f"skipped: {describe_skipped(sample)}")
+    enrolled = {s.label for s in usable}
+    for person in sorted(set(people) - enrolled):
+        print(f"warning: {person} has no photo with exactly one face and is not enrolled")
     x = np.array([s.embedding for s in usable], dtype=np.float64).reshape(-1, embedding.dim)
     y = [str(s.label) for s in usable]
     x_neg = np.array([s.embedding for s in neg_usable], dtype=np.float64).reshape(-1, embedding.dim)
