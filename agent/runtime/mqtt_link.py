@@ -438,8 +438,12 @@ class MqttLink:
             # which cancels the drain and unwinds the whole group.
             reader = group.create_task(self._read(client))
             await client.publish(self._topics.availability, ONLINE, qos=1, retain=True)
-            for sub in list(self._subscriptions):
-                await self._subscribe_one(client, sub)
+            # Index over the live list: a subscribe() made during these awaits is still covered,
+            # and there is no await between the last one and publishing the client below.
+            index = 0
+            while index < len(self._subscriptions):
+                await self._subscribe_one(client, self._subscriptions[index])
+                index += 1
             self._client = client
             drain = group.create_task(self._drain(client))
             await self._stop_requested.wait()
