@@ -17,7 +17,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiomqtt
@@ -152,7 +152,6 @@ class LinkStats:
     refused: int = 0
     last_error: str | None = None
     connected_since: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class MqttLink:
