@@ -238,8 +238,7 @@ class SortBaseline:
         self.min_hits = min_hits
         self.max_distance = 1.0 - iou_threshold
         self.kf = KalmanFilter()
-        self.mean = np.empty((0, 8))
-        self.cov = np.empty((0, 8, 8))
+        self.mean, self.cov = self.kf.empty()
         self.ids = np.empty(0, dtype=np.int64)
         self.streak = np.empty(0, dtype=np.int64)
         self.tsu = np.empty(0, dtype=np.int64)

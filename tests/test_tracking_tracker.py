@@ -105,11 +105,11 @@ def place_after_gap(offset_in_gate_units: float, min_motion_iou: float) -> list[
     step(tracker, BOX)
     step(tracker, NONE)
     step(tracker, NONE)
-    # Predict once more as update() will; S is diagonal in x for a stationary track.
+    # Predict once more as update() will; S[0] is the innovation variance in x.
     t = tracker._tracks
     mean, cov = tracker.kf.predict(t.mean, t.cov)
     _, s, _ = tracker.kf.innovation(mean, cov)
-    sigma_x = float(np.sqrt(s[0, 0, 0]))
+    sigma_x = float(np.sqrt(s[0, 0]))
     dx = offset_in_gate_units * np.sqrt(tracker.params.gating_threshold) * sigma_x
     u = step(tracker, BOX + np.array([[dx, 0, 0, 0]]))
     return [t.track_id for t in u.tracks if t.detection_index is not None]

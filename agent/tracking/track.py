@@ -40,7 +40,8 @@ class TrackTable:
     def __init__(self) -> None:
         self.ids: IntArray = np.empty(0, dtype=np.int64)
         self.mean: Array = np.empty((0, 8))
-        self.cov: Array = np.empty((0, 8, 8))
+        # Compact Kalman covariances, see kalman_filter.py.
+        self.cov: Array = np.empty((0, 3, 4))
         self.hits: IntArray = np.empty(0, dtype=np.int64)
         self.age: IntArray = np.empty(0, dtype=np.int64)
         self.time_since_update: IntArray = np.empty(0, dtype=np.int64)
