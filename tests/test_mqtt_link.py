@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ class Subscriber:
         self.client_id = client_id
         self.persistent = persistent
         self.received: list[tuple[str, bytes, bool]] = []
+        self._seqs: list[int] = []
         self.subscribed = asyncio.Event()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +80,8 @@ class Subscriber:
                         payload = message.payload
                         assert isinstance(payload, bytes)
                         self.received.append((message.topic.value, payload, message.retain))
+                        if message.topic.value.endswith("/events"):
+                            self._seqs.append(json.loads(payload)["seq"])
                         self._changed.set()
             except aiomqtt.MqttError:
                 self.subscribed.clear()
@@ -95,7 +99,11 @@ class Subscriber:
                 await self._task
 
     def seqs(self) -> list[int]:
-        return [json.loads(p)["seq"] for t, p, _ in self.received if t.endswith("/events")]
+        return list(self._seqs)
+
+    @property
+    def events_received(self) -> int:
+        return len(self._seqs)
 
     def payloads(self, topic: str) -> list[bytes]:
         return [p for t, p, _ in self.received if t == topic]
@@ -315,7 +323,7 @@ from agent.runtime.topics import Topics
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 async def main() -> None:
-    outbox = Outbox(Path(sys.argv[2]), max_rows=1000, max_bytes=1 << 20)
+    outbox = Outbox(Path(sys.argv[2]), max_rows=1_000_000, max_bytes=1 << 30)
     config = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5)
     link = MqttLink(config, Topics("facetrack", "pi-1"), outbox)
     task = asyncio.create_task(link.run())
@@ -755,3 +763,51 @@ async def test_bad_credentials_config_fails_at_start_in_one_line(
     assert resolve_password(MqttConfig(password_file=secret_file), env).reveal() == "hunter2-long-secret"  # type: ignore[union-attr]
     assert resolve_password(MqttConfig(), env).reveal() == "from-env"  # type: ignore[union-attr]
     assert resolve_password(MqttConfig(), {"FACETRACK_MQTT_PASSWORD": ""}) is None
+
+
+async def test_kill_9_while_draining_then_restart_delivers_everything(
+    mosquitto: MosquittoBroker, topics: Topics, tmp_path: Path
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    n = 1500
+    with Outbox(path, max_rows=1_000_000, max_bytes=1 << 30) as box:
+        for i in range(n):
+            box.append(draft(i))
+    sub = await Subscriber(mosquitto, topics.events, "test-kill-drain", persistent=False).start()
+    script = tmp_path / "agent_proc.py"
+    script.write_text(_AGENT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(mosquitto.port),
+        str(path),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await sub.wait_until(lambda: sub.events_received >= 400, within=20)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    with sqlite3.connect(path) as probe:
+        assert probe.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    outbox = Outbox(path, max_rows=1_000_000, max_bytes=1 << 30)
+    left = [row.seq for row in outbox.peek(n)]
+    assert 0 < len(left) < n, "the kill should land mid-drain"
+    assert left == list(range(left[0], n + 1)), "the outbox must hold exactly the unacknowledged tail"
+    assert outbox.last_seq == n
+
+    link = MqttLink(fast_config(mosquitto), topics, outbox)
+    task = await start_link(link)
+    await wait_for(lambda: outbox.depth == 0)
+    await sub.wait_until(lambda: sub.events_received >= n and sub.seqs()[-1] == n)
+    assert dedupe_in_order(sub.seqs()) == list(range(1, n + 1))
+    assert link.emit(draft(0)).seq == n + 1
+    await link.stop()
+    await task
+    outbox.close()
+    await sub.stop()
