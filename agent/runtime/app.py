@@ -146,18 +146,19 @@ class AgentApp:
     async def run(self) -> int:
         """Run until the input ends or a stop is requested. Raises SourceError, OutputError,
         ModelLoadError, OutboxError, ConfigError for problems found while starting."""
-        from agent.classifier.service import ModelService
-        from agent.runtime.homeassistant import HomeAssistantAnnouncer
-        from agent.runtime.mqtt_link import MqttLink
-        from agent.runtime.outbox import Outbox
-        from agent.runtime.topics import Topics
-
         cfg = self.config
         log = self.log
         loop = asyncio.get_running_loop()
         started = time.monotonic()
 
+        # First, before the slow imports and model loading: a bad input fails within a second.
         source = self.open_source()
+
+        from agent.classifier.service import ModelService
+        from agent.runtime.homeassistant import HomeAssistantAnnouncer
+        from agent.runtime.mqtt_link import MqttLink
+        from agent.runtime.outbox import Outbox
+        from agent.runtime.topics import Topics
         writer: AnnotatedVideoWriter | None = None
         try:
             if cfg.pipeline.output:
