@@ -159,6 +159,7 @@ class AgentApp:
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics
+
         writer: AnnotatedVideoWriter | None = None
         try:
             if cfg.pipeline.output:
