@@ -148,7 +148,7 @@ async def test_publish_applies_and_prints_table(
     assert answers[0].seen_after_s < 2.0
     applied = agent.of(ModelApplied)
     assert len(applied) == 1 and applied[0].labels == models["b"].labels
-    assert applied[0].previous_version == V_OLD
+    assert applied[0].previous_version == V_OLD and not applied[0].already_running
     assert agent.service.current_version == V_NEW
     # Frames kept coming and each one was classified by exactly one model, old then new.
     versions = [v for _, v, _ in agent.frames]
@@ -157,13 +157,26 @@ async def test_publish_applies_and_prints_table(
     assert [i for i, _, _ in agent.frames] == list(range(len(agent.frames)))
     assert (agent.config.state_dir / "models" / f"{V_NEW}.ftm").read_bytes() == data
 
-    # Re-publishing the same bundle (and the fleet topic) answers "current", not a failure.
+    # Re-publishing the same bundle (here to the fleet topic) confirms it: "current", not a failure.
     _, again = await publish_bundle(data, "all", options, wait_s=3, expect=1)
     assert [(a.device, a.result) for a in again] == [("cam-1", "current")]
     assert "already running" in again[0].reason
-    # A restarted agent picks up the newest installed model.
-    restarted = _service(agent.config, emb, [])
+    assert agent.of(ModelApplied)[-1].already_running
+    # A different bundle reusing the running version number is refused.
+    clash = bundle_from(models["a"], emb, key, version=V_NEW)
+    _, clashed = await publish_bundle(clash, "cam-1", options, wait_s=3)
+    assert [(a.result, a.version) for a in clashed] == [("rejected", V_NEW)]
+    assert "already running (with different content)" in clashed[0].reason
+    assert agent.service.current.labels == models["b"].labels  # type: ignore[union-attr]
+    # A restarted agent picks up the newest installed model, and the retained message it then
+    # receives again is confirmed, not reported as a rejection.
+    restart_events: list[EventBase] = []
+    restarted = _service(agent.config, emb, restart_events)
     assert restarted.load_installed() is not None and restarted.current_version == V_NEW
+    await restarted.handle_message("facetrack/cam-1/model", data)
+    restarted.activate_pending()
+    restarted.note_frame_classified(0, V_NEW)
+    assert [(e.type, e.already_running) for e in restart_events] == [("model_applied", True)]  # type: ignore[attr-defined]
 
 
 async def test_bad_bundles_rejected_old_model_serving(

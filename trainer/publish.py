@@ -12,7 +12,6 @@ from pathlib import Path
 import aiomqtt
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.errors import RejectCode
 
 FLEET = "all"
 
@@ -20,7 +19,7 @@ FLEET = "all"
 @dataclass
 class DeviceAnswer:
     device: str
-    result: str  # "applied", "rejected" or "current" (that version was already running)
+    result: str  # "applied", "rejected" or "current" (the device already ran this very bundle)
     version: str | None
     reason: str
     apply_latency_s: float | None
@@ -118,13 +117,12 @@ def _answer(topic: str, payload: object, version: str, prefix: str, started: flo
     elapsed = round(time.monotonic() - started, 3)
     if event["type"] == "model_applied":
         latency = event.get("apply_latency_s")
+        result = "current" if event.get("already_running") else "applied"
+        note = "already running this bundle" if result == "current" else ""
         return DeviceAnswer(
-            device, "applied", version, "", float(latency) if latency is not None else None, elapsed
+            device, result, version, note, float(latency) if latency is not None else None, elapsed
         )
-    current = event.get("code") == RejectCode.ALREADY_RUNNING
-    return DeviceAnswer(
-        device, "current" if current else "rejected", version, str(event.get("reason", "")), None, elapsed
-    )
+    return DeviceAnswer(device, "rejected", version, str(event.get("reason", "")), None, elapsed)
 
 
 def format_table(answers: list[DeviceAnswer]) -> str:

@@ -34,6 +34,7 @@ class _Staged:
     bundle: VerifiedBundle
     arrived: float
     previous_version: str | None
+    already_running: bool = False
 
 
 class ModelService:
@@ -64,6 +65,7 @@ class ModelService:
             self._embedder_id, self._dim = embedder.embedder_id, embedder.dim
         self.store = ModelStore(config.state_dir / "models", config.classifier.keep_versions)
         self._current: FaceClassifier | None = None
+        self._current_bundle: VerifiedBundle | None = None
         self._staged: _Staged | None = None
         self._awaiting_first_frame: _Staged | None = None
         self._last_frame = 0
@@ -104,6 +106,7 @@ class ModelService:
             self._current = None
             return None
         self._current = result.bundle.classifier
+        self._current_bundle = result.bundle
         self._log.info(
             "model_loaded",
             version=result.bundle.version,
@@ -120,6 +123,14 @@ class ModelService:
             self._log.info("model_topic_cleared", topic=topic)
             return
         async with self._lock:
+            running = self._current_bundle
+            if self._staged is None and running is not None and payload == running.data:
+                # The very bundle we run: the retained message redelivered after a restart or a
+                # reconnect, or the same file published again. Confirm it (model_applied with
+                # already_running) rather than report a rejection every time the agent restarts.
+                self._awaiting_first_frame = _Staged(running, arrived, running.version, already_running=True)
+                self._log.info("model_already_running", topic=topic, version=running.version)
+                return
             loop = asyncio.get_running_loop()
             newest = self.staged_version or self.current_version
             claimed = _claimed_version(payload)
@@ -147,6 +158,7 @@ class ModelService:
             return False
         self._staged = None
         self._current = staged.bundle.classifier
+        self._current_bundle = staged.bundle
         self._awaiting_first_frame = staged
         self._log.info("model_activated", version=staged.bundle.version, previous=staged.previous_version)
         return True
@@ -175,6 +187,7 @@ class ModelService:
                 labels=list(manifest.labels),
                 apply_latency_s=round(latency, 6),
                 previous_version=staged.previous_version,
+                already_running=staged.already_running,
             )
         )
         self._log.info("model_applied", version=manifest.model_version, apply_latency_s=round(latency, 4))

@@ -150,8 +150,12 @@ def verify_bundle(
     if running_version is not None:
         new_key, old_key = version_key(manifest.model_version), version_key(running_version)
         if new_key == old_key:
+            # Identical bytes never get here (ModelService confirms those): this is a different
+            # bundle reusing a version number, which would make "which model runs" ambiguous.
             raise BundleError(
-                RejectCode.ALREADY_RUNNING, f"version {manifest.model_version} is already running"
+                RejectCode.ALREADY_RUNNING,
+                f"version {manifest.model_version} is already running (with different content); "
+                "train a new version",
             )
         if new_key < old_key:
             raise BundleError(

@@ -61,6 +61,8 @@ class ModelApplied(EventBase):
     labels: list[str]
     apply_latency_s: float = Field(ge=0.0, description="From message arrival to first frame classified")
     previous_version: str | None = None
+    # True when the bundle received is the one already running (retained redelivery, re-publish).
+    already_running: bool = False
 
 
 class ModelRejected(EventBase):
