@@ -130,6 +130,39 @@ def load_motmetrics_testbeds(min_confidence: float, nms_max_overlap: float) -> l
     return out
 
 
+def encode_video(seq: Sequence_, video: Path) -> tuple[list[FrameFeatures], float]:
+    """ColorHistogramEncoder features for every frame's detections, read from the sequence's video.
+
+    Returns the per-frame features and the encoder's mean milliseconds per frame.
+    """
+    import cv2
+
+    from agent.tracking import ColorHistogramEncoder
+
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise OSError(f"{video}: cannot open video")
+    encoder = ColorHistogramEncoder()
+    out: list[FrameFeatures] = []
+    seconds = 0.0
+    try:
+        for index, (boxes, _) in enumerate(seq.detections):
+            ok, frame = capture.read()
+            if not ok:
+                raise ValueError(f"{video}: ended at frame {index}, the sequence has {seq.n_frames}")
+            start = time.perf_counter()
+            pixels = np.asarray(frame, dtype=np.uint8)
+            out.append((encoder.encode(pixels, boxes).astype(np.float64), None))
+            seconds += time.perf_counter() - start
+    finally:
+        capture.release()
+    return out, 1000.0 * seconds / max(1, seq.n_frames)
+
+
+def count_ids(outputs: list[FrameOutput]) -> int:
+    return len({i for ids, _ in outputs for i in ids})
+
+
 # -- trackers under test -----------------------------------------------------------------------
 
 
@@ -392,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         "TUD-Stadtmitte; another tracker's boxes as detections), reported separately",
     )
     parser.add_argument(
+        "--video",
+        type=Path,
+        help="the video of the (single) sequence given: also run with real ColorHistogramEncoder "
+        "features and report distinct confirmed ids, metrics where gt exists, and encoder cost",
+    )
+    parser.add_argument(
         "--simulate-appearance",
         action="store_true",
         help="also run with synthetic appearance and face features drawn from the ground truth "
@@ -453,6 +492,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     with threadpool_limits(limits=1):
         ours = evaluate(sequences, _best_of(lambda s: run_deep_sort(s, params), args.repeat))
         baseline = evaluate(sequences, _best_of(run_sort, args.repeat)) if args.baseline == "sort" else None
+    video: dict[str, Any] = {}
+    if args.video is not None:
+        if len(sequences) != 1:
+            print("bench.mot: --video needs exactly one sequence", file=sys.stderr)
+            return 2
+        try:
+            video_feats, encode_ms = encode_video(sequences[0], args.video)
+        except (OSError, ValueError) as exc:
+            print(f"bench.mot: {exc}", file=sys.stderr)
+            return 2
+        seq = sequences[0]
+        with threadpool_limits(limits=1):
+            motion_out, _ = run_deep_sort(seq, params)
+            looks_out, looks_s = run_deep_sort(seq, params, video_feats)
+        video = {
+            "encode_ms_per_frame": round(encode_ms, 2),
+            "ids_motion_only": count_ids(motion_out),
+            "ids_with_histograms": count_ids(looks_out),
+            "fps_with_histograms": round(seq.n_frames / looks_s, 1),
+        }
+        if seq.gt is not None:
+            with_looks = evaluate([seq], lambda s: (looks_out, looks_s))[seq.name]
+            video.update({f"with_histograms_{k}": with_looks[k] for k in ("mota", "idf1", "idsw")})
     alt: dict[str, dict[str, Any]] = {}
     alt_baseline: dict[str, dict[str, Any]] | None = None
     if args.motmetrics_testbeds:
@@ -484,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload: dict[str, Any] = dict(ours)
         if simulated:
             payload["simulated_appearance"] = simulated
+        if video:
+            payload["video"] = video
         if alt:
             payload["motmetrics_testbeds"] = alt
             if alt_baseline is not None:
@@ -498,6 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_table("baseline (sort: iou, max_age=1, min_hits=3)", baseline)
             fps_ratio = ours["overall"]["fps"] / baseline["overall"]["fps"]
             print(f"overall fps ratio ours/sort: {fps_ratio:.2f}")
+        if video:
+            print("== real frames with ColorHistogramEncoder features")
+            for key, value in video.items():
+                print(f"{key:<28}{value}")
         if alt:
             _print_table("ours on py-motmetrics testbeds (another tracker's boxes as detections)", alt)
             if alt_baseline is not None:
