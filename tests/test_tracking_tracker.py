@@ -230,11 +230,16 @@ def test_bad_input_is_one_clear_error(
         Tracker().update(boxes, scores, features)
 
 
-def test_feature_dimension_must_not_change() -> None:
+def test_feature_dimensions_must_not_change_and_a_refused_frame_changes_nothing() -> None:
     tracker = Tracker()
-    tracker.update(BOX, np.ones(1), np.ones((1, 8)) / np.sqrt(8))
+    tracker.update(BOX, np.ones(1), np.ones((1, 8)) / np.sqrt(8), np.ones((1, 128)) / np.sqrt(128))
     with pytest.raises(ValueError, match="dimension 4"):
         tracker.update(BOX, np.ones(1), np.ones((1, 4)) / 2)
+    with pytest.raises(ValueError, match="face_features have dimension 512"):
+        tracker.update(BOX, np.ones(1), np.ones((1, 8)) / np.sqrt(8), np.ones((1, 512)))
+    assert tracker.frame_index == 1
+    u = tracker.update(BOX, np.ones(1), None)
+    assert u.frame_index == 2 and u.tracks[0].hits == 2
 
 
 def test_empty_frames_and_many_tracks_stay_consistent() -> None:

@@ -116,6 +116,7 @@ class Tracker:
         self._next_id = 1
         self._frame = 0
         self._feature_dim: int | None = None
+        self._face_dim: int | None = None
 
     @property
     def frame_index(self) -> int:
@@ -149,8 +150,9 @@ class Tracker:
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
         only; face_features (n, k) with NaN rows where a detection has no face, or None.
         """
-        self._frame += 1
         boxes, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        # Counted after validation: a refused frame leaves the tracker exactly as it was.
+        self._frame += 1
         p = self.params
         t = self._tracks
         events: list[TrackEvent] = []
@@ -429,9 +431,7 @@ class Tracker:
             elif feats.ndim != 2 or feats.shape[0] != n:
                 raise ValueError(f"features must be ({n}, d), got shape {feats.shape}")
             else:
-                if self._feature_dim is None:
-                    self._feature_dim = int(feats.shape[1])
-                elif feats.shape[1] != self._feature_dim:
+                if self._feature_dim is not None and feats.shape[1] != self._feature_dim:
                     raise ValueError(
                         f"features have dimension {feats.shape[1]}, earlier frames had {self._feature_dim}"
                     )
@@ -442,4 +442,12 @@ class Tracker:
                 faces = None
             elif faces.ndim != 2 or faces.shape[0] != n:
                 raise ValueError(f"face_features must be ({n}, k), got shape {faces.shape}")
+            elif self._face_dim is not None and faces.shape[1] != self._face_dim:
+                raise ValueError(
+                    f"face_features have dimension {faces.shape[1]}, earlier frames had {self._face_dim}"
+                )
+        if feats is not None:
+            self._feature_dim = int(feats.shape[1])
+        if faces is not None:
+            self._face_dim = int(faces.shape[1])
         return boxes, feats, faces
