@@ -314,13 +314,22 @@ def test_broker_unreachable_at_start_then_delivers(
     assert any(datetime.fromisoformat(e["ts"]) < broker_up for e in events)
 
 
-def test_sigterm_and_garbage_on_model_topics(
+def test_no_model_then_garbage_then_hot_reload_then_sigterm(
     tmp_path: Path, mosquitto: MosquittoBroker, classifier: tuple[bytes, str], hamilton: Path
 ) -> None:
+    """Starts with no classifier (tracks flow, nobody is named), shrugs off malformed model
+    messages, hot-loads a signed model without stopping the video, names Lin-Manuel Miranda,
+    and stops cleanly on SIGTERM."""
+    bundle, public_key = classifier
     sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
-    agent = _agent(tmp_path, mosquitto, ["--input", str(hamilton)], classifier)
+    agent = _agent(
+        tmp_path,
+        mosquitto,
+        ["--input", str(hamilton)],
+        FACETRACK_CLASSIFIER__TRUSTED_KEYS=json.dumps([public_key]),
+    )
     assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev), timeout=60)
-    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-garbage")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-publisher")
     publisher.connect(mosquitto.host, mosquitto.port)
     publisher.loop_start()
     garbage = [
@@ -330,12 +339,18 @@ def test_sigterm_and_garbage_on_model_topics(
     ]
     for topic, payload in garbage:
         publisher.publish(topic, payload, qos=1).wait_for_publish(5)
-    publisher.loop_stop()
-    publisher.disconnect()
     assert sub.wait_for(
         lambda ev: sum(e["type"] == "model_rejected" for e in ev) >= len(garbage), timeout=20
     ), "each malformed model message must be answered with model_rejected"
     assert agent.poll() is None, "garbage on a model topic must not stop the agent"
+    publisher.publish(f"facetrack/{DEVICE}/model", bundle, qos=1).wait_for_publish(5)
+    publisher.loop_stop()
+    publisher.disconnect()
+    assert sub.wait_for(lambda ev: any(e["type"] == "model_applied" for e in ev), timeout=30)
+    named = sub.wait_for(
+        lambda ev: any(e["type"] == "identity" and e["label"] == LMM for e in ev), timeout=60
+    )
+    assert agent.poll() is None, "the clip should still be playing"
     agent.send_signal(signal.SIGTERM)
     code, err = _finish(agent, timeout=30)
     assert code == 0, err[-2000:]
@@ -345,11 +360,16 @@ def test_sigterm_and_garbage_on_model_topics(
     _assert_contract(events)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert sub.last("availability") == b"stopped"
+    rejected = [e for e in events if e["type"] == "model_rejected"]
+    assert len(rejected) == len(garbage) and all(e["running_version"] is None for e in rejected)
+    (applied,) = [e for e in events if e["type"] == "model_applied"]
+    assert LMM in applied["labels"] and applied["apply_latency_s"] < 10
+    # Before the model arrived nobody could be named; after it, the person on stage was.
+    first_identity = min((e["seq"] for e in events if e["type"] == "identity"), default=None)
+    assert named and first_identity is not None and first_identity > applied["seq"]
     # Stopping ends every live track, so subscribers are not left with dangling tracks.
     started = {e["track_id"] for e in events if e["type"] == "track_started"}
     assert started == {e["track_id"] for e in events if e["type"] == "track_ended"}
-    rejected = [e for e in events if e["type"] == "model_rejected"]
-    assert all(e["running_version"] for e in rejected), "the good model kept running"
     # The run was cut short by the signal, not by the end of the clip.
     assert max(e["frame"] for e in events) < 270
 
@@ -392,3 +412,12 @@ def test_unknown_config_key(tmp_path: Path) -> None:
     config.write_text("[pipeline]\nframe_strid = 2\n")
     line = _one_line_error(_run_fast(tmp_path, ["--config", str(config)]))
     assert "frame_strid" in line
+
+
+def test_unwritable_output(tmp_path: Path, hamilton: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    line = _one_line_error(
+        _run_fast(tmp_path, ["--input", str(hamilton), "--output", str(blocker / "x.mp4")])
+    )
+    assert "output error" in line
