@@ -417,7 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-init", type=int, default=defaults.n_init)
     parser.add_argument("--max-iou-distance", type=float, default=defaults.max_iou_distance)
     parser.add_argument("--motion-cost", choices=["iou", "mahalanobis"], default=defaults.motion_cost)
-    parser.add_argument("--repeat", type=int, default=1, help="run each tracker N times, keep the fastest")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="time each tracker N times per sequence, alternating with the baseline; keep the fastest",
+    )
     parser.add_argument(
         "--motmetrics-testbeds",
         action="store_true",
@@ -440,19 +445,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _best_of(
-    run: Callable[[Sequence_], tuple[list[FrameOutput], float]], repeat: int
-) -> Callable[[Sequence_], tuple[list[FrameOutput], float]]:
-    def wrapped(seq: Sequence_) -> tuple[list[FrameOutput], float]:
-        best: tuple[list[FrameOutput], float] | None = None
-        for _ in range(max(1, repeat)):
-            result = run(seq)
-            if best is None or result[1] < best[1]:
-                best = result
-        assert best is not None
-        return best
+Runner = Callable[[Sequence_], tuple[list[FrameOutput], float]]
 
-    return wrapped
+
+def best_of_interleaved(
+    sequences: Sequence[Sequence_], runners: Sequence[Runner], repeat: int
+) -> list[Runner]:
+    """Time every runner on every sequence `repeat` times, alternating runners run by run, and keep
+    each one's fastest run. On a shared machine the load shifts from second to second: alternating
+    exposes both trackers to the same load, so their ratio is fair even when absolute fps is not.
+    Returns replay runners that hand back the kept (outputs, seconds) for `evaluate`.
+    """
+    best: list[dict[str, tuple[list[FrameOutput], float]]] = [{} for _ in runners]
+    for _ in range(max(1, repeat)):
+        for seq in sequences:
+            for kept, run in zip(best, runners, strict=True):
+                result = run(seq)
+                if seq.name not in kept or result[1] < kept[seq.name][1]:
+                    kept[seq.name] = result
+
+    def replay(kept: dict[str, tuple[list[FrameOutput], float]]) -> Runner:
+        return lambda seq: kept[seq.name]
+
+    return [replay(kept) for kept in best]
 
 
 def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
@@ -490,8 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench.mot: {exc}", file=sys.stderr)
         return 2
     with threadpool_limits(limits=1):
-        ours = evaluate(sequences, _best_of(lambda s: run_deep_sort(s, params), args.repeat))
-        baseline = evaluate(sequences, _best_of(run_sort, args.repeat)) if args.baseline == "sort" else None
+        runners: list[Runner] = [lambda s: run_deep_sort(s, params)]
+        if args.baseline == "sort":
+            runners.append(run_sort)
+        replays = best_of_interleaved(sequences, runners, args.repeat)
+        ours = evaluate(sequences, replays[0])
+        baseline = evaluate(sequences, replays[1]) if args.baseline == "sort" else None
     video: dict[str, Any] = {}
     if args.video is not None:
         if len(sequences) != 1:
