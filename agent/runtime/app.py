@@ -167,6 +167,8 @@ class AgentApp:
                 if source.size is not None:
                     writer.check(*source.size)
             analyzers, stack = self._build_analyzers()
+            # Raises ConfigError for an unreadable trusted key; `emit` is only called later.
+            service = ModelService(cfg, emit=lambda event: emit(event), embedder=stack.embedder)
             cfg.state_dir.mkdir(parents=True, exist_ok=True)
             outbox = Outbox(cfg.state_dir / "outbox.sqlite3", cfg.outbox.max_rows, cfg.outbox.max_bytes)
         except BaseException:
@@ -192,7 +194,6 @@ class AgentApp:
 
         inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
         drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
-        service = ModelService(cfg, emit=emit, embedder=stack.embedder)
         monitor = StatusMonitor(window=self._status_window)
         stage = TrackingStage(
             Tracker(TrackerParams.from_config(cfg.tracker, cfg.detection)),
