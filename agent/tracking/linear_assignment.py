@@ -76,7 +76,7 @@ def matching_cascade(
     matched_rows: list[IntArray] = []
     matched_cols: list[IntArray] = []
     for level in np.unique(levels):
-        in_level = np.flatnonzero(levels == level)
+        in_level = (levels == level).nonzero()[0]
         r, c = assign(block[in_level][:, free], max_distance)
         if r.size:
             matched_rows.append(rows[in_level[r]])

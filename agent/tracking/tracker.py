@@ -132,7 +132,7 @@ class Tracker:
         """
         t = self._tracks
         events: list[TrackEvent] = []
-        confirmed = np.flatnonzero(t.confirmed)
+        confirmed = t.confirmed.nonzero()[0]
         if confirmed.size:
             self._emit(t, "deleted", confirmed, events)
         self._tracks = TrackTable()
@@ -173,7 +173,7 @@ class Tracker:
                 matched_det[rows] = cols
                 free = np.ones(m, dtype=np.bool_)
                 free[cols] = False
-                unmatched_cols = np.flatnonzero(free)
+                unmatched_cols = free.nonzero()[0]
                 shared = (innovation[0][rows], innovation[1][rows], innovation[2][rows])
                 self._apply_hits(t, rows, cols, measurements, shared, feats, faces, events)
 
@@ -207,7 +207,7 @@ class Tracker:
         gated = mahalanobis > p.gating_threshold
         predicted_tlwh = xyah_to_tlwh(t.mean)
 
-        confirmed_rows = np.flatnonzero(t.confirmed)
+        confirmed_rows = t.confirmed.nonzero()[0]
         cascade_rows: IntArray = np.empty(0, dtype=np.intp)
         cascade_cols: IntArray = np.empty(0, dtype=np.intp)
         if confirmed_rows.size:
@@ -248,10 +248,10 @@ class Tracker:
             candidate[cascade_rows] = False
             free = np.ones(m, dtype=np.bool_)
             free[cascade_cols] = False
-            remaining = np.flatnonzero(free)
+            remaining = free.nonzero()[0]
         else:
             remaining = all_cols
-        candidate_rows = np.flatnonzero(candidate)
+        candidate_rows = candidate.nonzero()[0]
         if candidate_rows.size == 0 or remaining.size == 0:
             return cascade_rows, cascade_cols
         # Only the few leftover pairs need an IoU: most frames the cascade has matched everyone.
@@ -306,11 +306,11 @@ class Tracker:
 
     def _apply_misses(self, t: TrackTable, matched_det: IntArray, events: list[TrackEvent]) -> None:
         missed = matched_det < 0
-        newly_lost = np.flatnonzero(missed & t.confirmed & ~t.lost)
+        newly_lost = (missed & t.confirmed & ~t.lost).nonzero()[0]
         if newly_lost.size:
             t.lost[newly_lost] = True
             self._emit(t, "lost", newly_lost, events)
-        expired = np.flatnonzero(missed & t.confirmed & (t.time_since_update > self.params.max_age))
+        expired = (missed & t.confirmed & (t.time_since_update > self.params.max_age)).nonzero()[0]
         if expired.size:
             self._emit(t, "deleted", expired, events)
 
