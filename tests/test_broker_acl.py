@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +57,12 @@ def make_fleet_files(directory: Path, devices: tuple[str, ...]) -> None:
     run("add-user", "homeassistant")
 
 
-def fleet_broker_config(directory: Path, port: int) -> str:
+def fleet_broker_config(directory: Path, port: int, mutual_tls: bool = False) -> str:
     """deploy/mosquitto/facetrack.conf as init rendered it, on a loopback port."""
     text = (directory / "facetrack.conf").read_text()
-    assert "listener 8883\n" in text
+    assert "listener 8883\n" in text and "require_certificate false\n" in text
+    if mutual_tls:
+        text = text.replace("require_certificate false\n", "require_certificate true\n")
     return text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
 
 
@@ -68,15 +70,21 @@ def fleet_broker_config(directory: Path, port: int) -> str:
 def fleet_broker() -> Iterator[FleetBroker]:
     # Not under pytest's 0700 tmp root: mosquitto started as root drops to the `mosquitto` user and
     # must reach the files, as it does from /etc/mosquitto/facetrack (the script chowns what it needs).
+    with start_fleet_broker() as fleet:
+        yield fleet
+
+
+@contextmanager
+def start_fleet_broker(mutual_tls: bool = False) -> Iterator[FleetBroker]:
     directory = Path(tempfile.mkdtemp(prefix="facetrack-fleet-broker-"))
     directory.chmod(0o755)
     make_fleet_files(directory, DEVICES)
     port = free_port()
     broker = MosquittoBroker(
-        port=port, extra_config=fleet_broker_config(directory, port), default_listener=False
+        port=port, extra_config=fleet_broker_config(directory, port, mutual_tls), default_listener=False
     )
-    broker.start()
     try:
+        broker.start()
         yield FleetBroker("127.0.0.1", port, directory)
     finally:
         broker.close()
@@ -253,7 +261,6 @@ async def test_home_assistant_discovery_topics_are_allowed_for_the_devices_own_n
         ("anonymous", {"name": None, "password": None}),
         ("wrong password", {"name": "pi-a", "password": "not-the-password"}),
         ("device password under another device's name", {"name": "pi-b", "password": "@pi-a"}),
-        ("no client certificate", {"name": "pi-a", "with_cert": False}),
         ("does not trust the fleet CA", {"name": "pi-a", "with_ca": False}),
     ],
 )
@@ -303,3 +310,15 @@ async def test_shared_subscription_delivers_each_event_to_exactly_one_consumer(
 
 def device_topic(i: int) -> str:
     return "pi-a" if i % 2 == 0 else "pi-b"
+
+
+async def test_mutual_tls_option_refuses_clients_without_a_fleet_certificate() -> None:
+    with start_fleet_broker(mutual_tls=True) as fleet:
+        async with connect(fleet, "pi-a") as device, connect(fleet, "viewer") as viewer:
+            await viewer.subscribe("facetrack/+/events", qos=1)
+            await device.publish("facetrack/pi-a/events", b"with-cert", qos=1)
+            assert await collect(viewer, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"with-cert")]
+        with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)):
+            async with connect(fleet, "pi-a", with_cert=False) as client:
+                # TLS 1.3 reports the missing certificate only when the first packet is read.
+                await client.publish("facetrack/pi-a/events", b"x", qos=1)
