@@ -40,7 +40,7 @@ def test_bench_cli_json_reports_metrics_with_gt_and_fps_without(
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"TUD-Campus", "KITTI-13", "overall", "baseline_sort"}
-    assert {"mota", "idf1", "idsw", "fp", "fn", "fps"} <= set(out["TUD-Campus"])
+    assert {"mota", "idf1", "idsw", "fp", "fn", "fps", "cpu_fps"} <= set(out["TUD-Campus"])
     assert "mota" not in out["KITTI-13"] and out["KITTI-13"]["fps"] > 0
     assert out["overall"]["frames"] == 71 + 340
     # The overall metrics cover the sequences with ground truth (only TUD-Campus here).
