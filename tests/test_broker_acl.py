@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -322,3 +323,118 @@ async def test_mutual_tls_option_refuses_clients_without_a_fleet_certificate() -
             async with connect(fleet, "pi-a", with_cert=False) as client:
                 # TLS 1.3 reports the missing certificate only when the first packet is read.
                 await client.publish("facetrack/pi-a/events", b"x", qos=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real agent and `facetrack-trainer publish` over TLS with credentials, through the ACL.
+
+
+def signed_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, str]:
+    """A real signed bundle (bundle, public key, version) for the agent's embedder.
+
+    The SVM is trained on synthetic embeddings: this test is about transport and access control,
+    and photo embedding would only add minutes.
+    """
+    import numpy as np
+
+    from agent.classifier.bundle import parse_bundle
+    from agent.classifier.keys import public_key_text, write_key_pair
+    from agent.classifier.verify import build_bundle
+    from agent.config import AgentConfig
+    from trainer.dataset import FaceEmbedding
+    from trainer.training import train
+
+    _, _, private_key = write_key_pair(key_dir, "fleet")
+    embedding = FaceEmbedding.from_config(AgentConfig(assets_dir=assets_dir), cache_dir=None, pad=0.25)
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(3, embedding.dim))
+    x = np.concatenate([c + 0.05 * rng.normal(size=(12, embedding.dim)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = [name for name in ("ada", "grace", "alan") for _ in range(12)]
+    result = train(x, y)
+    bundle = build_bundle(
+        result.model,
+        classes=result.classes,
+        labels=result.labels,
+        threshold=result.threshold,
+        embedder_id=embedding.embedder_id,
+        dim=embedding.dim,
+        private_key=private_key,
+        training=result.summary(),
+    )
+    return bundle, public_key_text(private_key.public_key()), parse_bundle(bundle).manifest.model_version
+
+
+async def test_agent_and_trainer_end_to_end_over_tls(
+    fleet_broker: FleetBroker, assets_dir: Path, asset: Any, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import signal
+    import sys
+
+    bundle, public_key, version = signed_bundle(assets_dir, tmp_path / "keys")
+    (tmp_path / "model.ftm").write_bytes(bundle)
+    client = fleet_broker.client_dir("pi-a")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'device_id = "pi-a"\nassets_dir = "{assets_dir}"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[pipeline]\ninput = "{asset("data/video/hamilton_clip.mp4")}"\nloop = true\n'
+        f'[mqtt]\nhost = "localhost"\nport = {fleet_broker.port}\nusername = "pi-a"\n'
+        f'password_file = "{client / "password"}"\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\n'
+        f'[mqtt.tls]\nca_file = "{client / "ca.crt"}"\n'
+        f'[classifier]\ntrusted_keys = ["{public_key}"]\n'
+        "[status]\ninterval_s = 1.0\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACK_")}
+    bin_dir = Path(sys.executable).parent
+    async with connect(fleet_broker, "viewer") as viewer:
+        await viewer.subscribe("facetrack/pi-a/#", qos=1)
+        agent = await asyncio.create_subprocess_exec(
+            str(bin_dir / "facetrack-agent"), "run", "--config", str(config), "--log-format", "json",
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            received: list[tuple[str, bytes]] = []
+
+            async def until(predicate: Any, timeout_s: float) -> None:
+                async def loop() -> None:
+                    if any(predicate(t, p) for t, p in received):
+                        return
+                    async for message in viewer.messages:
+                        received.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+                        if predicate(*received[-1]):
+                            return
+
+                await asyncio.wait_for(loop(), timeout_s)
+
+            # Over TLS as user pi-a: availability, status and events reach the viewer.
+            await until(lambda t, p: t == "facetrack/pi-a/status", 60)
+            await until(lambda t, p: t == "facetrack/pi-a/events" and b"track_started" in p, 60)
+            publish = await asyncio.create_subprocess_exec(
+                str(bin_dir / "facetrack-trainer"), "publish", str(tmp_path / "model.ftm"),
+                "--device", "pi-a", "--broker", f"localhost:{fleet_broker.port}",
+                "--ca", str(fleet_broker.dir / "clients" / "trainer" / "ca.crt"),
+                "--username", "trainer",
+                "--password-file", str(fleet_broker.client_dir("trainer") / "password"),
+                "--wait", "45", "--json",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(publish.communicate(), 60)
+            assert publish.returncode == 0, err.decode()[-2000:]
+            (answer,) = json.loads(out)
+            assert (answer["device"], answer["result"], answer["version"]) == ("pi-a", "applied", version)
+            await until(lambda t, p: t == "facetrack/pi-a/events" and b"model_applied" in p, 10)
+        finally:
+            if agent.returncode is None:
+                agent.send_signal(signal.SIGTERM)
+            _, agent_err = await asyncio.wait_for(agent.communicate(), 60)
+        assert agent.returncode == 0, agent_err.decode()[-2000:]
+        await until(lambda t, p: t == "facetrack/pi-a/availability" and p == b"stopped", 10)
+        events = [json.loads(p) for t, p in received if t == "facetrack/pi-a/events"]
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert all(e["device"] == "pi-a" for e in events)
+    # Clear the retained model so later tests on this broker start clean.
+    async with connect(fleet_broker, "trainer") as trainer:
+        await trainer.publish("facetrack/pi-a/model", b"", qos=1, retain=True)
