@@ -189,6 +189,12 @@ def test_faces_keep_ids_apart_when_clothes_look_the_same() -> None:
     assert ids_per_person(same_clothes, faces) == {"A": {1}, "B": {2}}
 
 
+def test_unnormalised_features_are_normalised() -> None:
+    looks = {"A": np.array([5.0, 0, 0, 0]), "B": np.array([0, 0.1, 0, 0])}
+    faces = {"A": np.array([40.0, 8, 0, 0, 0]), "B": np.array([0, 0.2, 1, 0, 0])}
+    assert ids_per_person(looks, faces) == {"A": {1}, "B": {2}}
+
+
 def test_faceless_detections_fall_back_to_appearance() -> None:
     looks = {"A": unit([1, 0, 0, 0]), "B": unit([0, 1, 0, 0])}
     no_face = {"A": np.full(5, np.nan), "B": np.full(5, np.nan)}

@@ -448,6 +448,19 @@ class Tracker:
                 )
         if feats is not None:
             self._feature_dim = int(feats.shape[1])
+            feats = _unit_rows(feats)
         if faces is not None:
             self._face_dim = int(faces.shape[1])
+            faces = _unit_rows(faces)
         return boxes, feats, faces
+
+
+def _unit_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length (NaN rows stay NaN, zero rows stay zero).
+
+    Cosine distance as 1 - dot product needs unit vectors; embedders differ on whether they
+    normalise (MobileFaceNet usually does not), so the tracker does it once here.
+    """
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out: npt.NDArray[np.float32] = np.divide(x, norms, out=x.copy(), where=norms > 0)
+    return out
