@@ -78,7 +78,7 @@ def test_track_gallery_keeps_only_the_last_nn_budget_features() -> None:
         tracker.update(BOX, np.ones(1), look[None, :])
     gallery = tracker._tracks.galleries[0]
     assert gallery is not None and gallery.count == 2
-    np.testing.assert_allclose(gallery.features(), np.stack(looks[2:]))
+    np.testing.assert_allclose(gallery.features(), np.stack(looks[2:]), rtol=1e-6)
 
 
 def test_tentative_track_dies_silently_on_first_miss() -> None:
