@@ -139,6 +139,12 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
+def _median_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float | None:
+    """Median over rounds of a/b fps, each ratio taken from runs of the same round (close in time)."""
+    ratios = sorted(float(x["fps"]) / float(y["fps"]) for x, y in zip(a, b, strict=True) if y["fps"])
+    return round(ratios[(len(ratios) - 1) // 2], 3) if ratios else None
+
+
 def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median fps (its latencies belong to the same run), plus every fps seen."""
     ordered = sorted(results, key=lambda r: float(r["fps"]))
@@ -221,48 +227,52 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict[str, Any]]] = {}
             # Modes are interleaved round by round and the median fps kept, so a load spike from
             # another process hits every mode alike instead of deciding the ratio.
-            for round_index in range(args.repeat):
-                state = workdir / f"state-{name}-{round_index}"
+            parallel = config.model_copy(
+                update={
+                    "inference": config.inference.model_copy(update={"workers": args.workers, "threads": 1})
+                }
+            )
+            parallel_mode = f"agent_{args.workers}x1"
+
+            def run_mode(
+                mode: str,
+                round_index: int,
+                video: Path = video,
+                name: str = name,
+                parallel: AgentConfig = parallel,
+                parallel_mode: str = parallel_mode,
+            ) -> dict[str, Any]:
+                if mode in ("sequential", "original"):
+                    return run_sequential(config, stack, clf, video, args.frames, original=mode == "original")
+                cfg = parallel if mode == parallel_mode else config
+                state = workdir / f"state-{name}-{round_index}-{mode}"
                 if trained is not None:
-                    install_bundle(config.model_copy(update={"state_dir": state}), trained[0])
-                runs.setdefault("agent", []).append(
-                    run_agent(config, stack, video, args.frames, broker.port, state)
+                    install_bundle(cfg.model_copy(update={"state_dir": state}), trained[0])
+                return run_agent(
+                    cfg, None if mode == parallel_mode else stack, video, args.frames, broker.port, state
                 )
-                runs.setdefault("sequential", []).append(
-                    run_sequential(config, stack, clf, video, args.frames, original=False)
-                )
-                runs.setdefault("original", []).append(
-                    run_sequential(config, stack, clf, video, args.frames, original=True)
-                )
-                if args.workers > 1:
-                    parallel = config.model_copy(
-                        update={
-                            "inference": config.inference.model_copy(
-                                update={"workers": args.workers, "threads": 1}
-                            )
-                        }
-                    )
-                    state = workdir / f"state-{name}-{round_index}-parallel"
-                    if trained is not None:
-                        install_bundle(parallel.model_copy(update={"state_dir": state}), trained[0])
-                    runs.setdefault(f"agent_{args.workers}x1", []).append(
-                        run_agent(parallel, None, video, args.frames, broker.port, state)
-                    )
+
+            order = ["agent", "sequential", "original"] + ([parallel_mode] if args.workers > 1 else [])
+            for round_index in range(args.repeat):
+                # Rotate the order each round so no mode always runs first or last.
+                shift = round_index % len(order)
+                for mode in order[shift:] + order[:shift]:
+                    runs.setdefault(mode, []).append(run_mode(mode, round_index))
             modes = {mode: _median_run(results) for mode, results in runs.items()}
-            sequential, agent, original = modes["sequential"], modes["agent"], modes["original"]
+            sequential, agent = modes["sequential"], modes["agent"]
             limit = 1000.0 / sequential["model_ms_per_frame"] if sequential["model_ms_per_frame"] else 0.0
             entry: dict[str, Any] = dict(modes)
             entry.update(
                 {
-                    "agent_vs_sequential": _ratio(agent["fps"], sequential["fps"]),
-                    "agent_vs_original": _ratio(agent["fps"], original["fps"]),
+                    "agent_vs_sequential": _median_ratio(runs["agent"], runs["sequential"]),
+                    "agent_vs_original": _median_ratio(runs["agent"], runs["original"]),
                     "model_bound_fps": round(limit, 2),
                     "agent_share_of_model_bound": _ratio(agent["fps"], limit),
                 }
             )
             for mode in modes:
                 if mode.startswith("agent_"):
-                    entry[f"{mode}_vs_sequential"] = _ratio(modes[mode]["fps"], sequential["fps"])
+                    entry[f"{mode}_vs_sequential"] = _median_ratio(runs[mode], runs["sequential"])
             report["videos"][name] = entry
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
@@ -276,7 +286,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"backend {report['backend']}, {report['threads']} TFLite threads, classifier "
         f"{'yes' if report['classifier'] else 'no'}, {report['frames_per_mode']} frames per mode, "
-        f"median of {report['repeat']} interleaved rounds; load average before "
+        f"median of {report['repeat']} rounds (order rotated; ratios per round); load average before "
         f"{report['load_average_before']}, after {report['load_average_after']}"
     ]
     for name, r in report["videos"].items():
