@@ -124,8 +124,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="on stop, wait up to S seconds for the broker to take queued events [10]",
     )
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="[info]")
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], help="[auto]")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (logs go to stderr) [info]",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="auto: readable on a terminal, JSON lines otherwise [auto]",
+    )
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
