@@ -144,6 +144,19 @@ async def collect(
     return received
 
 
+async def collect_n(client: aiomqtt.Client, count: int, timeout_s: float = 10.0) -> dict[str, bytes]:
+    received: dict[str, bytes] = {}
+
+    async def loop() -> None:
+        async for message in client.messages:
+            received[str(message.topic)] = bytes(message.payload)  # type: ignore[arg-type]
+            if len(received) >= count:
+                return
+
+    await asyncio.wait_for(loop(), timeout_s)
+    return received
+
+
 async def test_device_publishes_its_events_and_receives_its_models(fleet_broker: FleetBroker) -> None:
     async with (
         connect(fleet_broker, "pi-a") as device,
@@ -385,11 +398,13 @@ async def test_agent_and_trainer_end_to_end_over_tls(
         f'[mqtt.tls]\nca_file = "{client / "ca.crt"}"\n'
         f'[classifier]\ntrusted_keys = ["{public_key}"]\n'
         "[status]\ninterval_s = 1.0\n"
+        "[homeassistant]\nenabled = true\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACK_")}
     bin_dir = Path(sys.executable).parent
-    async with connect(fleet_broker, "viewer") as viewer:
+    async with connect(fleet_broker, "viewer") as viewer, connect(fleet_broker, "homeassistant") as hass:
         await viewer.subscribe("facetrack/pi-a/#", qos=1)
+        await hass.subscribe("homeassistant/+/pi-a/+/config", qos=1)
         agent = await asyncio.create_subprocess_exec(
             str(bin_dir / "facetrack-agent"), "run", "--config", str(config), "--log-format", "json",
             env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

@@ -83,6 +83,15 @@ def test_templates_turn_status_and_events_into_entity_states() -> None:
         template = configs[f"homeassistant/sensor/pi-kitchen/{object_id}/config"]["value_template"]
         assert render(template, status) == expected
 
+    no_model = json.dumps({"fps": 0.0, "tracks": 0, "model_version": None, "outbox_depth": 3})
+    assert render(
+        configs["homeassistant/sensor/pi-kitchen/model_version/config"]["value_template"], no_model
+    ) == ("none")
+    assert (
+        render(configs["homeassistant/sensor/pi-kitchen/outbox_depth/config"]["value_template"], no_model)
+        == "3"
+    )
+
     availability = configs["homeassistant/sensor/pi-kitchen/fps/config"]["availability"][0]["value_template"]
     assert [render(availability, p) for p in ("online", "offline", "stopped")] == [
         "online",

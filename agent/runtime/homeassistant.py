@@ -56,22 +56,34 @@ class DiscoveryMessage:
 class _Sensor:
     object_id: str
     name: str
-    status_key: str
+    value_template: str
     extra: tuple[tuple[str, Any], ...] = ()
 
 
 _SENSORS = (
     _Sensor(
-        "fps", "Frames per second", "fps", (("unit_of_measurement", "fps"), ("state_class", "measurement"))
+        "fps",
+        "Frames per second",
+        "{{ value_json.fps }}",
+        (("unit_of_measurement", "fps"), ("state_class", "measurement")),
     ),
     _Sensor(
-        "tracks", "Tracked people", "tracks", (("state_class", "measurement"), ("icon", "mdi:account-group"))
+        "tracks",
+        "Tracked people",
+        "{{ value_json.tracks }}",
+        (("state_class", "measurement"), ("icon", "mdi:account-group")),
     ),
-    _Sensor("model_version", "Model version", "model_version", (("icon", "mdi:face-recognition"),)),
+    # null until the first classifier is installed.
+    _Sensor(
+        "model_version",
+        "Model version",
+        "{{ value_json.model_version or 'none' }}",
+        (("icon", "mdi:face-recognition"),),
+    ),
     _Sensor(
         "outbox_depth",
         "Queued events",
-        "outbox_depth",
+        "{{ value_json.outbox_depth }}",
         (("state_class", "measurement"), ("entity_category", "diagnostic")),
     ),
 )
@@ -117,7 +129,7 @@ def discovery_configs(
                 "name": sensor.name,
                 "unique_id": f"{base_id}_{sensor.object_id}",
                 "state_topic": topics.status,
-                "value_template": f"{{{{ value_json.{sensor.status_key} }}}}",
+                "value_template": sensor.value_template,
                 **dict(sensor.extra),
             },
         )
