@@ -258,6 +258,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "connect s",
         "events",
         "events/s (QoS 1)",
+        "broker CPU",
         "publish all s",
         "acks",
         "KB/device",
