@@ -9,6 +9,7 @@
 #   --edgetpu-deb FILE     install this libedgetpu1-std .deb instead of Coral's (the community build)
 #   --device-id ID         device id for a new config (default: the host name)
 #   --broker HOST[:PORT]   MQTT broker for a new config (default 127.0.0.1:1883)
+#   --input SOURCE         video for a new config: camera index, file or rtsp:// URL (default 0)
 #   --tls-dir DIR          ca.crt, client.crt, client.key and password from facetrack-broker.sh
 #                          add-device; copied to /etc/facetrack/tls and used by a new config
 #   --trusted-key FILE     model-signing public key (repeatable), copied to /etc/facetrack/keys
@@ -41,6 +42,7 @@ edgetpu=auto
 edgetpu_deb=""
 device_id=""
 broker="127.0.0.1:1883"
+video_input="0"
 tls_dir=""
 trusted_keys=()
 asset_mirror=""
@@ -80,11 +82,12 @@ parse_args() {
             --edgetpu-deb) edgetpu_deb="${2:?--edgetpu-deb needs a file}"; edgetpu=yes; shift 2 ;;
             --device-id) device_id="${2:?--device-id needs a value}"; shift 2 ;;
             --broker) broker="${2:?--broker needs HOST[:PORT]}"; shift 2 ;;
+            --input) video_input="${2:?--input needs a camera index, file or URL}"; shift 2 ;;
             --tls-dir) tls_dir="${2:?--tls-dir needs a directory}"; shift 2 ;;
             --trusted-key) trusted_keys+=("${2:?--trusted-key needs a file}"); shift 2 ;;
             --asset-mirror) asset_mirror="${2:?--asset-mirror needs a directory}"; shift 2 ;;
             --no-start) start=0; shift ;;
-            -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
             *) die "unknown option '$1' (see --help)" ;;
         esac
     done
@@ -267,6 +270,9 @@ write_config() {
 device_id = "$id"
 assets_dir = "$ASSETS"
 state_dir = "$STATE"
+
+[pipeline]
+input = "$video_input"
 
 [mqtt]
 host = "$host"

@@ -103,6 +103,8 @@ def test_dry_run_prints_the_whole_plan_and_a_valid_config(tmp_path: Path) -> Non
         str(key),
         "--edgetpu",
         "yes",
+        "--input",
+        "rtsp://cam.lan/stream1",
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -140,6 +142,7 @@ def test_dry_run_prints_the_whole_plan_and_a_valid_config(tmp_path: Path) -> Non
     assert config.mqtt.password_file == Path("/etc/facetrack/tls/password")
     assert config.classifier.trusted_keys == ["/etc/facetrack/keys/model-signing.pub"]
     assert config.assets_dir == Path("/opt/facetrack/assets")
+    assert config.pipeline.input == "rtsp://cam.lan/stream1"
 
 
 def test_community_edgetpu_build_is_installed_from_a_file(tmp_path: Path) -> None:
