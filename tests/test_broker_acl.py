@@ -453,3 +453,27 @@ async def test_agent_and_trainer_end_to_end_over_tls(
     # Clear the retained model so later tests on this broker start clean.
     async with connect(fleet_broker, "trainer") as trainer:
         await trainer.publish("facetrack/pi-a/model", b"", qos=1, retain=True)
+
+
+def test_broker_script_is_idempotent_and_refuses_bad_device_ids(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BROKER_SCRIPT), *args, "--dir", str(tmp_path)], capture_output=True, text=True, check=False
+        )
+
+    assert run("init").returncode == 0
+    assert run("add-device", "pi-x").returncode == 0
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    again = run("init"), run("add-device", "pi-x")
+    assert all(r.returncode == 0 for r in again)
+    assert "kept" in again[1].stdout
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+    assert sum(line.startswith("pi-x:") for line in (tmp_path / "passwd").read_text().splitlines()) == 1
+    for bad, message in (
+        ("all", "reserved"),
+        ("trainer", "reserved"),
+        ("a/b", "must be 1-64"),
+        ("a+", "must be"),
+    ):
+        result = run("add-device", bad)
+        assert result.returncode == 1 and message in result.stderr, (bad, result.stderr)
