@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -153,8 +154,12 @@ class HomeAssistantConfig(Section):
     discovery_prefix: str = "homeassistant"
 
 
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def _default_device_id() -> str:
-    return socket.gethostname().split(".")[0] or "facetrack"
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])
+    return host[:64] or "facetrack"
 
 
 class AgentConfig(BaseSettings):
@@ -184,8 +189,10 @@ class AgentConfig(BaseSettings):
     @field_validator("device_id")
     @classmethod
     def _device_id_is_one_topic_level(cls, value: str) -> str:
-        if not value or any(c in value for c in "/#+") or value == "all":
-            raise ValueError("must be non-empty, not 'all', and contain no '/', '#' or '+'")
+        # One MQTT topic level that is also a valid broker user name (the ACL's %u) and a Home
+        # Assistant node id, so the same id works in every place a fleet uses it.
+        if not _DEVICE_ID.fullmatch(value) or value == "all":
+            raise ValueError("must be letters, digits, '-' or '_' (1-64 characters), and not 'all'")
         return value
 
     @classmethod

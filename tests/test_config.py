@@ -116,7 +116,7 @@ BAD_FILES = {
         ["log.level = 'verbose'", "'debug', 'info', 'warning' or 'error'"],
     ),
     "section is not a table": ("mqtt = 'broker'\n", ["mqtt = 'broker'", "must be a table"]),
-    "bad device id": ("device_id = 'a/b'\n", ["device_id = 'a/b'", "no '/'"]),
+    "bad device id": ("device_id = 'a/b'\n", ["device_id = 'a/b'", "letters, digits, '-' or '_'"]),
     "invalid TOML": ("[mqtt\nport = 1\n", ["is not valid TOML", "line 1"]),
 }
 
