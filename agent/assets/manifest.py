@@ -17,7 +17,9 @@ Group = Literal["runtime", "testdata", "reference"]
 GROUPS: tuple[Group, ...] = ("runtime", "testdata", "reference")
 DEFAULT_GROUPS: tuple[Group, ...] = ("runtime", "testdata")
 # The manifest lives in the source tree (models/ is fixed by the layout), next to the packages.
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
+# A symlink to models/manifest.toml in the source tree; a wheel carries it as a copy, so a
+# non-editable install (a Pi) finds the same pins without --manifest.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "manifest.toml"
 
 
 class ManifestError(Exception):
