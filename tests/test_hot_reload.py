@@ -430,3 +430,59 @@ async def test_publish_cli_table_and_exit_codes(
     assert code == 2
     assert "no device answered within 1 s" in capsys.readouterr().out
     assert agent.service.current_version == V_NEW
+
+
+async def test_publish_cli_takes_the_broker_from_config(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`publish --config` reads host, port, protocol and topic prefix from an agent-style
+    config.toml; flags override it. (TLS and credentials from --config: tests/test_broker_acl.py.)"""
+    from agent.devtools.mosquitto import free_port
+    from trainer.cli import main
+
+    newer = tmp_path / "newer.ftm"
+    newer.write_bytes(bundle_from(models["b"], emb, key, version=V_NEW))
+    config = tmp_path / "trainer.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nprotocol = "3.1.1"\n'
+        'topic_prefix = "elsewhere"\n'
+    )
+    # No --broker: the config's broker is reached, and its prefix is where the model goes (the
+    # agent listens under facetrack/, so nobody answers).
+    code = await asyncio.to_thread(
+        main, ["publish", str(newer), "--device", "cam-1", "--config", str(config), "--wait", "1"]
+    )
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert out.splitlines()[0].endswith("retained to elsewhere/cam-1/model")
+    assert agent.service.current_version == V_OLD
+    # --prefix overrides the config: the agent applies it.
+    args = ["publish", str(newer), "--device", "cam-1", "--config", str(config), "--prefix", "facetrack"]
+    code = await asyncio.to_thread(main, [*args, "--wait", "10"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.splitlines()[2].split()[:3] == ["cam-1", "applied", V_NEW]
+    assert agent.service.current_version == V_NEW
+    # The port comes from the config too: a closed one is one line naming it.
+    dead = free_port()
+    config.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {dead}\n')
+    code = await asyncio.to_thread(
+        main, ["publish", str(newer), "--device", "cam-1", "--config", str(config)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert (
+        code == 1 and err.startswith(f"facetrack-trainer: error: MQTT 127.0.0.1:{dead}: ") and "\n" not in err
+    )
+    # A bad value in the file is reported as the file's.
+    config.write_text('[mqtt]\nprotocol = "4"\n')
+    code = await asyncio.to_thread(
+        main, ["publish", str(newer), "--device", "cam-1", "--config", str(config)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and f"config error in {config}: mqtt.protocol = '4'" in err and "\n" not in err

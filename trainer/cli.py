@@ -3,7 +3,8 @@
 facetrack-trainer keygen --out keys/
 facetrack-trainer train photos/ --out model.ftm --key keys/facetrack.key [--negatives strangers/]
 facetrack-trainer evaluate model.ftm test_photos/ [--impostors strangers/] [--json]
-facetrack-trainer publish model.ftm --device cam-1|all [--broker host:1883] [--wait 30]
+facetrack-trainer publish model.ftm --device cam-1|all [--broker host:8883] [--config config.toml]
+    [--ca ca.crt --cert client.crt --key client.key --username trainer --password-file FILE] [--wait 30]
 """
 
 from __future__ import annotations
@@ -150,12 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     publish = commands.add_parser(
         "publish",
         help="push a bundle to a device or the whole fleet and show their answers",
-        description="Publish BUNDLE retained with QoS 1 to <prefix>/<ID>/model (or <prefix>/all/model), "
-        "then wait for model_applied / model_rejected on <prefix>/+/events and print one row per "
-        "device. Exits 1 if any device rejected it, 2 if none answered.",
-        epilog=EPILOG,
+        description=(
+            "Publish BUNDLE retained with QoS 1 to <prefix>/<ID>/model (or <prefix>/all/model), then\n"
+            "wait for model_applied / model_rejected on <prefix>/+/events and print one row per device.\n\n"
+            "Broker, login and TLS are resolved like the agent's: the [mqtt] section of --config, then\n"
+            "FACETRACK_MQTT__* variables, then the flags below. The password is never printed."
+        ),
+        epilog=(
+            "example, the fleet broker from deploy/mosquitto (mutual TLS + password):\n"
+            "  facetrack-trainer publish model.ftm --device all --expect 3 --broker broker.lan:8883 \\\n"
+            "      --ca pki/ca.crt --cert pki/clients/trainer/client.crt \\\n"
+            "      --key pki/clients/trainer/client.key \\\n"
+            "      --username trainer --password-file pki/clients/trainer/password\n"
+            "or put those settings in a config.toml ([mqtt] / [mqtt.tls], as for an agent) and pass\n"
+            "  facetrack-trainer publish model.ftm --device all --config trainer.toml\n\n"
+            "Exit status: 0 every device that answered runs it, 1 a device rejected it or bad input,\n"
+            "2 no device answered."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    publish.add_argument("bundle", type=Path, metavar="BUNDLE")
+    publish.add_argument("bundle", type=Path, metavar="BUNDLE", help="signed bundle (.ftm) from `train`")
     publish.add_argument(
         "--device", required=True, metavar="ID|all", help="device id, or 'all' for the fleet"
     )
@@ -163,20 +178,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker", metavar="HOST[:PORT]", help="MQTT broker (default: config mqtt.host:port)"
     )
     publish.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="agent-style config.toml: its [mqtt] host, port, protocol, topic_prefix, username, "
+        "password_file / password_env and [mqtt.tls] ca_file, cert_file, key_file are used "
+        "(FACETRACK_MQTT__* variables apply as for the agent; its client_id is not, so the "
+        "trainer never takes over a device's session)",
+    )
+    publish.add_argument(
         "--wait", type=float, default=30.0, metavar="SECONDS", help="how long to wait for answers"
     )
     publish.add_argument(
         "--expect", type=int, metavar="N", help="with --device all: stop after N devices answered"
     )
-    publish.add_argument("--username", help="MQTT user name (default: config mqtt.username)")
-    publish.add_argument("--password-file", type=Path, help="file holding the MQTT password")
-    publish.add_argument(
-        "--ca", type=Path, metavar="CA_FILE", help="CA certificate for a TLS broker (enables TLS)"
+    login = publish.add_argument_group(
+        "login and TLS (default: the --config [mqtt] / [mqtt.tls] settings; flags override them)"
     )
-    publish.add_argument("--tls", action="store_true", help="use TLS with the system CAs")
-    publish.add_argument("--prefix", help="topic prefix (default: config mqtt.topic_prefix)")
+    login.add_argument("--username", metavar="NAME", help="MQTT user name (config: mqtt.username)")
+    login.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the MQTT password (config: mqtt.password_file, else the variable named "
+        "by mqtt.password_env, $FACETRACK_MQTT_PASSWORD by default); never given on the command line",
+    )
+    login.add_argument(
+        "--ca",
+        type=Path,
+        metavar="CA_FILE",
+        help="CA certificate (PEM) the broker's certificate must chain to; enables TLS",
+    )
+    login.add_argument(
+        "--cert",
+        type=Path,
+        metavar="CERT_FILE",
+        help="client certificate (PEM) for brokers that require one (mutual TLS, e.g. "
+        "facetrack-broker.sh's clients/trainer/client.crt); enables TLS",
+    )
+    login.add_argument(
+        "--key",
+        type=Path,
+        metavar="KEY_FILE",
+        help="private key (PEM, unencrypted) of --cert (default: the key inside CERT_FILE)",
+    )
+    login.add_argument("--tls", action="store_true", default=None, help="use TLS with the system CAs")
+    publish.add_argument(
+        "--protocol", choices=("3.1.1", "5"), help="MQTT protocol version (default: config mqtt.protocol, 5)"
+    )
+    publish.add_argument("--prefix", help="topic prefix (default: config mqtt.topic_prefix, facetrack)")
     publish.add_argument("--json", action="store_true", help="print the answers as JSON")
-    _add_config(publish)
     publish.set_defaults(handler=cmd_publish)
     return parser
 
@@ -324,48 +375,90 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Flags that name files, by their key under [mqtt], so a bad file is reported as the flag.
+_PUBLISH_FILE_FLAGS = {
+    "password_file": "--password-file",
+    "tls.ca_file": "--ca",
+    "tls.cert_file": "--cert",
+    "tls.key_file": "--key",
+}
+
+
+def _publish_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The [mqtt] settings given as flags, nested like config.toml; None = not given."""
+    host: str | None = None
+    port: int | None = None
+    if args.broker:
+        from trainer.publish import split_broker
+
+        try:
+            host, port = split_broker(args.broker)
+        except ValueError:
+            raise ConfigError(f"--broker {args.broker!r} is not HOST[:PORT]") from None
+    tls = {"ca_file": args.ca, "cert_file": args.cert, "key_file": args.key, "enabled": args.tls}
+    return {
+        "host": host,
+        "port": port,
+        "username": args.username,
+        "password_file": args.password_file,
+        "protocol": args.protocol,
+        "topic_prefix": args.prefix,
+        "tls": tls,
+    }
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from agent.classifier.bundle import parse_bundle
     from agent.classifier.errors import BundleError
-    from trainer.publish import FLEET, BrokerOptions, format_table, parse_broker, publish_bundle
+    from agent.runtime.credentials import resolve_login, tls_context
+    from trainer.publish import FLEET, BrokerOptions, format_table, publish_bundle
 
+    if args.device != FLEET and any(c in args.device for c in "/#+"):
+        return _error(f"--device {args.device!r} must be one topic level (or 'all')")
     try:
-        config = _config(args)
+        overrides = _publish_overrides(args)
+        mqtt = load_config(args.config, mqtt=overrides).mqtt
         data = args.bundle.read_bytes()
         manifest = parse_bundle(data).manifest
+        # Errors name a file by the flag that gave it; a --key without any certificate asks for --cert.
+        key_alone = args.key is not None and mqtt.tls.cert_file is None
+        given = {
+            "password_file": args.password_file is not None,
+            "tls.ca_file": args.ca is not None,
+            "tls.cert_file": args.cert is not None or key_alone,
+            "tls.key_file": args.key is not None,
+        }
+        labels = {key: flag for key, flag in _PUBLISH_FILE_FLAGS.items() if given[key]}
+        login = resolve_login(mqtt, labels=labels)
+        context = tls_context(mqtt, labels=labels)
     except (ConfigError, BundleError) as exc:
         return _error(str(exc))
     except OSError as exc:
         return _error(f"{args.bundle}: {exc.strerror}")
-    if args.device != FLEET and any(c in args.device for c in "/#+"):
-        return _error(f"--device {args.device!r} must be one topic level (or 'all')")
-    host, port = config.mqtt.host, config.mqtt.port
-    if args.broker:
-        try:
-            host, port = parse_broker(args.broker, port)
-        except ValueError:
-            return _error(f"--broker {args.broker!r} is not HOST[:PORT]")
-    password = None
-    if args.password_file is not None:
-        try:
-            password = args.password_file.read_text().strip()
-        except OSError as exc:
-            return _error(f"{args.password_file}: {exc.strerror}")
+    if login.password_dropped:
+        print(
+            "facetrack-trainer: warning: a password is set but no user name (--username or "
+            "mqtt.username); MQTT 3.1.1 cannot send it, connecting without",
+            file=sys.stderr,
+        )
     options = BrokerOptions(
-        host=host,
-        port=port,
-        username=args.username or config.mqtt.username or None,
-        password=password,
-        ca_file=args.ca,
-        tls=args.tls,
-        prefix=args.prefix or config.mqtt.topic_prefix,
+        host=mqtt.host,
+        port=mqtt.port,
+        username=login.username,
+        password=login.password,
+        prefix=mqtt.topic_prefix,
+        protocol=mqtt.protocol,
+        tls_context=context,
     )
     try:
         topic, answers = asyncio.run(
             publish_bundle(data, args.device, options, wait_s=args.wait, expect=args.expect)
         )
-    except Exception as exc:  # aiomqtt.MqttError and socket errors: one line for the user
-        return _error(f"MQTT {host}:{port}: {exc}")
+    except Exception as exc:  # PublishError and socket errors: one line for the user
+        hint = ""
+        if "certificate required" in str(exc).lower() and mqtt.tls.cert_file is None:
+            hint = "; the broker wants a client certificate: --cert/--key or [mqtt.tls] cert_file/key_file"
+        return _error(f"MQTT {mqtt.host}:{mqtt.port}: {exc}{hint}")
     if args.json:
         print(json.dumps([a.__dict__ for a in answers], indent=2))
     else:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Literal
 
 import aiomqtt
 
 from agent.classifier.bundle import parse_bundle
+from agent.runtime.credentials import Secret
+from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 
 FLEET = "all"
+
+
+class PublishError(Exception):
+    """The broker could not be reached or refused us; one line, with the TLS/MQTT cause."""
 
 
 @dataclass
@@ -32,31 +39,39 @@ class DeviceAnswer:
 
 @dataclass
 class BrokerOptions:
+    """Where and how to connect. The CLI fills it from an agent-style [mqtt] config with
+    `agent.runtime.credentials` (resolve_login, tls_context), exactly as the agent connects."""
+
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
-    ca_file: Path | None = None
-    tls: bool = False
+    password: Secret | None = None
     prefix: str = "facetrack"
+    protocol: Literal["3.1.1", "5"] = "5"
+    # None = plain TCP; a context with a client certificate loaded = mutual TLS.
+    tls_context: ssl.SSLContext | None = None
+
+
+def split_broker(text: str) -> tuple[str, int | None]:
+    """HOST, HOST:PORT or [IPv6]:PORT; the port is None when not given. ValueError if malformed."""
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(text)
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not host:
+        raise ValueError(text)
+    return host, int(port_text) if port_text else None
 
 
 def parse_broker(text: str, default_port: int = 1883) -> tuple[str, int]:
     """HOST, HOST:PORT or [IPv6]:PORT."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":") or default_port)
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        return text, default_port
-    return host, int(port)
-
-
-def _tls_context(options: BrokerOptions) -> ssl.SSLContext | None:
-    if not options.tls and options.ca_file is None:
-        return None
-    context = ssl.create_default_context(cafile=str(options.ca_file) if options.ca_file else None)
-    return context
+    host, port = split_broker(text)
+    return host, default_port if port is None else port
 
 
 async def publish_bundle(
@@ -75,29 +90,44 @@ async def publish_bundle(
     topic = f"{options.prefix}/{device}/model"
     answers: dict[str, DeviceAnswer] = {}
     wanted = 1 if device != FLEET else expect
-    async with aiomqtt.Client(
-        options.host,
-        options.port,
-        username=options.username,
-        password=options.password,
-        tls_context=_tls_context(options),
-        identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
-    ) as client:
-        # Subscribe first so a fast device's answer cannot slip by before we listen.
-        await client.subscribe(f"{options.prefix}/+/events", qos=1)
-        started = time.monotonic()
-        await client.publish(topic, data, qos=1, retain=True)
-        try:
-            async with asyncio.timeout(wait_s):
-                async for message in client.messages:
-                    answer = _answer(message.topic.value, message.payload, version, options.prefix, started)
-                    if answer is None or (device != FLEET and answer.device != device):
-                        continue
-                    answers.setdefault(answer.device, answer)
-                    if wanted is not None and len(answers) >= wanted:
-                        break
-        except TimeoutError:
-            pass
+    # paho logs the real cause of a failed connect (e.g. the TLS alert for a missing client
+    # certificate) while the exception only says the connection was lost: keep the last line.
+    causes: list[str] = []
+    paho_logger = logging.Logger("facetrack.trainer.paho", level=logging.WARNING)
+    paho_logger.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
+    v5 = options.protocol == "5"
+    try:
+        async with MqttClient(
+            options.host,
+            options.port,
+            username=options.username,
+            password=options.password.reveal() if options.password is not None else None,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            tls_context=options.tls_context,
+            identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
+            logger=paho_logger,
+        ) as client:
+            # Subscribe first so a fast device's answer cannot slip by before we listen.
+            await client.subscribe(f"{options.prefix}/+/events", qos=1)
+            started = time.monotonic()
+            # Confirmed: an MQTT 5 broker's "not authorized" PUBACK is an error, not silence.
+            await client.publish_confirmed(topic, data, qos=1, retain=True)
+            try:
+                async with asyncio.timeout(wait_s):
+                    async for message in client.messages:
+                        answer = _answer(
+                            message.topic.value, message.payload, version, options.prefix, started
+                        )
+                        if answer is None or (device != FLEET and answer.device != device):
+                            continue
+                        answers.setdefault(answer.device, answer)
+                        if wanted is not None and len(answers) >= wanted:
+                            break
+            except TimeoutError:
+                pass
+    except aiomqtt.MqttError as exc:
+        cause = causes[-1] if causes else ""
+        raise PublishError(f"{exc} ({cause})" if cause and cause not in str(exc) else str(exc)) from None
     return topic, sorted(answers.values(), key=lambda a: a.device)
 
 

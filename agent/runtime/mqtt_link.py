@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from structlog.typing import FilteringBoundLogger
 
 from agent.config import MqttConfig
 from agent.events.schema import EventBase
-from agent.runtime.credentials import check_tls_files, resolve_password
+from agent.runtime.credentials import resolve_login, tls_context, tls_enabled
 from agent.runtime.outbox import Outbox, OutboxRow
 from agent.runtime.topics import Topics
 
@@ -58,8 +57,9 @@ class PublishRefused(aiomqtt.MqttError):
         self.reason = reason
 
 
-class _Client(aiomqtt.Client):
-    """aiomqtt's client with two fixes the outbox depends on (aiomqtt 2.x internals, pinned <3).
+class MqttClient(aiomqtt.Client):
+    """aiomqtt's client with two fixes the outbox and `facetrack-trainer publish` depend on
+    (aiomqtt 2.x internals, pinned <3).
 
     - A refused PUBACK (MQTT 5 reason code >= 0x80) is an error, not a success: aiomqtt drops the
       reason code, and acking on it would delete an event the broker threw away.
@@ -113,7 +113,7 @@ class _Client(aiomqtt.Client):
         super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
 
-class _PahoLogTap(logging.Handler):
+class PahoLogTap(logging.Handler):
     """Forwards paho's warnings and errors (which carry the real cause, e.g. the TLS alert) to a
     callback. paho never logs the password, only whether one was sent."""
 
@@ -180,10 +180,10 @@ class MqttLink:
         self._rng = rng or random.Random()
         self._client_id = config.client_id or f"facetrack-{topics.device_id}"
         # Config mistakes surface here as one line (ConfigError); a broker that is down does not.
-        resolve_password(config)
-        check_tls_files(config)
+        resolve_login(config)
+        tls_context(config)
         self._subscriptions: list[_Subscription] = []
-        self._client: _Client | None = None
+        self._client: MqttClient | None = None
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stop_deadline = 0.0
@@ -196,7 +196,7 @@ class MqttLink:
         self._client_error: str | None = None
         # A private, unregistered stdlib logger per link: paho's messages end up in our structlog.
         self._paho_logger = logging.Logger("facetrack.mqtt.paho", level=logging.WARNING)
-        self._paho_logger.addHandler(_PahoLogTap(self._on_paho_log))
+        self._paho_logger.addHandler(PahoLogTap(self._on_paho_log))
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -282,7 +282,7 @@ class MqttLink:
                     attempt=attempt,
                     client_id=self._client_id,
                     protocol=self._config.protocol,
-                    tls=self._tls_enabled(),
+                    tls=tls_enabled(self._config),
                     username=self._config.username or None,
                 )
                 connected = False
@@ -380,38 +380,18 @@ class MqttLink:
             self._stats.connect_failures += 1
             self._log.warning("mqtt_connect_failed", error=self._stats.last_error)
 
-    def _tls_enabled(self) -> bool:
-        tls = self._config.tls
-        return bool(tls.enabled or tls.ca_file or tls.cert_file)
-
-    def _make_client(self) -> _Client:
+    def _make_client(self) -> MqttClient:
         cfg = self._config
-        password = resolve_password(cfg)
-        username = cfg.username or None
-        if password is not None and username is None and cfg.protocol == "3.1.1":
-            # MQTT 3.1.1 forbids a password without a user name; do not send a malformed CONNECT.
+        login = resolve_login(cfg)
+        if login.password_dropped:
             self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
-            password = None
-        if password is not None and username is None:
-            username = ""
-        tls_params: aiomqtt.TLSParameters | None = None
-        tls_insecure: bool | None = None
-        if self._tls_enabled():
-            tls = cfg.tls
-            tls_params = aiomqtt.TLSParameters(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            tls_insecure = bool(tls.insecure_skip_hostname_check)
         v5 = cfg.protocol == "5"
-        client = _Client(
+        client = MqttClient(
             cfg.host,
             cfg.port,
             identifier=self._client_id,
-            username=username,
-            password=password.reveal() if password is not None else None,
+            username=login.username,
+            password=login.password.reveal() if login.password is not None else None,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=1, retain=True),
             clean_session=None if v5 else True,
@@ -420,15 +400,15 @@ class MqttLink:
             keepalive=cfg.keepalive_s,
             timeout=max(10.0, float(cfg.keepalive_s)),
             max_inflight_messages=max(20, self._window),
-            tls_params=tls_params,
-            tls_insecure=tls_insecure,
+            # Built per connection attempt, so a renewed client certificate is used on reconnect.
+            tls_context=tls_context(cfg),
             logger=self._paho_logger,
         )
         # A full window of in-flight publishes is our design, not the warning sign aiomqtt assumes.
         client.pending_calls_threshold = self._window + 10
         return client
 
-    async def _session(self, client: _Client) -> None:
+    async def _session(self, client: MqttClient) -> None:
         self._stats.connects += 1
         self._stats.connected_since = time.monotonic()
         self._log.info("mqtt_connected", client_id=self._client_id, outbox_depth=self._outbox.depth)
@@ -465,7 +445,7 @@ class MqttLink:
             # A refused or timed-out SUBSCRIBE on a live connection: retried on the next connect.
             self._log.error("mqtt_subscribe_failed", topic_filter=sub.topic_filter, error=str(exc))
 
-    async def _drain(self, client: _Client) -> None:
+    async def _drain(self, client: MqttClient) -> None:
         """Publish queued events oldest first with a sliding window of in-flight QoS 1 messages;
         each event is deleted from the outbox only after its PUBACK, in seq order.
 
