@@ -10,6 +10,7 @@ arrived before it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import ssl
 import subprocess
@@ -24,6 +25,7 @@ import aiomqtt
 import pytest
 
 from agent.devtools.mosquitto import MosquittoBroker, free_port
+from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"
@@ -58,12 +60,11 @@ def make_fleet_files(directory: Path, devices: tuple[str, ...]) -> None:
     run("add-user", "homeassistant")
 
 
-def fleet_broker_config(directory: Path, port: int, mutual_tls: bool = False) -> str:
-    """deploy/mosquitto/facetrack.conf as init rendered it, on a loopback port."""
+def fleet_broker_config(directory: Path, port: int) -> str:
+    """deploy/mosquitto/facetrack.conf as init rendered it (mutual TLS on), on a loopback port."""
     text = (directory / "facetrack.conf").read_text()
-    assert "listener 8883\n" in text and "require_certificate false\n" in text
-    if mutual_tls:
-        text = text.replace("require_certificate false\n", "require_certificate true\n")
+    assert "listener 8883\n" in text
+    assert "require_certificate true\n" in text and "use_identity_as_username false\n" in text
     return text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
 
 
@@ -75,14 +76,22 @@ def fleet_broker() -> Iterator[FleetBroker]:
         yield fleet
 
 
+@pytest.fixture(scope="module")
+def foreign_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another fleet's CA and client certificates (same script, another directory)."""
+    directory = tmp_path_factory.mktemp("foreign-pki")
+    subprocess.run([str(BROKER_SCRIPT), "init", "--dir", str(directory)], check=True, capture_output=True)
+    return directory
+
+
 @contextmanager
-def start_fleet_broker(mutual_tls: bool = False) -> Iterator[FleetBroker]:
+def start_fleet_broker() -> Iterator[FleetBroker]:
     directory = Path(tempfile.mkdtemp(prefix="facetrack-fleet-broker-"))
     directory.chmod(0o755)
     make_fleet_files(directory, DEVICES)
     port = free_port()
     broker = MosquittoBroker(
-        port=port, extra_config=fleet_broker_config(directory, port, mutual_tls), default_listener=False
+        port=port, extra_config=fleet_broker_config(directory, port), default_listener=False
     )
     try:
         broker.start()
@@ -108,14 +117,23 @@ async def connect(
     with_ca: bool = True,
     with_cert: bool = True,
     cert_of: str | None = None,
+    cert_dir: Path | None = None,
+    causes: list[str] | None = None,
 ) -> AsyncIterator[aiomqtt.Client]:
-    """A TLS client as user `name` with its own certificate and password unless told otherwise."""
+    """A TLS client as user `name` with its own certificate and password unless told otherwise.
+
+    The agent's client: a connection the broker drops before CONNACK (a TLS alert) fails at once
+    instead of after the timeout, and paho's log line with the alert is appended to `causes`.
+    """
     cert_name = cert_of or name or "viewer"
     ca = broker.dir / "ca.crt" if with_ca else None
-    context = tls_context(ca, broker.client_dir(cert_name) if with_cert else None)
+    context = tls_context(ca, (cert_dir or broker.client_dir(cert_name)) if with_cert else None)
     if password is None and name is not None:
         password = broker.password(name)
-    client = aiomqtt.Client(
+    paho_log = logging.Logger("test.paho", level=logging.WARNING)
+    if causes is not None:
+        paho_log.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
+    client = MqttClient(
         "localhost",
         broker.port,
         username=name,
@@ -123,6 +141,7 @@ async def connect(
         protocol=aiomqtt.ProtocolVersion.V5,
         tls_context=context,
         timeout=5,
+        logger=paho_log,
     )
     async with client:
         yield client
@@ -270,21 +289,42 @@ async def test_home_assistant_discovery_topics_are_allowed_for_the_devices_own_n
 
 
 @pytest.mark.parametrize(
-    ("case", "kwargs"),
+    ("case", "kwargs", "reason"),
     [
-        ("anonymous", {"name": None, "password": None}),
-        ("wrong password", {"name": "pi-a", "password": "not-the-password"}),
-        ("device password under another device's name", {"name": "pi-b", "password": "@pi-a"}),
-        ("does not trust the fleet CA", {"name": "pi-a", "with_ca": False}),
+        ("anonymous", {"name": None, "password": None}, "not authorized"),
+        ("wrong password", {"name": "pi-a", "password": "not-the-password"}, "not authorized"),
+        (
+            "device password under another device's name",
+            {"name": "pi-b", "password": "@pi-a"},
+            "not authorized",
+        ),
+        ("does not trust the fleet CA", {"name": "pi-a", "with_ca": False}, "certificate verify failed"),
+        # Mutual TLS is on in the shipped config: the right password alone is not enough.
+        (
+            "right password, no client certificate",
+            {"name": "pi-a", "with_cert": False},
+            "certificate required",
+        ),
+        (
+            "right password, certificate from another CA",
+            {"name": "viewer", "cert_dir": "@foreign"},
+            "unknown ca",
+        ),
     ],
 )
-async def test_connections_refused(fleet_broker: FleetBroker, case: str, kwargs: dict[str, object]) -> None:
+async def test_connections_refused(
+    fleet_broker: FleetBroker, foreign_pki: Path, case: str, kwargs: dict[str, object], reason: str
+) -> None:
     if kwargs.get("password") == "@pi-a":
         kwargs = {**kwargs, "password": fleet_broker.password("pi-a")}
-    with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)):
-        async with connect(fleet_broker, **kwargs) as client:  # type: ignore[arg-type]
+    if kwargs.get("cert_dir") == "@foreign":
+        kwargs = {**kwargs, "cert_dir": foreign_pki / "clients" / "viewer"}
+    causes: list[str] = []
+    with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)) as refused:
+        async with connect(fleet_broker, **kwargs, causes=causes) as client:  # type: ignore[arg-type]
             # TLS 1.3 reports a missing client certificate only once the first packet is read.
             await client.publish("facetrack/pi-a/events", b"x", qos=1)
+    assert reason in " ".join([str(refused.value), *causes]).lower()
 
 
 async def test_shared_subscription_delivers_each_event_to_exactly_one_consumer(
@@ -324,18 +364,6 @@ async def test_shared_subscription_delivers_each_event_to_exactly_one_consumer(
 
 def device_topic(i: int) -> str:
     return "pi-a" if i % 2 == 0 else "pi-b"
-
-
-async def test_mutual_tls_option_refuses_clients_without_a_fleet_certificate() -> None:
-    with start_fleet_broker(mutual_tls=True) as fleet:
-        async with connect(fleet, "pi-a") as device, connect(fleet, "viewer") as viewer:
-            await viewer.subscribe("facetrack/+/events", qos=1)
-            await device.publish("facetrack/pi-a/events", b"with-cert", qos=1)
-            assert await collect(viewer, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"with-cert")]
-        with pytest.raises((aiomqtt.MqttError, ssl.SSLError, OSError)):
-            async with connect(fleet, "pi-a", with_cert=False) as client:
-                # TLS 1.3 reports the missing certificate only when the first packet is read.
-                await client.publish("facetrack/pi-a/events", b"x", qos=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,16 +406,113 @@ def signed_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, str]:
     return bundle, public_key_text(private_key.public_key()), parse_bundle(bundle).manifest.model_version
 
 
+@dataclass(frozen=True)
+class FleetBundle:
+    path: Path
+    public_key: str
+    version: str
+
+
+@pytest.fixture(scope="module")
+def fleet_bundle(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FleetBundle:
+    root = tmp_path_factory.mktemp("fleet-bundle")
+    bundle, public_key, version = signed_bundle(assets_dir, root / "keys")
+    (root / "model.ftm").write_bytes(bundle)
+    return FleetBundle(root / "model.ftm", public_key, version)
+
+
+def trainer_publish(broker: FleetBroker, bundle: Path, *args: str) -> tuple[int, str, str]:
+    """`facetrack-trainer publish` as a real process (exit code, stdout, stderr)."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACK_")}
+    command = [str(Path(sys.executable).parent / "facetrack-trainer"), "publish", str(bundle), *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def trainer_tls_flags(broker: FleetBroker, name: str = "trainer", *, cert: bool = True) -> list[str]:
+    client = broker.client_dir(name)
+    flags = ["--broker", f"localhost:{broker.port}", "--ca", str(client / "ca.crt")]
+    if cert:
+        flags += ["--cert", str(client / "client.crt"), "--key", str(client / "client.key")]
+    return [*flags, "--username", name, "--password-file", str(client / "password")]
+
+
+def test_trainer_publish_over_mutual_tls_and_its_one_line_errors(
+    fleet_broker: FleetBroker, fleet_bundle: FleetBundle, tmp_path: Path
+) -> None:
+    password = fleet_broker.password("trainer")
+    trainer = fleet_broker.client_dir("trainer")
+    outputs: list[str] = []
+
+    def publish(*args: str) -> tuple[int, str]:
+        code, out, err = trainer_publish(fleet_broker, fleet_bundle.path, "--device", "pi-b", *args)
+        outputs.extend((out, err))
+        return code, out + err
+
+    # With its certificate the trainer is let in and publishes (no agent runs: nobody answers).
+    code, text = publish(*trainer_tls_flags(fleet_broker), "--wait", "0.5")
+    assert code == 2 and "retained to facetrack/pi-b/model" in text and "no device answered" in text, text
+    # The right password without a client certificate: the broker's TLS alert, in one line.
+    code, text = publish(*trainer_tls_flags(fleet_broker, cert=False), "--wait", "0.5")
+    assert code == 1 and "\n" not in text.strip(), text
+    assert "certificate required" in text and "--cert/--key" in text, text
+    # The viewer's certificate and password get in, but the broker refuses its model (MQTT 5 PUBACK).
+    code, text = publish(*trainer_tls_flags(fleet_broker, "viewer"), "--wait", "0.5")
+    assert (
+        code == 1 and "refused publish to facetrack/pi-b/model" in text and "not authorized" in text.lower()
+    )
+    # Bad files are named by their flag, before any connection.
+    crt, key, other_key = (
+        trainer / "client.crt",
+        trainer / "client.key",
+        fleet_broker.client_dir("pi-a") / "client.key",
+    )
+    cases = [
+        (["--cert", str(tmp_path / "nope.crt")], "--cert", "cannot be read: No such file or directory"),
+        (["--key", str(key)], "--key", "is set but --cert is not"),
+        (
+            ["--cert", str(crt), "--key", str(other_key)],
+            "--cert",
+            "private key does not belong to the certificate",
+        ),
+        (["--cert", str(trainer / "password"), "--key", str(key)], "--cert", "needs a PEM certificate"),
+        (["--ca", str(trainer / "password")], "--ca", "is not a usable CA certificate"),
+        (["--password-file", str(tmp_path)], "--password-file", "cannot be read"),
+    ]
+    base = [
+        "--broker",
+        f"localhost:{fleet_broker.port}",
+        "--ca",
+        str(trainer / "ca.crt"),
+        "--username",
+        "trainer",
+    ]
+    for flags, flag, message in cases:
+        code, text = publish(*base, *flags)
+        line = text.strip()
+        assert code == 1 and line.startswith(f"facetrack-trainer: error: {flag} ") and "\n" not in line, line
+        assert message in line, line
+    assert all(password not in text for text in outputs)
+    asyncio.run(clear_retained(fleet_broker, "facetrack/pi-b/model"))
+
+
+async def clear_retained(broker: FleetBroker, topic: str) -> None:
+    async with connect(broker, "trainer") as trainer:
+        await trainer.publish(topic, b"", qos=1, retain=True)
+
+
 async def test_agent_and_trainer_end_to_end_over_tls(
-    fleet_broker: FleetBroker, assets_dir: Path, asset: Any, tmp_path: Path
+    fleet_broker: FleetBroker, fleet_bundle: FleetBundle, assets_dir: Path, asset: Any, tmp_path: Path
 ) -> None:
     import json
     import os
     import signal
     import sys
 
-    bundle, public_key, version = signed_bundle(assets_dir, tmp_path / "keys")
-    (tmp_path / "model.ftm").write_bytes(bundle)
+    public_key, version = fleet_bundle.public_key, fleet_bundle.version
     client = fleet_broker.client_dir("pi-a")
     config = tmp_path / "config.toml"
     config.write_text(
@@ -395,7 +520,8 @@ async def test_agent_and_trainer_end_to_end_over_tls(
         f'[pipeline]\ninput = "{asset("data/video/hamilton_clip.mp4")}"\nloop = true\n'
         f'[mqtt]\nhost = "localhost"\nport = {fleet_broker.port}\nusername = "pi-a"\n'
         f'password_file = "{client / "password"}"\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\n'
-        f'[mqtt.tls]\nca_file = "{client / "ca.crt"}"\n'
+        f'[mqtt.tls]\nca_file = "{client / "ca.crt"}"\ncert_file = "{client / "client.crt"}"\n'
+        f'key_file = "{client / "client.key"}"\n'
         f'[classifier]\ntrusted_keys = ["{public_key}"]\n'
         "[status]\ninterval_s = 1.0\n"
         "[homeassistant]\nenabled = true\n"
@@ -426,19 +552,27 @@ async def test_agent_and_trainer_end_to_end_over_tls(
             # Over TLS as user pi-a: availability, status and events reach the viewer.
             await until(lambda t, p: t == "facetrack/pi-a/status", 60)
             await until(lambda t, p: t == "facetrack/pi-a/events" and b"track_started" in p, 60)
-            publish = await asyncio.create_subprocess_exec(
-                str(bin_dir / "facetrack-trainer"), "publish", str(tmp_path / "model.ftm"),
-                "--device", "pi-a", "--broker", f"localhost:{fleet_broker.port}",
-                "--ca", str(fleet_broker.dir / "clients" / "trainer" / "ca.crt"),
-                "--username", "trainer",
-                "--password-file", str(fleet_broker.client_dir("trainer") / "password"),
-                "--wait", "45", "--json",
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await asyncio.wait_for(publish.communicate(), 60)
-            assert publish.returncode == 0, err.decode()[-2000:]
+            # Over mutual TLS with the trainer's certificate and password, given as flags...
+            args = ["--device", "pi-a", *trainer_tls_flags(fleet_broker), "--wait", "45", "--json"]
+            code, out, err = await asyncio.to_thread(trainer_publish, fleet_broker, fleet_bundle.path, *args)
+            assert code == 0, err[-2000:]
             (answer,) = json.loads(out)
             assert (answer["device"], answer["result"], answer["version"]) == ("pi-a", "applied", version)
+            # ... and the same settings from an agent-style config.toml: the agent confirms it
+            # already runs that bundle.
+            own = fleet_broker.client_dir("trainer")
+            trainer_config = tmp_path / "trainer.toml"
+            trainer_config.write_text(
+                f'[mqtt]\nhost = "localhost"\nport = {fleet_broker.port}\nusername = "trainer"\n'
+                f'password_file = "{own / "password"}"\n'
+                f'[mqtt.tls]\nca_file = "{own / "ca.crt"}"\ncert_file = "{own / "client.crt"}"\n'
+                f'key_file = "{own / "client.key"}"\n'
+            )
+            args = ["--device", "pi-a", "--config", str(trainer_config), "--wait", "45", "--json"]
+            code, out, err = await asyncio.to_thread(trainer_publish, fleet_broker, fleet_bundle.path, *args)
+            assert code == 0, err[-2000:]
+            (answer,) = json.loads(out)
+            assert (answer["device"], answer["result"], answer["version"]) == ("pi-a", "current", version)
             await until(lambda t, p: t == "facetrack/pi-a/events" and b"model_applied" in p, 10)
         finally:
             if agent.returncode is None:

@@ -139,6 +139,12 @@ def test_dry_run_prints_the_whole_plan_and_a_valid_config(tmp_path: Path) -> Non
     assert config.device_id == "pi-garden"
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.username) == ("broker.lan", 8883, "pi-garden")
     assert config.mqtt.tls.ca_file == Path("/etc/facetrack/tls/ca.crt")
+    # The fleet broker requires a client certificate (mutual TLS): the agent must present one.
+    tls = config.mqtt.tls
+    assert (tls.cert_file, tls.key_file) == (
+        Path("/etc/facetrack/tls/client.crt"),
+        Path("/etc/facetrack/tls/client.key"),
+    )
     assert config.mqtt.password_file == Path("/etc/facetrack/tls/password")
     assert config.classifier.trusted_keys == ["/etc/facetrack/keys/model-signing.pub"]
     assert config.assets_dir == Path("/opt/facetrack/assets")
