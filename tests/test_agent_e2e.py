@@ -27,6 +27,7 @@ import pytest
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.classifier.bundle import parse_bundle
 from agent.config import load_config
 from agent.devtools.demo import demo_people, install_bundle, train_bundle
 from agent.devtools.mosquitto import MosquittoBroker
@@ -208,7 +209,7 @@ def test_hamilton_identity_end_to_end(
 ) -> None:
     sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
     output = tmp_path / "annotated.mp4"
-    frames = 150  # Lin-Manuel Miranda is named by frame ~95; the rest of the clip adds nothing here
+    frames = 150  # he is on screen from the first frame; the rest of the clip adds nothing here
     agent = _agent(
         tmp_path, mosquitto, ["--input", str(hamilton), "--output", str(output), "--max-frames", str(frames)],
         classifier,
@@ -224,14 +225,26 @@ def test_hamilton_identity_end_to_end(
 
     named = [e for e in events if e["type"] == "identity" and e["label"] == LMM]
     assert named, f"no identity {LMM}: {[e for e in events if e['type'] == 'identity']}"
-    track = named[0]["track_id"]
-    assert named[0]["votes"] >= 3 and named[0]["confidence"] >= 0.5
-    started = [e for e in events if e["type"] == "track_started" and e["track_id"] == track]
-    ended = [e for e in events if e["type"] == "track_ended" and e["track_id"] == track]
-    assert len(started) == 1 and len(ended) == 1
-    assert started[0]["seq"] < named[0]["seq"] < ended[0]["seq"]
-    assert ended[0]["label"] == LMM and ended[0]["frames"] > 20
-    assert datetime.fromisoformat(ended[0]["last_seen"]) >= datetime.fromisoformat(ended[0]["first_seen"])
+    threshold = parse_bundle(classifier[0]).manifest.threshold
+    assert all(e["votes"] >= 3 and e["confidence"] >= threshold for e in named)
+    # The clip cuts between shots, so he may get several tracks; whoever holds the name at the end
+    # ends with it, and no two live tracks ever carry it at the same time.
+    holders = [e for e in events if e["type"] == "track_ended" and e["label"] == LMM]
+    assert len(holders) == 1, holders
+    track = holders[0]["track_id"]
+    (started,) = [e for e in events if e["type"] == "track_started" and e["track_id"] == track]
+    claim = [e for e in named if e["track_id"] == track][-1]
+    assert started["seq"] < claim["seq"] < holders[0]["seq"] and holders[0]["frames"] > 20
+    assert datetime.fromisoformat(holders[0]["last_seen"]) >= datetime.fromisoformat(holders[0]["first_seen"])
+    labels: dict[int, str] = {}
+    for e in events:
+        if e["type"] == "identity":
+            labels[e["track_id"]] = e["label"]
+        elif e["type"] == "track_ended":
+            labels.pop(e["track_id"], None)
+        assert sum(label == LMM for label in labels.values()) <= 1, (
+            f"two live tracks named {LMM} at seq {e['seq']}"
+        )
     # Nobody else in the clip is enrolled: no other name may appear.
     assert {e["label"] for e in events if e["type"] == "identity"} <= {LMM, "unknown"}
     # Every started track is ended (the input ended) and nothing ends twice.

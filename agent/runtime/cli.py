@@ -103,7 +103,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--min-face-confidence",
         type=float,
         metavar="P",
-        help="classifier confidence below which a face is unknown",
+        help="extra floor on the classifier confidence (0: the model's own calibrated threshold) [0]",
     )
     det.add_argument(
         "--workers", type=_positive_int, metavar="N", help="inference workers (CPU only; Edge TPU uses 1)"

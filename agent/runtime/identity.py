@@ -167,6 +167,12 @@ class IdentityResolver:
         return changes
 
     def _change(self, track_id: int, state: _TrackVotes, label: str) -> IdentityChange:
+        if label == UNKNOWN:
+            # "No name" carries no confidence; votes says how much evidence the track has had.
+            previous = state.emitted
+            state.emitted = label
+            votes = sum(t.votes for t in state.tallies.values())
+            return IdentityChange(track_id, UNKNOWN, 0.0, votes, previous)
         tally = state.tallies.get(label, _Tally())
         confidence = tally.weight / tally.votes if tally.votes else 0.0
         previous = state.emitted
