@@ -163,7 +163,9 @@ class AgentApp:
         writer: AnnotatedVideoWriter | None = None
         try:
             if cfg.pipeline.output:
-                writer = AnnotatedVideoWriter(cfg.pipeline.output, source.fps or 25.0)
+                # Only every `frame_stride`-th frame is written: keep the video's real-time pace.
+                stride = cfg.pipeline.frame_stride if not source.is_live else 1
+                writer = AnnotatedVideoWriter(cfg.pipeline.output, (source.fps or 25.0) / stride)
                 if source.size is not None:
                     writer.check(*source.size)
             analyzers, stack = self._build_analyzers()
