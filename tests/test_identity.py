@@ -231,3 +231,16 @@ def test_loser_cannot_trade_the_name_back_while_the_holder_lives() -> None:
     assert changes == [] and r.holders() == {"ana": 2}
     # Once the holder is gone, the name is free again.
     assert [(c.track_id, c.label) for c in r.remove(2)] == [(1, "ana")]
+
+
+def test_stranger_after_many_unknown_faces_and_only_then() -> None:
+    r = IdentityResolver(min_votes=2, min_confidence=0.5)
+    for _ in range(5):
+        r.observe(1, UNKNOWN, 0.1)
+    assert not r.is_stranger(1)
+    r.observe(1, UNKNOWN, 0.1)
+    assert r.is_stranger(1)  # 3 x min_votes unknown faces, no recognised one
+    for _ in range(6):
+        r.observe(2, UNKNOWN, 0.1)
+    r.observe(2, "ana", 0.9)  # one recognition: still worth looking at every frame
+    assert not r.is_stranger(2) and not r.is_stranger(99)

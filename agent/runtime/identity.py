@@ -80,6 +80,17 @@ class IdentityResolver:
         state = self._tracks.get(track_id)
         return sum(t.votes for t in state.tallies.values()) if state else 0
 
+    def is_stranger(self, track_id: int) -> bool:
+        """Seen clearly enough, often enough, and never recognised: 3 x min_votes faces, all
+        "unknown". The pipeline then re-checks such a track only periodically, like a named one,
+        instead of running the face models for a passer-by on every frame."""
+        state = self._tracks.get(track_id)
+        if state is None or state.announced != UNKNOWN:
+            return False
+        unknown = state.tallies.get(UNKNOWN)
+        known = sum(t.votes for label, t in state.tallies.items() if label != UNKNOWN)
+        return known == 0 and unknown is not None and unknown.votes >= 3 * self.min_votes
+
     def holders(self) -> dict[str, int]:
         return dict(self._holders)
 

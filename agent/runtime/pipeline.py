@@ -7,8 +7,8 @@ Split in two halves so the app can overlap them across frames:
 - `TrackingStage.step` runs the tracker, identity voting and event building (on the event loop;
   pure Python and NumPy, no I/O).
 Which people need a face look is decided from the previous frame's tracks (`TrackingStage.hints`):
-unidentified tracks every frame, identified ones every `face_recheck_every` frames, and any person
-box that does not overlap a known track (a newcomer). When nobody needs a face, the face models
+unidentified tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown)
+every `face_recheck_every` frames, and any person box that does not overlap a known track. When nobody needs a face, the face models
 do not run at all.
 
 `Pipeline` chains both halves synchronously (tests, the sequential baseline in bench/).
@@ -198,7 +198,7 @@ class TrackingStage:
         out: list[TrackHint] = []
         for track in self._tracks:
             tid = track.track_id
-            if not self.resolver.is_identified(tid):
+            if not self.resolver.is_identified(tid) and not self.resolver.is_stranger(tid):
                 needs = True
             else:
                 last = self._last_face_check.get(tid, -(10**9))
