@@ -8,8 +8,8 @@ Split in two halves so the app can overlap them across frames:
   pure Python and NumPy, no I/O).
 Which people need a face look is decided from the previous frame's tracks (`TrackingStage.hints`):
 unidentified tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown)
-every `face_recheck_every` frames, and any person box that does not overlap a known track. When nobody needs a face, the face models
-do not run at all.
+every `face_recheck_every` frames, and any person box that does not overlap a known track. When
+nobody needs a face, the face models do not run at all.
 
 `Pipeline` chains both halves synchronously (tests, the sequential baseline in bench/).
 """
