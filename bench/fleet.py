@@ -86,7 +86,6 @@ def make_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, Any]:
     import numpy as np
 
     from agent.classifier.keys import public_key_text, write_key_pair
-    from agent.classifier.verify import build_bundle
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
 
@@ -98,15 +97,10 @@ def make_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, Any]:
     x = np.concatenate([c + 0.05 * rng.normal(size=(10, embedding.dim)) for c in centres])
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     result = train(x, [n for n in names for _ in range(10)])
-    bundle = build_bundle(
-        result.model,
-        classes=result.classes,
-        labels=result.labels,
-        threshold=result.threshold,
+    bundle = result.sign(
         embedder_id=embedding.embedder_id,
         dim=embedding.dim,
         private_key=private_key,
-        training=result.summary(),
     )
     return bundle, public_key_text(private_key.public_key()), embedding.embedder
 

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.classifier.bundle import new_version
 from agent.classifier.keys import public_key_text
 from agent.classifier.service import ModelService
-from agent.classifier.verify import build_bundle
 from agent.config import AgentConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase
@@ -108,11 +107,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             link.notify()
 
         service = ModelService(config, emit=emit, embedder=emb.embedder)
-        first = build_bundle(
-            model_a.model,
-            classes=model_a.classes,
-            labels=model_a.labels,
-            threshold=model_a.threshold,
+        first = model_a.sign(
             embedder_id=emb.embedder_id,
             dim=emb.dim,
             private_key=key,
@@ -150,11 +145,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pushes: list[dict[str, Any]] = []
         for i in range(args.pushes):
             model = model_b if i % 2 == 0 else model_a
-            data = build_bundle(
-                model.model,
-                classes=model.classes,
-                labels=model.labels,
-                threshold=model.threshold,
+            data = model.sign(
                 embedder_id=emb.embedder_id,
                 dim=emb.dim,
                 private_key=key,

@@ -15,7 +15,6 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.classifier.keys import public_key_text
-from agent.classifier.verify import build_bundle
 from agent.config import AgentConfig
 from trainer.dataset import FaceEmbedding, scan_people
 from trainer.training import TrainingResult, train
@@ -64,15 +63,10 @@ def bundle_from(
     version: str | None = None,
     **override: Any,
 ) -> bytes:
-    return build_bundle(
-        result.model,
-        classes=result.classes,
-        labels=result.labels,
-        threshold=result.threshold,
+    return result.sign(
         embedder_id=override.get("embedder_id", emb.embedder_id),
         dim=override.get("dim", emb.dim),
         private_key=key,
-        training=result.summary(),
         version=version,
     )
 

@@ -380,7 +380,6 @@ def signed_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, str]:
 
     from agent.classifier.bundle import parse_bundle
     from agent.classifier.keys import public_key_text, write_key_pair
-    from agent.classifier.verify import build_bundle
     from agent.config import AgentConfig
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
@@ -393,15 +392,10 @@ def signed_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, str]:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y = [name for name in ("ada", "grace", "alan") for _ in range(12)]
     result = train(x, y)
-    bundle = build_bundle(
-        result.model,
-        classes=result.classes,
-        labels=result.labels,
-        threshold=result.threshold,
+    bundle = result.sign(
         embedder_id=embedding.embedder_id,
         dim=embedding.dim,
         private_key=private_key,
-        training=result.summary(),
     )
     return bundle, public_key_text(private_key.public_key()), parse_bundle(bundle).manifest.model_version
 

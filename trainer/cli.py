@@ -270,7 +270,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from agent.classifier.bundle import version_key
     from agent.classifier.classifier import RESERVED_LABELS
     from agent.classifier.keys import KeyFileError, load_private_key
-    from agent.classifier.verify import build_bundle
     from trainer.dataset import DatasetError, describe_skipped, labelled, scan_people, split_usable
     from trainer.training import TrainingError, format_report, train
 
@@ -322,11 +321,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result.report["embedder_id"] = embedding.embedder_id
     summary = result.summary()
     summary["skipped"] = len(skipped) + len(neg_skipped)
-    data = build_bundle(
-        result.model,
-        classes=result.classes,
-        labels=result.labels,
-        threshold=result.threshold,
+    data = result.sign(
         embedder_id=embedding.embedder_id,
         dim=embedding.dim,
         private_key=private_key,

@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from scipy.stats import beta, norm
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import SVC
 
 from agent.classifier.classifier import REJECTED_CLASS, UNKNOWN, decide, make_payload
+from agent.classifier.verify import build_bundle
 
 # Linear first: on L2-normalised embeddings it is usually best, and GridSearchCV breaks ties
 # toward the earliest candidate, so tiny datasets with many perfect scores get the simplest model.
@@ -71,6 +73,28 @@ class TrainingResult:
             "negatives",
         )
         return {k: self.report[k] for k in keys if k in self.report}
+
+    def sign(
+        self,
+        *,
+        embedder_id: str,
+        dim: int,
+        private_key: Ed25519PrivateKey,
+        version: str | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The signed bundle for this result; `training` defaults to `summary()`."""
+        return build_bundle(
+            self.model,
+            classes=self.classes,
+            labels=self.labels,
+            threshold=self.threshold,
+            embedder_id=embedder_id,
+            dim=dim,
+            private_key=private_key,
+            training=self.summary() if training is None else training,
+            version=version,
+        )
 
 
 def _min_count(y: Sequence[str]) -> int:

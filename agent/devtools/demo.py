@@ -55,7 +55,6 @@ def train_bundle(
     import numpy as np
 
     from agent.classifier.keys import load_private_key, public_key_text, write_key_pair
-    from agent.classifier.verify import build_bundle
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
 
@@ -75,15 +74,10 @@ def train_bundle(
                 xs.append(faces[0])
                 ys.append(label)
     result = train(np.asarray(xs, dtype=np.float64), ys)
-    bundle = build_bundle(
-        result.model,
-        classes=result.classes,
-        labels=result.labels,
-        threshold=result.threshold,
+    bundle = result.sign(
         embedder_id=embedding.embedder_id,
         dim=embedding.dim,
         private_key=private_key,
-        training=result.summary(),
     )
     summary = {"faces": len(xs), "people": sorted(set(ys)), "threshold": round(result.threshold, 3)}
     return bundle, public_key_text(private_key.public_key()), summary

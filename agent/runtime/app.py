@@ -313,7 +313,7 @@ class AgentApp:
                     for event in result.events:
                         emit(event)
                     if analysis.classifier_version is not None:
-                        service.note_frame_classified(frame.index)
+                        service.note_frame_classified(frame.index, analysis.classifier_version)
                     timings = dict(analysis.timings_ms)
                     timings.update(result.timings_ms)
                     timings["capture_to_result_ms"] = (time.monotonic() - frame.captured_at) * 1000
