@@ -51,17 +51,14 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agent trainer
 
-# One line per benchmark; a benchmark whose module is not written yet is reported and skipped.
-define bench
-	@if [ -f bench/$(1).py ]; then \
-	  echo "== python -m bench.$(1) $(2)"; $(PY) -m bench.$(1) $(2); \
-	else echo "== bench/$(1).py not present yet: skipped"; fi
-endef
-
+# Each benchmark prints a table (add --json for machine-readable output); see README "Benchmarks".
 bench: setup
-	$(call bench,models,)
-	$(call bench,mot,$(ASSETS_DIR)/data/mot15/*)
-	$(call bench,pipeline,)
+	$(PY) -m bench.models
+	$(PY) -m bench.mot $(ASSETS_DIR)/data/mot15/* --baseline sort
+	$(PY) -m bench.pipeline
+	$(PY) -m bench.reload
+	$(PY) -m bench.fleet --devices 10,100,500
+	$(PY) -m bench.outbox
 
 clean-venv:
 	rm -rf $(VENV)
