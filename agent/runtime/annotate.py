@@ -64,8 +64,10 @@ def draw(
     if note:
         header = f"{header}  {note}".strip()
     if header:
-        cv2.putText(image, header, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, header, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        # Bottom-left: track labels sit at the top of their boxes, often at the frame's top edge.
+        origin = (8, image.shape[0] - 10)
+        cv2.putText(image, header, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, header, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return image
 
 
