@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -46,6 +46,14 @@ from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
 from agent.runtime.status import StatusMonitor
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
+
+if TYPE_CHECKING:
+    # Imported for real inside `AgentApp._start`, after the input is open: they are slow to import.
+    from agent.classifier.service import ModelService
+    from agent.runtime.homeassistant import HomeAssistantAnnouncer
+    from agent.runtime.mqtt_link import MqttLink
+    from agent.runtime.outbox import Outbox
+    from agent.runtime.topics import Topics
 
 # Frames submitted to inference ahead of the one being tracked: enough to keep the executor busy.
 IN_FLIGHT = 2
@@ -83,7 +91,39 @@ class _AnalyzerPool:
             self._free.put(analyzer)
 
 
+# A frame handed from the producer to the consumer with its pending inference; None ends the stream.
+_InFlight = tuple[SourceFrame, asyncio.Future[Analysis]] | None
+
+
+@dataclass(slots=True)
+class _Resources:
+    """What one `AgentApp.run` opened and the state its tasks share; `AgentApp._close` releases it."""
+
+    source: FrameSource
+    writer: AnnotatedVideoWriter | None
+    stack: VisionStack
+    pool: _AnalyzerPool
+    service: ModelService
+    outbox: Outbox
+    topics: Topics
+    link: MqttLink
+    announcer: HomeAssistantAnnouncer
+    stage: TrackingStage
+    monitor: StatusMonitor
+    inference: ThreadPoolExecutor
+    drawing: ThreadPoolExecutor
+    in_flight: asyncio.Queue[_InFlight] = field(default_factory=lambda: asyncio.Queue(maxsize=IN_FLIGHT))
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    signals: list[signal.Signals] = field(default_factory=list)
+    pending_writes: list[Future[None]] = field(default_factory=list)
+    # Only its index is used: the tracks still alive at the end end on the last frame tracked.
+    last_stamp: FrameStamp = field(default_factory=lambda: FrameStamp(0, datetime.now(UTC)))
+
+
 class AgentApp:
+    # Set by `run` for its duration; every `_` method below runs inside it.
+    _res: _Resources
+
     def __init__(
         self,
         config: AgentConfig,
@@ -146,11 +186,22 @@ class AgentApp:
     async def run(self) -> int:
         """Run until the input ends or a stop is requested. Raises SourceError, OutputError,
         ModelLoadError, OutboxError, ConfigError for problems found while starting."""
-        cfg = self.config
-        log = self.log
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
+        self._res = self._start()
+        try:
+            await self._start_tasks()
+            await self._process_frames()
+            await self._finish(started)
+            return 0
+        finally:
+            await self._close()
+            # Callers keep the app to read `summary`: don't keep the models and the outbox alive too.
+            del self._res
 
+    # -- start -----------------------------------------------------------------------------------
+    def _start(self) -> _Resources:
+        """Open the input, output, models, model service and outbox; on failure close what was opened."""
+        cfg = self.config
         # First, before the slow imports and model loading: a bad input fails within a second.
         source = self.open_source()
 
@@ -160,233 +211,257 @@ class AgentApp:
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics
 
-        writer: AnnotatedVideoWriter | None = None
-        try:
+        with contextlib.ExitStack() as undo:
+            undo.callback(source.stop)
+            writer: AnnotatedVideoWriter | None = None
             if cfg.pipeline.output:
                 # Only every `frame_stride`-th frame is written: keep the video's real-time pace.
                 stride = cfg.pipeline.frame_stride if not source.is_live else 1
                 writer = AnnotatedVideoWriter(cfg.pipeline.output, (source.fps or 25.0) / stride)
+                undo.callback(writer.close)
                 if source.size is not None:
                     writer.check(*source.size)
             analyzers, stack = self._build_analyzers()
-            # Raises ConfigError for an unreadable trusted key; `emit` is only called later.
-            service = ModelService(cfg, emit=lambda event: emit(event), embedder=stack.embedder)
+            # Raises ConfigError for an unreadable trusted key; `_emit` is only called once `run`
+            # has stored what this returns.
+            service = ModelService(cfg, emit=self._emit, embedder=stack.embedder)
             cfg.state_dir.mkdir(parents=True, exist_ok=True)
             outbox = Outbox(cfg.state_dir / "outbox.sqlite3", cfg.outbox.max_rows, cfg.outbox.max_bytes)
-        except BaseException:
-            source.stop()
-            if writer is not None:
-                writer.close()
-            raise
+            undo.callback(outbox.close)
+            topics = Topics(cfg.mqtt.topic_prefix, cfg.device_id)
+            link = MqttLink(cfg.mqtt, topics, outbox)
+            inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
+            undo.callback(inference.shutdown, wait=True, cancel_futures=True)
+            drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
+            undo.callback(drawing.shutdown, wait=True)
+            resources = _Resources(
+                source=source,
+                writer=writer,
+                stack=stack,
+                pool=_AnalyzerPool(analyzers),
+                service=service,
+                outbox=outbox,
+                topics=topics,
+                link=link,
+                announcer=HomeAssistantAnnouncer(cfg.homeassistant, topics, link),
+                stage=TrackingStage(
+                    Tracker(TrackerParams.from_config(cfg.tracker, cfg.detection)),
+                    IdentityResolver(cfg.identity.min_votes, cfg.identity.min_confidence),
+                    EventBuilder(cfg.device_id),
+                    cfg.pipeline.face_recheck_every,
+                ),
+                monitor=StatusMonitor(window=self._status_window),
+                inference=inference,
+                drawing=drawing,
+            )
+            undo.pop_all()
+        return resources
 
-        topics = Topics(cfg.mqtt.topic_prefix, cfg.device_id)
-        link = MqttLink(cfg.mqtt, topics, outbox)
-        summary = self.summary
-
-        def emit(event: EventBase) -> None:
-            stored = outbox.append(event, topic=topics.events)
-            link.notify()
-            summary.events += 1
-            kind = str(getattr(stored, "type", "event"))
-            summary.events_by_type[kind] = summary.events_by_type.get(kind, 0) + 1
-            summary.last_seq = stored.seq
-            log.info("event", **_event_fields(stored))
-            if self._on_event is not None:
-                self._on_event(stored)
-
-        inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
-        drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
-        monitor = StatusMonitor(window=self._status_window)
-        stage = TrackingStage(
-            Tracker(TrackerParams.from_config(cfg.tracker, cfg.detection)),
-            IdentityResolver(cfg.identity.min_votes, cfg.identity.min_confidence),
-            EventBuilder(cfg.device_id),
-            cfg.pipeline.face_recheck_every,
+    async def _start_tasks(self) -> None:
+        """Load the installed model, start the MQTT link, discovery, signal handlers and status task."""
+        r = self._res
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, r.service.load_installed)
+        for topic in r.service.topics(r.topics):
+            r.link.subscribe(topic, r.service.handle_message)
+        r.tasks.append(asyncio.create_task(r.link.run(), name="mqtt"))
+        await r.announcer.start()  # does nothing unless [homeassistant] enabled = true
+        if self._install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.request_stop, sig.name)
+                    r.signals.append(sig)
+        r.tasks.append(asyncio.create_task(self._publish_status_loop(), name="status"))
+        self.log.info(
+            "agent_started",
+            device=cfg.device_id,
+            input=cfg.pipeline.input,
+            source=r.source.kind,
+            backend=r.stack.backend,
+            workers=r.pool.size,
+            model=r.service.current_version,
+            broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+            outbox_depth=r.outbox.depth,
         )
-        pool = _AnalyzerPool(analyzers)
-        tasks: list[asyncio.Task[Any]] = []
-        signals_installed: list[signal.Signals] = []
+
+    # -- events and status -----------------------------------------------------------------------
+    def _emit(self, event: EventBase) -> None:
+        r = self._res
+        summary = self.summary
+        stored = r.outbox.append(event, topic=r.topics.events)
+        r.link.notify()
+        summary.events += 1
+        kind = str(getattr(stored, "type", "event"))
+        summary.events_by_type[kind] = summary.events_by_type.get(kind, 0) + 1
+        summary.last_seq = stored.seq
+        self.log.info("event", **_event_fields(stored))
+        if self._on_event is not None:
+            self._on_event(stored)
+
+    def _status_fields(self) -> dict[str, Any]:
+        r = self._res
+        live = r.stage.tracks
+        return {
+            "state": "stopping" if self._stop.is_set() else "running",
+            "tracks": sum(1 for t in live if t.state == "confirmed"),
+            "tracks_tentative": sum(1 for t in live if t.state != "confirmed"),
+            "identified": sorted({r.stage.resolver.label_of(t.track_id) for t in live} - {"unknown"}),
+            "backend": r.stack.backend,
+            "backends": r.stack.backends,
+            "inference_workers": r.pool.size,
+            "model_version": r.service.current_version,
+            "outbox_depth": r.outbox.depth,
+            "events_dropped": r.outbox.dropped_total,
+            "last_seq": r.outbox.last_seq,
+            "frames_skipped": r.source.stats.frames_skipped,
+            "source": {
+                "input": self.config.pipeline.input,
+                "kind": r.source.kind,
+                "connected": r.source.stats.connected,
+                "reconnects": r.source.stats.reconnects,
+                "last_error": r.source.stats.last_error,
+            },
+            "mqtt": {k: r.link.stats[k] for k in ("connected", "reconnects", "published", "last_error")},
+        }
+
+    async def _publish_status_loop(self) -> None:
+        r = self._res
+        while True:
+            await asyncio.sleep(self.config.status.interval_s)
+            await r.link.publish_status(r.monitor.snapshot(**self._status_fields()))
+
+    # -- frames ----------------------------------------------------------------------------------
+    async def _process_frames(self) -> None:
+        """Run the producer and the consumer until the input ends, a stop is requested or one fails."""
+        producer = asyncio.create_task(self._produce(), name="produce")
         try:
-            await loop.run_in_executor(None, service.load_installed)
-            for topic in service.topics(topics):
-                link.subscribe(topic, service.handle_message)
-            tasks.append(asyncio.create_task(link.run(), name="mqtt"))
-            announcer = HomeAssistantAnnouncer(cfg.homeassistant, topics, link)
-            await announcer.start()  # does nothing unless [homeassistant] enabled = true
-            if self._install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.add_signal_handler(sig, self.request_stop, sig.name)
-                        signals_installed.append(sig)
-
-            def status_fields() -> dict[str, Any]:
-                live = stage.tracks
-                return {
-                    "state": "stopping" if self._stop.is_set() else "running",
-                    "tracks": sum(1 for t in live if t.state == "confirmed"),
-                    "tracks_tentative": sum(1 for t in live if t.state != "confirmed"),
-                    "identified": sorted({stage.resolver.label_of(t.track_id) for t in live} - {"unknown"}),
-                    "backend": stack.backend,
-                    "backends": stack.backends,
-                    "inference_workers": pool.size,
-                    "model_version": service.current_version,
-                    "outbox_depth": outbox.depth,
-                    "events_dropped": outbox.dropped_total,
-                    "last_seq": outbox.last_seq,
-                    "frames_skipped": source.stats.frames_skipped,
-                    "source": {
-                        "input": cfg.pipeline.input,
-                        "kind": source.kind,
-                        "connected": source.stats.connected,
-                        "reconnects": source.stats.reconnects,
-                        "last_error": source.stats.last_error,
-                    },
-                    "mqtt": {
-                        k: link.stats[k] for k in ("connected", "reconnects", "published", "last_error")
-                    },
-                }
-
-            async def publish_status() -> None:
-                while True:
-                    await asyncio.sleep(cfg.status.interval_s)
-                    await link.publish_status(monitor.snapshot(**status_fields()))
-
-            tasks.append(asyncio.create_task(publish_status(), name="status"))
-            log.info(
-                "agent_started",
-                device=cfg.device_id,
-                input=cfg.pipeline.input,
-                source=source.kind,
-                backend=stack.backend,
-                workers=pool.size,
-                model=service.current_version,
-                broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
-                outbox_depth=outbox.depth,
-            )
-
-            in_flight: asyncio.Queue[tuple[SourceFrame, asyncio.Future[Analysis]] | None] = asyncio.Queue(
-                maxsize=IN_FLIGHT
-            )
-
-            async def produce() -> None:
-                submitted = 0
-                try:
-                    while not self._stop.is_set():
-                        if self.max_frames is not None and submitted >= self.max_frames:
-                            self.stopped_by = "max frames"
-                            break
-                        next_frame = asyncio.ensure_future(source.next())
-                        stop_wait = asyncio.ensure_future(self._stop.wait())
-                        done, _ = await asyncio.wait(
-                            {next_frame, stop_wait}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        stop_wait.cancel()
-                        if next_frame not in done:
-                            next_frame.cancel()
-                            break
-                        frame = next_frame.result()
-                        if frame is None:
-                            if source.stats.last_error and not source.is_live:
-                                log.warning("source_ended_with_error", error=source.stats.last_error)
-                            break
-                        # Model swaps happen here, between frames: one frame, one classifier.
-                        service.activate_pending()
-                        clf = service.current
-                        hints = stage.hints(frame.index)
-                        future = loop.run_in_executor(inference, pool.analyze, frame, hints, clf)
-                        await in_flight.put((frame, future))
-                        submitted += 1
-                finally:
-                    await in_flight.put(None)
-
-            pending_writes: list[Future[None]] = []
-            last_stamp = FrameStamp(0, datetime.now(UTC))
-
-            async def consume() -> None:
-                nonlocal last_stamp
-                while (item := await in_flight.get()) is not None:
-                    frame, future = item
-                    analysis = await future
-                    stamp = FrameStamp(frame.index, datetime.now(UTC) if not source.is_live else frame.ts)
-                    result = stage.step(analysis, stamp)
-                    last_stamp = stamp
-                    for event in result.events:
-                        emit(event)
-                    if analysis.classifier_version is not None:
-                        service.note_frame_classified(frame.index, analysis.classifier_version)
-                    timings = dict(analysis.timings_ms)
-                    timings.update(result.timings_ms)
-                    timings["capture_to_result_ms"] = (time.monotonic() - frame.captured_at) * 1000
-                    monitor.frame_done(timings)
-                    if writer is not None:
-                        pending_writes.append(
-                            drawing.submit(_annotate, writer, analysis, result, monitor.fps())
-                        )
-                        if len(pending_writes) > 8:
-                            await asyncio.wrap_future(pending_writes.pop(0))
-
-            producer = asyncio.create_task(produce(), name="produce")
-            try:
-                await consume()
-            finally:
-                if not producer.done():
-                    # The consumer failed: the producer may be blocked on a full queue.
-                    self._stop.set()
-                    producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
-            source.stop()
-            for event in stage.finish(FrameStamp(last_stamp.index, datetime.now(UTC))):
-                emit(event)
-            for pending in pending_writes:
-                await asyncio.wrap_future(pending)
-            if writer is not None:
-                writer.close()
-            summary.frames = monitor.frames_processed
-            summary.elapsed_s = time.monotonic() - started
-            summary.fps = monitor.fps()
-            summary.latency_ms = monitor.latency_ms()
-            summary.frames_skipped = source.stats.frames_skipped
-            summary.stopped_by = self.stopped_by
-            summary.output = str(writer.path) if writer is not None else None
-            # Let the link drain the outbox first, so the last status shows what really stayed queued.
-            flush_deadline = time.monotonic() + self.flush_timeout_s
-            # Polled: the outbox has no "drained" notification, and this runs once per process.
-            for _ in range(int(self.flush_timeout_s / 0.02) + 1):
-                if not (outbox.depth and link.connected and time.monotonic() < flush_deadline):
-                    break
-                await asyncio.sleep(0.02)
-            await link.publish_status(monitor.snapshot(**status_fields()))
-            await announcer.stop()
-            await link.stop(max(0.0, flush_deadline - time.monotonic()))
-            summary.outbox_depth = outbox.depth
-            if outbox.depth:
-                log.warning(
-                    "outbox_not_empty", queued=outbox.depth, note="queued events are sent on the next start"
-                )
-            log.info(
-                "agent_stopped",
-                reason=self.stopped_by,
-                frames=summary.frames,
-                events=summary.events,
-                fps=round(summary.fps, 2),
-                outbox_depth=summary.outbox_depth,
-            )
-            return 0
+            await self._consume()
         finally:
-            for sig in signals_installed:
-                loop.remove_signal_handler(sig)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            source.stop()
-            if writer is not None:
-                writer.close()
-            inference.shutdown(wait=True, cancel_futures=True)
-            drawing.shutdown(wait=True)
-            outbox.close()
+            if not producer.done():
+                # The consumer failed: the producer may be blocked on a full queue.
+                self._stop.set()
+                producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _produce(self) -> None:
+        """Read frames and submit them to inference, at most IN_FLIGHT ahead of the consumer."""
+        r = self._res
+        loop = asyncio.get_running_loop()
+        submitted = 0
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and submitted >= self.max_frames:
+                    self.stopped_by = "max frames"
+                    break
+                next_frame = asyncio.ensure_future(r.source.next())
+                stop_wait = asyncio.ensure_future(self._stop.wait())
+                done, _ = await asyncio.wait({next_frame, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                stop_wait.cancel()
+                if next_frame not in done:
+                    next_frame.cancel()
+                    break
+                frame = next_frame.result()
+                if frame is None:
+                    if r.source.stats.last_error and not r.source.is_live:
+                        self.log.warning("source_ended_with_error", error=r.source.stats.last_error)
+                    break
+                # Model swaps happen here, between frames: one frame, one classifier.
+                r.service.activate_pending()
+                clf = r.service.current
+                hints = r.stage.hints(frame.index)
+                future = loop.run_in_executor(r.inference, r.pool.analyze, frame, hints, clf)
+                await r.in_flight.put((frame, future))
+                submitted += 1
+        finally:
+            await r.in_flight.put(None)
+
+    async def _consume(self) -> None:
+        """Track each analysed frame in order, emit its events, and hand it to the video writer."""
+        r = self._res
+        while (item := await r.in_flight.get()) is not None:
+            frame, future = item
+            analysis = await future
+            stamp = FrameStamp(frame.index, datetime.now(UTC) if not r.source.is_live else frame.ts)
+            result = r.stage.step(analysis, stamp)
+            r.last_stamp = stamp
+            for event in result.events:
+                self._emit(event)
+            if analysis.classifier_version is not None:
+                r.service.note_frame_classified(frame.index, analysis.classifier_version)
+            timings = dict(analysis.timings_ms)
+            timings.update(result.timings_ms)
+            timings["capture_to_result_ms"] = (time.monotonic() - frame.captured_at) * 1000
+            r.monitor.frame_done(timings)
+            if r.writer is not None:
+                r.pending_writes.append(
+                    r.drawing.submit(_annotate, r.writer, analysis, result, r.monitor.fps())
+                )
+                if len(r.pending_writes) > 8:
+                    await asyncio.wrap_future(r.pending_writes.pop(0))
+
+    # -- stop ------------------------------------------------------------------------------------
+    async def _finish(self, started: float) -> None:
+        """End the live tracks, finish the video, fill `summary`, flush the outbox, publish the final
+        status and stop the link."""
+        r = self._res
+        summary = self.summary
+        r.source.stop()
+        for event in r.stage.finish(FrameStamp(r.last_stamp.index, datetime.now(UTC))):
+            self._emit(event)
+        for pending in r.pending_writes:
+            await asyncio.wrap_future(pending)
+        if r.writer is not None:
+            r.writer.close()
+        summary.frames = r.monitor.frames_processed
+        summary.elapsed_s = time.monotonic() - started
+        summary.fps = r.monitor.fps()
+        summary.latency_ms = r.monitor.latency_ms()
+        summary.frames_skipped = r.source.stats.frames_skipped
+        summary.stopped_by = self.stopped_by
+        summary.output = str(r.writer.path) if r.writer is not None else None
+        # Let the link drain the outbox first, so the last status shows what really stayed queued.
+        flush_deadline = time.monotonic() + self.flush_timeout_s
+        # Polled: the outbox has no "drained" notification, and this runs once per process.
+        for _ in range(int(self.flush_timeout_s / 0.02) + 1):
+            if not (r.outbox.depth and r.link.connected and time.monotonic() < flush_deadline):
+                break
+            await asyncio.sleep(0.02)
+        await r.link.publish_status(r.monitor.snapshot(**self._status_fields()))
+        await r.announcer.stop()
+        await r.link.stop(max(0.0, flush_deadline - time.monotonic()))
+        summary.outbox_depth = r.outbox.depth
+        if r.outbox.depth:
+            self.log.warning(
+                "outbox_not_empty", queued=r.outbox.depth, note="queued events are sent on the next start"
+            )
+        self.log.info(
+            "agent_stopped",
+            reason=self.stopped_by,
+            frames=summary.frames,
+            events=summary.events,
+            fps=round(summary.fps, 2),
+            outbox_depth=summary.outbox_depth,
+        )
+
+    async def _close(self) -> None:
+        """Release everything, whether the run finished or failed part-way (stops are idempotent)."""
+        r = self._res
+        loop = asyncio.get_running_loop()
+        for sig in r.signals:
+            loop.remove_signal_handler(sig)
+        for task in r.tasks:
+            task.cancel()
+        for task in r.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        r.source.stop()
+        if r.writer is not None:
+            r.writer.close()
+        r.inference.shutdown(wait=True, cancel_futures=True)
+        r.drawing.shutdown(wait=True)
+        r.outbox.close()
 
 
 def _annotate(writer: AnnotatedVideoWriter, analysis: Analysis, result: StepResult, fps: float) -> None:
