@@ -434,3 +434,80 @@ def test_unwritable_output(tmp_path: Path, hamilton: Path) -> None:
         _run_fast(tmp_path, ["--input", str(hamilton), "--output", str(blocker / "x.mp4")])
     )
     assert "output error" in line
+
+
+def test_state_dir_that_cannot_be_created(tmp_path: Path, hamilton: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--input", str(hamilton), "--state-dir", str(blocker / "s")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = _one_line_error(result)
+    assert str(blocker / "s") in line and "cannot be created" in line
+
+
+def test_video_damaged_mid_way_is_an_error_after_what_it_decoded(tmp_path: Path, assets_dir: Path) -> None:
+    """A file that decodes for a while and then breaks off: the frames before the damage are
+    processed and their events kept, and the run ends with exit code 1 naming the damage instead
+    of passing for a clean end of input."""
+    data = bytearray((assets_dir / "data/video/vtest.avi").read_bytes())
+    damaged = data[: len(data) // 10]
+    damaged[len(damaged) // 2 :] = bytes(len(damaged) - len(damaged) // 2)
+    video = tmp_path / "damaged.avi"
+    video.write_bytes(bytes(damaged))
+    closed_port = MosquittoBroker().port  # a free port nobody listens on: events stay queued
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--input",
+            str(video),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--broker",
+            f"127.0.0.1:{closed_port}",
+            "--flush-timeout",
+            "0.2",
+            "--log-format",
+            "json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    stopped = next(entry for entry in logs if entry["event"] == "agent_stopped")
+    assert "truncated or corrupt" in stopped["reason"] and "of 795" in stopped["reason"]
+    assert 0 < stopped["frames"] < 795
+    with sqlite3.connect(tmp_path / "state" / "outbox.sqlite3") as db:
+        queued = [json.loads(row[0]) for row in db.execute("SELECT payload FROM events ORDER BY seq")]
+    assert queued and [e["seq"] for e in queued] == list(range(1, len(queued) + 1))
+    assert {e["type"] for e in queued} >= {"track_started", "track_ended"}
+
+
+def test_sigint_stops_cleanly_and_keeps_every_event(
+    tmp_path: Path, mosquitto: MosquittoBroker, hamilton: Path
+) -> None:
+    """Ctrl-C (SIGINT) is a clean stop like SIGTERM: exit 0, every started track ended, seq
+    contiguous from 1, availability `stopped`."""
+    sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
+    agent = _agent(tmp_path, mosquitto, ["--input", str(hamilton)])
+    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev), timeout=60)
+    agent.send_signal(signal.SIGINT)
+    code, err = _finish(agent, timeout=30)
+    assert code == 0, err[-2000:]
+    time.sleep(0.3)
+    sub.close()
+    events = sub.events()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    started = {e["track_id"] for e in events if e["type"] == "track_started"}
+    assert started and started == {e["track_id"] for e in events if e["type"] == "track_ended"}
+    assert sub.last("availability") == b"stopped"

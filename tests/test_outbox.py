@@ -185,3 +185,20 @@ def test_kill_9_during_heavy_appends_leaves_a_usable_contiguous_outbox(tmp_path:
         acked.add(nxt.seq)
         previous_last = nxt.seq
         outbox.close()
+
+
+def test_an_outbox_belongs_to_one_device(tmp_path: Path) -> None:
+    """Reopening a device's outbox as another device is refused: its queued events and seq
+    counter would otherwise go out under the wrong name, or be refused by the broker's ACL and
+    block the queue for good."""
+    path = tmp_path / "outbox.sqlite3"
+    first = Outbox(path, max_rows=100, max_bytes=1 << 20, owner="facetrack/pi-1/events")
+    first.append(draft(1))
+    first.close()
+    with pytest.raises(
+        OutboxError, match=r"belongs to facetrack/pi-1/events .*1 queued.* not facetrack/pi-2"
+    ):
+        Outbox(path, max_rows=100, max_bytes=1 << 20, owner="facetrack/pi-2/events")
+    again = Outbox(path, max_rows=100, max_bytes=1 << 20, owner="facetrack/pi-1/events")
+    assert again.depth == 1 and again.append(draft(2)).seq == 2
+    again.close()

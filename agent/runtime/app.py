@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from agent.runtime.outbox import Outbox
     from agent.runtime.topics import Topics
 
+# stopped_by prefix for an input that failed after it had started decoding (exit code 1).
+INPUT_ERROR = "input error"
+
 # Frames submitted to inference ahead of the one being tracked: enough to keep the executor busy.
 IN_FLIGHT = 2
 
@@ -192,7 +195,9 @@ class AgentApp:
             await self._start_tasks()
             await self._process_frames()
             await self._finish(started)
-            return 0
+            # A file that broke off mid-way still published what it decoded, but must not look
+            # like a clean run to whoever started it.
+            return 1 if self.stopped_by.startswith(INPUT_ERROR) else 0
         finally:
             await self._close()
             # Callers keep the app to read `summary`: don't keep the models and the outbox alive too.
@@ -221,14 +226,20 @@ class AgentApp:
                 undo.callback(writer.close)
                 if source.size is not None:
                     writer.check(*source.size)
+            # The outbox (and so the state directory) before the models too: a state_dir that
+            # cannot be used, or belongs to another device, is reported before seconds of loading.
+            topics = Topics(cfg.mqtt.topic_prefix, cfg.device_id)
+            outbox = Outbox(
+                cfg.state_dir / "outbox.sqlite3",
+                cfg.outbox.max_rows,
+                cfg.outbox.max_bytes,
+                owner=topics.events,
+            )
+            undo.callback(outbox.close)
             analyzers, stack = self._build_analyzers()
             # Raises ConfigError for an unreadable trusted key; `_emit` is only called once `run`
             # has stored what this returns.
             service = ModelService(cfg, emit=self._emit, embedder=stack.embedder)
-            cfg.state_dir.mkdir(parents=True, exist_ok=True)
-            outbox = Outbox(cfg.state_dir / "outbox.sqlite3", cfg.outbox.max_rows, cfg.outbox.max_bytes)
-            undo.callback(outbox.close)
-            topics = Topics(cfg.mqtt.topic_prefix, cfg.device_id)
             link = MqttLink(cfg.mqtt, topics, outbox)
             inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
             undo.callback(inference.shutdown, wait=True, cancel_futures=True)
@@ -366,6 +377,7 @@ class AgentApp:
                 if frame is None:
                     if r.source.stats.last_error and not r.source.is_live:
                         self.log.warning("source_ended_with_error", error=r.source.stats.last_error)
+                        self.stopped_by = f"{INPUT_ERROR}: {r.source.stats.last_error}"
                     break
                 # Model swaps happen here, between frames: one frame, one classifier.
                 r.service.activate_pending()

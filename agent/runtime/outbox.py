@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 _LAST_SEQ = "last_seq"
 _DROPPED = "dropped_total"
+# Who the queued events and the seq counter belong to (the events topic); SQLite stores the text
+# as is in the INTEGER-affinity column.
+_OWNER = "owner"
 _SCHEMA_VERSION = 1
 
 
@@ -65,7 +68,12 @@ class Outbox:
         max_rows: int,
         max_bytes: int,
         logger: FilteringBoundLogger | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
+        """`owner` (the events topic) binds the file to one device: its queued events carry that
+        device's topic and seq counter, so reopening it as another device is refused rather
+        than publishing one device's history under another's name."""
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("outbox max_rows and max_bytes must be positive")
         self.path = Path(path)
@@ -82,6 +90,8 @@ class Outbox:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
+        if owner is not None:
+            self._claim(owner)
         if self._depth:
             self._log.info("outbox_reopened", path=str(self.path), depth=self._depth, last_seq=self._last_seq)
 
@@ -117,8 +127,19 @@ class Outbox:
             raise
         return db
 
+    def _claim(self, owner: str) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_OWNER,)).fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
+        elif str(row[0]) != owner:
+            self._db.close()
+            raise OutboxError(
+                f"outbox {self.path} belongs to {row[0]} (its seq counter and {self._depth} queued "
+                f"events), not {owner}: give this device its own state_dir"
+            )
+
     def _load_state(self) -> tuple[int, int, int, int]:
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key != ?", (_OWNER,)).fetchall())
         depth, total_bytes, max_seq = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) FROM events"
         ).fetchone()

@@ -106,6 +106,7 @@ class FrameSource:
         self.stats = SourceStats()
         self.fps: float = 0.0
         self.size: tuple[int, int] | None = None  # (width, height) once known
+        self._expected_frames = 0  # a file's stated frame count; 0 when unknown
         self._buffer: deque[SourceFrame | object] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -184,6 +185,9 @@ class FrameSource:
     def _note_properties(self, capture: CaptureLike, image: npt.NDArray[np.uint8]) -> None:
         fps = float(capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 0.0 < fps < 1000.0 else 0.0
+        # Containers state their frame count; raw H.264/H.265 streams report garbage (negative).
+        count = float(capture.get(7) or 0.0)  # cv2.CAP_PROP_FRAME_COUNT
+        self._expected_frames = int(count) if 0.0 < count < 1e8 else 0
         self.size = (int(image.shape[1]), int(image.shape[0]))
 
     def _frame(self, index: int, image: npt.NDArray[np.uint8]) -> SourceFrame:
@@ -236,9 +240,20 @@ class FrameSource:
             ok, image = capture.read()
             index += 1
             if not ok or image is None:
+                self._note_early_end(index)
                 return
             if not self._put_blocking(self._frame(index, image)):
                 return
+
+    def _note_early_end(self, frames_consumed: int) -> None:
+        """A file that stops decoding well before its stated length is damaged: say so, since the
+        run otherwise looks like a normal end of input. One frame of slack: some containers
+        overstate their count by one."""
+        expected = self._expected_frames
+        if expected and frames_consumed < expected - 1:
+            self.stats.last_error = (
+                f"decoding stopped at frame {frames_consumed} of {expected}: the file is truncated or corrupt"
+            )
 
     def _backoff(self, attempt: int) -> float:
         base = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** min(attempt, 16))
