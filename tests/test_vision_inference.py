@@ -1,8 +1,9 @@
 """Backend selection for Edge TPU models.
 
-No Coral and no libedgetpu exist on this machine, so the Edge TPU cannot run here: the delegate
-loader is monkeypatched to fail as it does without the library (or, in one test, to hand back a
-stand-in delegate so we can see the Edge TPU path is taken). Everything else loads real models.
+No Coral and no libedgetpu exist on this machine, so the Edge TPU cannot run here. One test uses
+LiteRT's real delegate loader, which fails here exactly as on a Pi without the runtime; the others
+monkeypatch it to fail in a chosen way (or, in one test, to hand back a stand-in delegate so we can
+see the Edge TPU path is taken). Everything else loads real models.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def test_edgetpu_without_delegate_and_no_fallback_names_the_twin(
     message = str(raised.value)
     assert "\n" not in message
     assert EDGETPU_LIBRARY in message and str(twin) in message and "allow_cpu_fallback" in message
+
+
+def test_real_delegate_loader_without_libedgetpu(coral_pair: tuple[Path, Path]) -> None:
+    """No monkeypatch: this machine really has no libedgetpu.so.1, so LiteRT's own
+    load_delegate fails as it does on a Pi without the runtime, and our handling must hold."""
+    edgetpu, twin = coral_pair
+    with pytest.raises(ModelLoadError) as raised:
+        load_model(edgetpu, allow_cpu_fallback=False)
+    assert "\n" not in str(raised.value) and str(twin) in str(raised.value)
+    model = load_model(edgetpu, threads=1, allow_cpu_fallback=True)
+    assert model.backend == "cpu" and model.path == twin
 
 
 def test_edgetpu_fallback_loads_twin_and_warns(
