@@ -38,6 +38,7 @@ from trainer.training import train
 REPO = Path(__file__).resolve().parent.parent
 V_OLD = "20260101T000000Z"
 V_NEW = "20260201T000000Z"
+V_NEXT = "20260301T000000Z"
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,44 @@ async def test_publish_applies_and_prints_table(
     assert [(e.type, e.already_running) for e in restart_events] == [("model_applied", True)]  # type: ignore[attr-defined]
 
 
+def _bad_bundles(
+    model: Any, emb: FaceEmbedding, key: Ed25519PrivateKey, *, version: str, older: str, running: str
+) -> list[tuple[str, bytes, RejectCode, str]]:
+    """(name, bundle, code, reason fragment) for the eight ways a bundle must be refused by an agent
+    running `running`: each is otherwise a good bundle of `model` at `version` (newer than
+    `running`), except "older version", which is good but at `older`."""
+    good = bundle_from(model, emb, key, version=version)
+    sig_flip = good[:-10] + bytes([good[-10] ^ 0xFF]) + good[-9:]
+    manifest_len = int.from_bytes(good[10:14], "big")
+    payload_at = 14 + manifest_len + 8 + 200
+    tampered = good[:payload_at] + bytes([good[payload_at] ^ 0xFF]) + good[payload_at + 1 :]
+    return [
+        ("bad signature", sig_flip, RejectCode.BAD_SIGNATURE, "bad signature"),
+        (
+            "unknown key",
+            bundle_from(model, emb, Ed25519PrivateKey.generate(), version=version),
+            RejectCode.UNKNOWN_KEY,
+            "unknown key",
+        ),
+        ("payload tampered", tampered, RejectCode.PAYLOAD_HASH_MISMATCH, "modified after signing"),
+        ("truncated", good[: len(good) - 1000], RejectCode.TRUNCATED, "truncated bundle"),
+        (
+            "wrong dim",
+            bundle_from(model, emb, key, version=version, dim=512),
+            RejectCode.EMBEDDER_MISMATCH,
+            "dimension 512",
+        ),
+        (
+            "older version",
+            bundle_from(model, emb, key, version=older),
+            RejectCode.OLDER_VERSION,
+            f"older than the running {running}",
+        ),
+        ("random bytes", os.urandom(3000), RejectCode.NOT_A_BUNDLE, "not a facetrack bundle"),
+        ("pickle renamed", pickle.dumps(model.model), RejectCode.NOT_A_BUNDLE, "pickle"),
+    ]
+
+
 async def test_bad_bundles_rejected_old_model_serving(
     agent: Agent,
     mosquitto: MosquittoBroker,
@@ -186,36 +225,7 @@ async def test_bad_bundles_rejected_old_model_serving(
     key: Ed25519PrivateKey,
     models: dict[str, Any],
 ) -> None:
-    good_new = bundle_from(models["b"], emb, key, version=V_NEW)
-    sig_flip = good_new[:-10] + bytes([good_new[-10] ^ 0xFF]) + good_new[-9:]
-    manifest_len = int.from_bytes(good_new[10:14], "big")
-    payload_at = 14 + manifest_len + 8 + 200
-    tampered = good_new[:payload_at] + bytes([good_new[payload_at] ^ 0xFF]) + good_new[payload_at + 1 :]
-    cases: list[tuple[str, bytes, RejectCode, str]] = [
-        ("bad signature", sig_flip, RejectCode.BAD_SIGNATURE, "bad signature"),
-        (
-            "unknown key",
-            bundle_from(models["b"], emb, Ed25519PrivateKey.generate(), version=V_NEW),
-            RejectCode.UNKNOWN_KEY,
-            "unknown key",
-        ),
-        ("payload tampered", tampered, RejectCode.PAYLOAD_HASH_MISMATCH, "modified after signing"),
-        ("truncated", good_new[: len(good_new) - 1000], RejectCode.TRUNCATED, "truncated bundle"),
-        (
-            "wrong dim",
-            bundle_from(models["b"], emb, key, version=V_NEW, dim=512),
-            RejectCode.EMBEDDER_MISMATCH,
-            "dimension 512",
-        ),
-        (
-            "older version",
-            bundle_from(models["b"], emb, key, version="20251231T000000Z"),
-            RejectCode.OLDER_VERSION,
-            "older than the running 20260101T000000Z",
-        ),
-        ("random bytes", os.urandom(3000), RejectCode.NOT_A_BUNDLE, "not a facetrack bundle"),
-        ("pickle renamed", pickle.dumps(models["b"].model), RejectCode.NOT_A_BUNDLE, "pickle"),
-    ]
+    cases = _bad_bundles(models["b"], emb, key, version=V_NEW, older="20251231T000000Z", running=V_OLD)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
         await client.subscribe("facetrack/+/events", qos=1)
         for name, data, code, fragment in cases:
@@ -389,6 +399,77 @@ async def test_agent_swaps_model_mid_video(
     after = [e.label for e in identities if e.frame > applied[0].frame]  # type: ignore[attr-defined]
     assert "lin-manuel-miranda" in after, after
     assert set(after) <= {*models["b"].labels, UNKNOWN}
+
+
+async def test_agent_rejects_bad_bundles_mid_video(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    assets_dir: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    """The real agent (AgentApp: real models, real video, real broker) runs model B, which knows
+    Lin-Manuel Miranda; the eight bad bundles arrive on its model topic while it processes the
+    clip. Each is refused with its own code and reason, B keeps serving every frame, and the
+    identity events after the last refusal still name him."""
+    import cv2
+
+    from agent.classifier.store import ModelStore
+    from agent.runtime.app import AgentApp
+
+    video = assets_dir / "data" / "video" / "hamilton_clip.mp4"
+    capture = cv2.VideoCapture(str(video))
+    total_frames = 0
+    while capture.grab():
+        total_frames += 1
+    capture.release()
+    config = agent_config(
+        assets_dir,
+        tmp_path / "state",
+        [key],
+        mqtt={"port": mosquitto.port},
+        pipeline={"input": str(video)},
+        status={"interval_s": 60},
+    )
+    ModelStore(config.state_dir / "models").install(bundle_from(models["b"], emb, key, version=V_NEW), V_NEW)
+    cases = _bad_bundles(models["b"], emb, key, version=V_NEXT, older=V_OLD, running=V_NEW)
+    events: list[EventBase] = []
+    first_track = asyncio.Event()
+
+    def on_event(event: EventBase) -> None:
+        events.append(event)
+        if event.type == "track_started":  # type: ignore[attr-defined]
+            first_track.set()
+
+    app = AgentApp(config, install_signal_handlers=False, on_event=on_event)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe("facetrack/cam-1/events", qos=1)
+        run = asyncio.create_task(app.run())
+        async with asyncio.timeout(60):
+            await first_track.wait()
+        received: list[ModelRejected] = []
+        for name, data, code, fragment in cases:
+            await client.publish("facetrack/cam-1/model", data, qos=1, retain=True)
+            event = await _next_model_event(client)
+            assert isinstance(event, ModelRejected), (name, event)
+            assert (event.code, event.running_version) == (code, V_NEW), f"{name}: {event.reason}"
+            assert fragment in event.reason, f"{name}: {event.reason}"
+            received.append(event)
+        assert not run.done(), "the clip ended before every bad bundle was refused"
+    assert await asyncio.wait_for(run, 120) == 0
+
+    rejected = [e for e in events if isinstance(e, ModelRejected)]
+    assert [(e.seq, e.code) for e in rejected] == [(e.seq, e.code) for e in received]
+    assert not [e for e in events if isinstance(e, ModelApplied)]
+    assert app.summary.frames == total_frames
+    assert app.summary.frames_skipped == 0
+    assert [p.name for p in (config.state_dir / "models").iterdir()] == [f"{V_NEW}.ftm"]
+    identities = [e for e in events if e.type == "identity"]  # type: ignore[attr-defined]
+    assert {e.label for e in identities} <= {*models["b"].labels, UNKNOWN}  # type: ignore[attr-defined]
+    last = rejected[-1].frame
+    after = [e.label for e in identities if e.frame > last]  # type: ignore[attr-defined]
+    assert "lin-manuel-miranda" in after, (last, after)
 
 
 async def test_publish_cli_table_and_exit_codes(

@@ -194,6 +194,10 @@ def test_bad_input_is_one_line(
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("facetrack-trainer: error: no signing key") and "\n" not in err
+    # The missing dataset is named before the missing key.
+    assert main(["train", str(work["root"] / "nope"), "--out", "x.ftm", *_opts(work, assets_dir)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"facetrack-trainer: error: {work['root'] / 'nope'} is not a directory"
     key = str(work["keys"] / "facetrack.key")
     assert (
         main(["train", str(work["root"] / "nope"), "--out", "x.ftm", "--key", key, *_opts(work, assets_dir)])
@@ -208,3 +212,79 @@ def test_bad_input_is_one_line(
         main(["train", "--help"])
     assert shown.value.code == 0
     assert "--far-target" in capsys.readouterr().out
+
+
+def test_unreadable_photos_and_unusable_cache(
+    work: dict[str, Path], assets_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An undecodable photo is skipped as "unreadable", never as "no face"; a cache that cannot be
+    created or written is one error line and exit 1, whatever it did to the photos."""
+    dataset = tmp_path / "people"
+    _link_split(assets_dir / FACES / "dlib_johns", dataset, tmp_path / "unused", JOHNS[:2], 8)
+    (dataset / JOHNS[0] / "garbage.jpg").write_bytes(b"garbage bytes")
+    (dataset / JOHNS[1] / "empty.png").write_bytes(b"")
+    key = str(work["keys"] / "facetrack.key")
+    bundle = tmp_path / "two.ftm"
+    cache = tmp_path / "cache"
+    opts = ["--assets-dir", str(assets_dir), "--quiet"]
+    train = ["train", str(dataset), "--out", str(bundle), "--key", key, *opts]
+    capsys.readouterr()
+    assert main([*train, "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    garbage = f"{dataset / JOHNS[0] / 'garbage.jpg'} (unreadable: not a decodable image (13 bytes))"
+    empty = f"{dataset / JOHNS[1] / 'empty.png'} (unreadable: empty file)"
+    assert f"skipped: {garbage}" in out and f"skipped: {empty}" in out
+    assert "no face" not in out
+    report = json.loads((tmp_path / "two.ftm.report.json").read_text())
+    assert report["faces"] == 16 and sorted(report["skipped"]) == sorted([garbage, empty])
+
+    # A cache path under a regular file: one line before any photo is embedded; the bundle
+    # already there is left alone.
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a directory")
+    before = bundle.read_bytes()
+    for command in (train, ["evaluate", str(bundle), str(dataset), "--json", *opts]):
+        assert main([*command, "--cache-dir", str(blocker / "x")]) == 1, command[0]
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert err.startswith(f"facetrack-trainer: error: cannot use embedding cache {blocker / 'x'}: ")
+        assert "Not a directory" in err and "--no-cache" in err and "\n" not in err
+        assert captured.out == ""
+    assert bundle.read_bytes() == before
+
+    # Writing an entry fails mid-run (its name is taken by a directory): one line, exit 1.
+    (entries,) = [p for p in cache.iterdir() if p.is_dir()]
+    taken = sorted(entries.glob("*.npz"))[0]
+    taken.unlink()
+    taken.mkdir()
+    assert main([*train, "--cache-dir", str(cache)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"facetrack-trainer: error: cannot use embedding cache {cache}: {taken}: ")
+    assert "\n" not in err
+    assert not list(entries.glob(".*.tmp.npz")), "the temp file is cleaned up"
+
+
+def test_evaluate_without_a_single_face_fails(
+    work: dict[str, Path], assets_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import cv2
+    import numpy as np
+
+    bundle = tmp_path / "one.ftm"
+    dataset = tmp_path / "people"
+    _link_split(assets_dir / FACES / "dlib_johns", dataset, tmp_path / "unused", JOHNS[:2], 8)
+    opts = ["--assets-dir", str(assets_dir), "--cache-dir", str(work["cache"]), "--quiet"]
+    key = str(work["keys"] / "facetrack.key")
+    assert main(["train", str(dataset), "--out", str(bundle), "--key", key, *opts]) == 0
+    faceless = tmp_path / "faceless" / JOHNS[0]
+    faceless.mkdir(parents=True)
+    assert cv2.imwrite(str(faceless / "wall.png"), np.full((240, 320, 3), 128, np.uint8))
+    (faceless / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    capsys.readouterr()
+    assert main(["evaluate", str(bundle), str(faceless.parent), "--json", *opts]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == (
+        "facetrack-trainer: error: no usable face in any of 2 photo(s), nothing measured "
+        "(1 no face, 1 unreadable)"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -244,6 +245,13 @@ def _config(args: argparse.Namespace) -> AgentConfig:
     return load_config(args.config, **overrides)
 
 
+def _dataset_error(exc: Exception) -> int:
+    from trainer.dataset import CacheError
+
+    hint = " (pass another --cache-dir, or --no-cache)" if isinstance(exc, CacheError) else ""
+    return _error(f"{exc}{hint}")
+
+
 def _embedding(args: argparse.Namespace, config: AgentConfig) -> Any:
     from trainer.dataset import FaceEmbedding
 
@@ -273,6 +281,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.dataset import DatasetError, describe_skipped, labelled, scan_people, split_usable
     from trainer.training import TrainingError, format_report, train
 
+    # The photos first: a wrong DATASET path is the mistake to report before any flag.
+    try:
+        people = scan_people(args.dataset)
+        negatives = scan_people(args.negatives, allow_loose=True) if args.negatives else {}
+    except DatasetError as exc:
+        return _error(str(exc))
+    reserved = sorted(set(people) & RESERVED_LABELS)
+    if reserved:
+        return _error(f"{args.dataset}: folder name(s) {reserved} are reserved")
     if args.key is None:
         return _error("no signing key: pass --key PRIVATE_KEY (create one with `facetrack-trainer keygen`)")
     if not 0.0 < args.far_target < 1.0:
@@ -285,17 +302,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         private_key = load_private_key(args.key)
         config = _config(args)
-        people = scan_people(args.dataset)
-        reserved = sorted(set(people) & RESERVED_LABELS)
-        if reserved:
-            return _error(f"{args.dataset}: folder name(s) {reserved} are reserved")
-        negatives = scan_people(args.negatives, allow_loose=True) if args.negatives else {}
         embedding = _embedding(args, config)
         progress = not args.quiet
         samples = embedding.samples(labelled(people), desc="people", progress=progress)
         neg_samples = embedding.samples(labelled(negatives), desc="negatives", progress=progress)
-    except (KeyFileError, ConfigError, DatasetError) as exc:
+    except (KeyFileError, ConfigError) as exc:
         return _error(str(exc))
+    except DatasetError as exc:
+        return _dataset_error(exc)
     usable, skipped = split_usable(samples)
     neg_usable, neg_skipped = split_usable(neg_samples)
     for sample in skipped + neg_skipped:
@@ -332,12 +346,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     manifest = parse_bundle(data).manifest
     result.report["model_version"] = manifest.model_version
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     temp = args.out.with_name(args.out.name + ".tmp")
-    temp.write_bytes(data)
-    os.replace(temp, args.out)
     report_path = args.out.with_name(args.out.name + ".report.json")
-    report_path.write_text(json.dumps(result.report, indent=2) + "\n")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(data)
+        os.replace(temp, args.out)
+        report_path.write_text(json.dumps(result.report, indent=2) + "\n")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(args.out) else ""
+        return _error(f"cannot write {args.out}: {where}{exc.strerror or exc}")
     print(format_report(result.report))
     cache = embedding.cache
     print(f"embeddings: {cache.hits} from cache, {cache.misses} computed")
@@ -364,8 +384,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _error(f"{args.bundle}: {exc}")
     except OSError as exc:
         return _error(f"{exc.filename}: {exc.strerror}")
-    except (ConfigError, DatasetError) as exc:
+    except ConfigError as exc:
         return _error(str(exc))
+    except DatasetError as exc:
+        return _dataset_error(exc)
+    if result["faces"] == 0:
+        # Rates over zero faces are not a measurement: fail rather than print nulls with success.
+        why = ", ".join(f"{n} {kind}" for kind, n in result["skipped_by_reason"].items())
+        return _error(f"no usable face in any of {result['skipped']} photo(s), nothing measured ({why})")
     print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0
 

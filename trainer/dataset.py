@@ -7,6 +7,7 @@ photos costs a hash per file, and changing the model or settings can never reuse
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,14 +31,28 @@ class DatasetError(ValueError):
     """A dataset problem phrased as one line for the user."""
 
 
+class UnreadableImage(DatasetError):
+    """One photo could not be read or decoded; `reason` says why (the photo is skipped, not fatal)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
+
+
+class CacheError(DatasetError):
+    """The embedding cache directory cannot be created or written (fatal: it is the user's setting)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FaceSample:
-    """One photo's outcome: `embedding` is set only when exactly one face was found."""
+    """One photo's outcome: `embedding` is set only when exactly one face was found; `error` is
+    set (and `faces` is 0) when the photo could not be read or decoded."""
 
     path: Path
     label: str | None
     faces: int
     embedding: npt.NDArray[np.float32] | None
+    error: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -81,20 +96,30 @@ def pad_image(image: Frame, fraction: float) -> Frame:
     return np.asarray(padded, dtype=np.uint8)
 
 
-def read_image(path: Path) -> Frame | None:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if image is None else np.asarray(image, dtype=np.uint8)
-
-
 class EmbeddingCache:
     """`<root>/<settings key>/<sha256>.npz` holding a photo's face boxes, scores and embeddings."""
 
     def __init__(self, root: Path | None, settings: dict[str, object]) -> None:
         key = hashlib.sha256(json.dumps({"v": CACHE_FORMAT, **settings}, sort_keys=True).encode()).hexdigest()
+        self.root = root
         self.dir = None if root is None else root / f"{settings.get('embedder_id', 'emb')}-{key[:12]}"
         self.hits = 0
         self.misses = 0
+
+    def _failed(self, exc: OSError) -> CacheError:
+        # os.replace names the temp file first; the entry it could not become is the news.
+        path = exc.filename2 or exc.filename
+        where = f"{path}: " if path else ""
+        return CacheError(f"cannot use embedding cache {self.root}: {where}{exc.strerror or exc}")
+
+    def ensure(self) -> None:
+        """Create the cache directory now, so an unusable one fails before any photo is embedded."""
+        if self.dir is None:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._failed(exc) from exc
 
     def get(self, digest: str) -> tuple[int, npt.NDArray[np.float32]] | None:
         if self.dir is None:
@@ -112,11 +137,16 @@ class EmbeddingCache:
     def put(self, digest: str, faces: int, embeddings: npt.NDArray[np.float32]) -> None:
         if self.dir is None:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
         final = self.dir / f"{digest}.npz"
         temp = self.dir / f".{digest}.{os.getpid()}.tmp.npz"
-        np.savez(temp, faces=np.int64(faces), embeddings=embeddings)
-        os.replace(temp, final)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            np.savez(temp, faces=np.int64(faces), embeddings=embeddings)
+            os.replace(temp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+            raise self._failed(exc) from exc
 
 
 class FaceEmbedding:
@@ -164,16 +194,27 @@ class FaceEmbedding:
         return self.embedder.dim
 
     def faces_in(self, path: Path) -> npt.NDArray[np.float32]:
-        """(n_faces, dim) embeddings of every face in the photo; raises DatasetError if unreadable."""
-        data = path.read_bytes()
+        """(n_faces, dim) embeddings of every face in the photo.
+
+        Raises UnreadableImage when the file cannot be read or decoded, CacheError when the
+        embedding cache cannot be written.
+        """
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadableImage(path, exc.strerror or str(exc)) from exc
         digest = hashlib.sha256(data).hexdigest()
         cached = self.cache.get(digest)
         if cached is not None:
             return cached[1]
         self.cache.misses += 1
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:  # raised instead of returning None for an empty buffer
+            image = None
         if image is None:
-            raise DatasetError(f"{path}: not a readable image")
+            what = "empty file" if not data else f"not a decodable image ({len(data)} bytes)"
+            raise UnreadableImage(path, what)
         frame = pad_image(np.asarray(image, dtype=np.uint8), self.pad)
         faces: list[FaceDetection] = self.detector.detect(frame)
         embeddings = np.asarray(self.embedder.embed(frame, faces), dtype=np.float32).reshape(-1, self.dim)
@@ -183,13 +224,15 @@ class FaceEmbedding:
     def samples(
         self, items: Sequence[tuple[Path, str | None]], *, desc: str = "embedding", progress: bool = True
     ) -> list[FaceSample]:
-        """One FaceSample per photo, with a progress bar; unreadable photos count as 0 faces."""
+        """One FaceSample per photo, with a progress bar. An unreadable photo is a sample with
+        `error` set; an unusable cache raises CacheError before the first photo is embedded."""
+        self.cache.ensure()
         out: list[FaceSample] = []
         for path, label in tqdm(items, desc=desc, unit="photo", disable=not progress or None, leave=False):
             try:
                 embeddings = self.faces_in(path)
-            except (DatasetError, OSError):
-                out.append(FaceSample(path, label, 0, None))
+            except UnreadableImage as exc:
+                out.append(FaceSample(path, label, 0, None, error=exc.reason))
                 continue
             single = embeddings[0] if len(embeddings) == 1 else None
             out.append(FaceSample(path, label, len(embeddings), single))
@@ -208,6 +251,16 @@ def split_usable(samples: Iterable[FaceSample]) -> tuple[list[FaceSample], list[
     return usable, skipped
 
 
+def skip_kind(sample: FaceSample) -> str:
+    """Why a photo was not used, in one of three words: "unreadable", "no face", "several faces"."""
+    if sample.error is not None:
+        return "unreadable"
+    return "no face" if sample.faces == 0 else "several faces"
+
+
 def describe_skipped(sample: FaceSample) -> str:
-    why = "no face" if sample.faces == 0 else f"{sample.faces} faces"
+    if sample.error is not None:
+        why = f"unreadable: {sample.error}"
+    else:
+        why = "no face" if sample.faces == 0 else f"{sample.faces} faces"
     return f"{sample.path} ({why})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from agent.classifier.bundle import parse_bundle
 from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_estimator
 from agent.classifier.verify import VerifiedBundle
-from trainer.dataset import DatasetError, FaceEmbedding, describe_skipped, scan_people
+from trainer.dataset import DatasetError, FaceEmbedding, describe_skipped, scan_people, skip_kind
 
 
 def load_bundle_unverified(path: Path) -> VerifiedBundle:
@@ -85,6 +86,7 @@ def evaluate(
         "impostor_faces": len(impostors),
         "skipped": len(skipped),
         "skipped_files": [describe_skipped(s) for s in skipped],
+        "skipped_by_reason": dict(sorted(Counter(skip_kind(s) for s in skipped).items())),
         "false_accepts": [
             f"{s.path} named {p.label} (similarity {p.confidence:.3f})" for s, p in false_accepts
         ],
