@@ -157,6 +157,7 @@ class HomeAssistantConfig(Section):
 
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RESERVED_DEVICE_IDS = ("all", "trainer", "viewer", "homeassistant")
 
 
 def _default_device_id() -> str:
@@ -191,10 +192,14 @@ class AgentConfig(BaseSettings):
     @field_validator("device_id")
     @classmethod
     def _device_id_is_one_topic_level(cls, value: str) -> str:
-        # One MQTT topic level that is also a valid broker user name (the ACL's %u) and a Home
-        # Assistant node id, so the same id works in every place a fleet uses it.
-        if not _DEVICE_ID.fullmatch(value) or value == "all":
-            raise ValueError("must be letters, digits, '-' or '_' (1-64 characters), and not 'all'")
+        # One MQTT topic level that is also the device's broker user name and a Home Assistant node
+        # id, so the same id works in every place a fleet uses it. `all` is the fleet model topic;
+        # the others are the broker's service users (deploy/mosquitto/facetrack-broker.sh).
+        if not _DEVICE_ID.fullmatch(value) or value in _RESERVED_DEVICE_IDS:
+            raise ValueError(
+                "must be letters, digits, '-' or '_' (1-64 characters), and not one of the reserved "
+                "names " + ", ".join(repr(name) for name in _RESERVED_DEVICE_IDS)
+            )
         return value
 
     @classmethod

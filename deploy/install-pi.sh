@@ -94,6 +94,9 @@ parse_args() {
     case "$edgetpu" in auto | yes | no) ;; *) die "--edgetpu must be auto, yes or no, not '$edgetpu'" ;; esac
     [[ -z "$device_id" || "$device_id" =~ ^[A-Za-z0-9_-]{1,64}$ ]] \
         || die "--device-id '$device_id' must be 1-64 of A-Z a-z 0-9 _ -"
+    case "$device_id" in
+        all | trainer | viewer | homeassistant) die "--device-id '$device_id' is reserved (broker users, fleet model topic)" ;;
+    esac
     [[ -z "$tls_dir" || -d "$tls_dir" ]] || die "--tls-dir $tls_dir is not a directory"
     [[ -z "$edgetpu_deb" || -f "$edgetpu_deb" ]] || die "--edgetpu-deb $edgetpu_deb does not exist"
     local key

@@ -4,7 +4,8 @@ The broker's files are made by deploy/mosquitto/facetrack-broker.sh itself (test
 client certificates, password file), so the script is exercised too. "Never reaches a subscriber"
 is asserted by publishing a sentinel after the forbidden messages on an allowed topic in the same
 order-preserving session: once the sentinel arrives, anything the broker had let through would have
-arrived before it.
+arrived before it. The strongest witness is `auditor`, a test-only user appended to the generated ACL
+with `topic read #`: a forbidden message that reached any subscriber would reach it too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.devtools.mosquitto import MosquittoBroker, free_port
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
@@ -30,6 +32,8 @@ from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"
 DEVICES = ("pi-a", "pi-b")
+# Test only, not shipped: reads every topic, so "no subscriber received it" covers all topics.
+AUDITOR_ACL = "\n# test only\nuser auditor\ntopic read #\n"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
@@ -42,6 +46,7 @@ class FleetBroker:
     host: str
     port: int
     dir: Path
+    server: MosquittoBroker
 
     def client_dir(self, name: str) -> Path:
         return self.dir / "clients" / name
@@ -58,6 +63,10 @@ def make_fleet_files(directory: Path, devices: tuple[str, ...]) -> None:
     for device in devices:
         run("add-device", device)
     run("add-user", "homeassistant")
+    run("add-user", "dashboard")  # any other user name: read-only, like viewer
+    run("add-user", "auditor")
+    with (directory / "acl").open("a") as acl:
+        acl.write(AUDITOR_ACL)
 
 
 def fleet_broker_config(directory: Path, port: int) -> str:
@@ -95,7 +104,7 @@ def start_fleet_broker() -> Iterator[FleetBroker]:
     )
     try:
         broker.start()
-        yield FleetBroker("127.0.0.1", port, directory)
+        yield FleetBroker("127.0.0.1", port, directory, broker)
     finally:
         broker.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -268,6 +277,169 @@ async def test_viewer_reads_but_cannot_publish(fleet_broker: FleetBroker) -> Non
         await device.publish("facetrack/pi-a/events", b"sentinel", qos=1)
         assert await collect(device, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"sentinel")]
         assert await collect(trainer, "facetrack/pi-a/events") == [("facetrack/pi-a/events", b"sentinel")]
+
+
+# What each user must not be able to write. The first lines of each list are what the old `%u`
+# patterns let every user write under its own name (facetrack/<user>/..., its own discovery node).
+FORBIDDEN_WRITES = {
+    "viewer": [
+        "facetrack/viewer/events",
+        "facetrack/viewer/status",
+        "facetrack/viewer/availability",
+        "homeassistant/sensor/viewer/fps/config",
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/status",
+        "facetrack/pi-b/availability",
+        "facetrack/pi-b/model",
+        "facetrack/all/model",
+        "homeassistant/sensor/pi-b/fps/config",
+        "homeassistant/status",
+    ],
+    "homeassistant": [
+        "facetrack/homeassistant/events",
+        "facetrack/homeassistant/status",
+        "facetrack/homeassistant/availability",
+        "homeassistant/sensor/homeassistant/fps/config",
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/status",
+        "facetrack/pi-b/model",
+        "facetrack/all/model",
+        "homeassistant/event/pi-b/recognised/config",
+    ],
+    "trainer": [
+        "facetrack/trainer/events",
+        "facetrack/trainer/status",
+        "facetrack/trainer/availability",
+        "homeassistant/sensor/trainer/fps/config",
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/status",
+        "facetrack/pi-b/availability",
+        "facetrack/all/events",
+        "homeassistant/sensor/pi-b/fps/config",
+        "homeassistant/status",
+    ],
+    "dashboard": [
+        "facetrack/dashboard/events",
+        "facetrack/dashboard/status",
+        "homeassistant/sensor/dashboard/fps/config",
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/model",
+        "facetrack/all/model",
+        "homeassistant/status",
+    ],
+    "pi-a": [
+        "facetrack/pi-a/model",
+        "facetrack/pi-b/events",
+        "facetrack/pi-b/status",
+        "facetrack/pi-b/availability",
+        "facetrack/pi-b/model",
+        "facetrack/all/model",
+        "facetrack/all/events",
+        "homeassistant/sensor/pi-b/fps/config",
+        "homeassistant/status",
+    ],
+}
+
+
+def read_everything() -> SubscribeOptions:
+    # retainHandling=2: no retained messages from earlier tests, only what is published from now on.
+    return SubscribeOptions(qos=1, retainHandling=2)
+
+
+@pytest.mark.parametrize("user", list(FORBIDDEN_WRITES))
+async def test_no_user_writes_outside_its_own_block(fleet_broker: FleetBroker, user: str) -> None:
+    async with (
+        connect(fleet_broker, "auditor") as auditor,
+        connect(fleet_broker, user) as forger,
+        connect(fleet_broker, "pi-b") as device,
+    ):
+        await auditor.subscribe("#", options=read_everything())
+        for topic in FORBIDDEN_WRITES[user]:
+            await forger.publish(topic, f"forged by {user}".encode(), qos=1)
+        await device.publish("facetrack/pi-b/events", b"sentinel", qos=1)
+        assert await collect(auditor, "facetrack/pi-b/events") == [("facetrack/pi-b/events", b"sentinel")]
+
+
+async def test_the_auditor_sees_allowed_writes_and_an_added_user_only_reads(
+    fleet_broker: FleetBroker,
+) -> None:
+    """Positive control for the test above: the auditor does receive what users may write."""
+    allowed = [
+        ("trainer", "facetrack/pi-a/model"),
+        ("trainer", "facetrack/all/model"),
+        ("homeassistant", "homeassistant/status"),
+        ("pi-a", "homeassistant/sensor/pi-a/fps/config"),
+        ("pi-a", "facetrack/pi-a/availability"),
+        ("pi-a", "facetrack/pi-a/status"),
+        ("pi-a", "facetrack/pi-a/events"),
+    ]
+    async with (
+        connect(fleet_broker, "auditor") as auditor,
+        connect(fleet_broker, "dashboard") as dashboard,
+        connect(fleet_broker, "trainer") as trainer,
+        connect(fleet_broker, "homeassistant") as hass,
+        connect(fleet_broker, "pi-a") as device,
+    ):
+        await auditor.subscribe("#", options=read_everything())
+        for pattern in ("facetrack/#", "homeassistant/#"):  # it may read only events/status/availability
+            await dashboard.subscribe(pattern, options=read_everything())
+        clients = {"trainer": trainer, "homeassistant": hass, "pi-a": device}
+        for user, topic in allowed:
+            await clients[user].publish(topic, b"ok", qos=1)
+        assert await collect(auditor, "facetrack/pi-a/events") == [(topic, b"ok") for _, topic in allowed]
+        assert await collect(dashboard, "facetrack/pi-a/events") == [
+            (topic, b"ok")
+            for topic in ("facetrack/pi-a/availability", "facetrack/pi-a/status", "facetrack/pi-a/events")
+        ]
+
+
+async def test_add_device_then_reload_admits_the_new_device_to_its_own_topics_only(
+    fleet_broker: FleetBroker,
+) -> None:
+    import signal
+
+    added = await asyncio.to_thread(
+        subprocess.run,
+        [str(BROKER_SCRIPT), "add-device", "pi-c", "--dir", str(fleet_broker.dir)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "wrote ACL" in added.stdout and "systemctl reload mosquitto" in added.stdout, added.stdout
+    with (fleet_broker.dir / "acl").open("a") as acl:
+        acl.write(AUDITOR_ACL)  # the script regenerated the ACL without the test-only auditor
+    assert fleet_broker.server._process is not None
+    fleet_broker.server._process.send_signal(signal.SIGHUP)  # what `systemctl reload mosquitto` sends
+
+    async def connect_when_reloaded() -> None:
+        for _ in range(50):
+            try:
+                async with connect(fleet_broker, "pi-c"):
+                    return
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+        raise AssertionError("pi-c was not let in after SIGHUP")
+
+    await connect_when_reloaded()
+    async with (
+        connect(fleet_broker, "auditor") as auditor,
+        connect(fleet_broker, "pi-c") as device_c,
+        connect(fleet_broker, "pi-a") as device_a,
+    ):
+        await auditor.subscribe("#", options=read_everything())
+        for topic in (
+            "facetrack/pi-a/events",
+            "facetrack/pi-c/model",
+            "facetrack/all/model",
+            "homeassistant/status",
+        ):
+            await device_c.publish(topic, b"forged by pi-c", qos=1)
+        await device_c.publish("homeassistant/sensor/pi-c/fps/config", b"{}", qos=1)
+        await device_c.publish("facetrack/pi-c/events", b"c", qos=1)
+        await device_a.publish("facetrack/pi-a/events", b"a", qos=1)  # pi-a's block survived the rewrite
+        assert await collect(auditor, "facetrack/pi-a/events") == [
+            ("homeassistant/sensor/pi-c/fps/config", b"{}"),
+            ("facetrack/pi-c/events", b"c"),
+            ("facetrack/pi-a/events", b"a"),
+        ]
 
 
 async def test_home_assistant_discovery_topics_are_allowed_for_the_devices_own_node(
@@ -597,6 +769,33 @@ def test_broker_script_is_idempotent_and_refuses_bad_device_ids(tmp_path: Path) 
     assert "kept" in again[1].stdout
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert sum(line.startswith("pi-x:") for line in (tmp_path / "passwd").read_text().splitlines()) == 1
+    acl = (tmp_path / "acl").read_text().splitlines()
+    assert acl.count("user pi-x") == 1 and "topic write facetrack/pi-x/events" in acl
+    assert not [line for line in acl if line.startswith("pattern")]
+    # A user made with add-user is read-only and keeps that role: it cannot become a device.
+    assert run("add-user", "dash").returncode == 0
+    acl = (tmp_path / "acl").read_text().splitlines()
+    dash = acl[acl.index("user dash") + 1 :]
+    dash = dash[: next((i for i, line in enumerate(dash) if not line.startswith("topic")), len(dash))]
+    assert dash == [
+        "topic read facetrack/+/events",
+        "topic read facetrack/+/status",
+        "topic read facetrack/+/availability",
+    ]
+    for args, message in (
+        (("add-device", "dash"), "already exists as a reader"),
+        (("add-user", "pi-x"), "already exists as a device"),
+        (("add-user", "all"), "reserved"),
+    ):
+        result = run(*args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+    # An ACL from before per-device blocks (%u patterns for every user) is replaced by init.
+    (tmp_path / "acl").write_text("pattern write facetrack/%u/events\npattern read facetrack/%u/#\n")
+    upgraded = run("init")
+    acl = (tmp_path / "acl").read_text().splitlines()
+    assert upgraded.returncode == 0 and "systemctl reload mosquitto" in upgraded.stdout
+    assert not [line for line in acl if line.startswith("pattern")]
+    assert acl.count("user pi-x") == 1 and acl.count("user dash") == 1 and acl.count("user viewer") == 1
     for bad, message in (
         ("all", "reserved"),
         ("trainer", "reserved"),

@@ -117,6 +117,10 @@ BAD_FILES = {
     ),
     "section is not a table": ("mqtt = 'broker'\n", ["mqtt = 'broker'", "must be a table"]),
     "bad device id": ("device_id = 'a/b'\n", ["device_id = 'a/b'", "letters, digits, '-' or '_'"]),
+    "reserved device id": (
+        "device_id = 'viewer'\n",
+        ["device_id = 'viewer'", "reserved names 'all', 'trainer', 'viewer', 'homeassistant'"],
+    ),
     "invalid TOML": ("[mqtt\nport = 1\n", ["is not valid TOML", "line 1"]),
 }
 

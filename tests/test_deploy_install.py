@@ -166,6 +166,7 @@ def test_community_edgetpu_build_is_installed_from_a_file(tmp_path: Path) -> Non
         (["--bogus"], "unknown option '--bogus'"),
         (["--edgetpu", "maybe"], "--edgetpu must be auto, yes or no"),
         (["--device-id", "a/b"], "--device-id 'a/b' must be"),
+        (["--device-id", "viewer"], "--device-id 'viewer' is reserved"),
         (["--tls-dir", "/nonexistent"], "--tls-dir /nonexistent is not a directory"),
     ],
 )
