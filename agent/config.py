@@ -161,8 +161,10 @@ _RESERVED_DEVICE_IDS = ("all", "trainer", "viewer", "homeassistant")
 
 
 def _default_device_id() -> str:
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])
-    return host[:64] or "facetrack"
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:64] or "facetrack"
+    # A workstation called `trainer` (or Home Assistant OS's default `homeassistant`) must still load
+    # a config that never names a device: the default is always valid, the explicit value is checked.
+    return f"facetrack-{host}" if host in _RESERVED_DEVICE_IDS else host
 
 
 class AgentConfig(BaseSettings):

@@ -138,6 +138,24 @@ def test_bad_file_gives_one_line_naming_key_value_and_allowed(tmp_path: Path, ca
         assert needle in message, (needle, message)
 
 
+@pytest.mark.parametrize(
+    ("hostname", "device_id"),
+    [
+        ("pi-door.lan", "pi-door"),
+        ("my pi", "my-pi"),
+        ("trainer", "facetrack-trainer"),
+        ("all", "facetrack-all"),
+    ],
+)
+def test_default_device_id_is_the_host_name_made_valid(
+    monkeypatch: pytest.MonkeyPatch, hostname: str, device_id: str
+) -> None:
+    # A trainer workstation named like a reserved broker user still loads a config with no device_id.
+    monkeypatch.setattr("socket.gethostname", lambda: hostname)
+    monkeypatch.delenv("FACETRACK_DEVICE_ID", raising=False)
+    assert AgentConfig().device_id == device_id
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^config error: file .*nope\.toml does not exist$"):
         load_config(tmp_path / "nope.toml")
