@@ -43,7 +43,8 @@ assets: $(STAMP)
 demo: setup
 	$(PY) -m agent.devtools.demo
 
-test: setup
+# Lint first: main stays ruff- and mypy-clean, and pytest's summary stays the last line printed.
+test: setup lint
 	$(VENV)/bin/pytest -q
 
 lint: venv
