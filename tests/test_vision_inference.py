@@ -225,3 +225,23 @@ def test_edgetpu_model_the_runtime_rejects_falls_back_too(
     with pytest.raises(ModelLoadError) as raised:
         load_model(edgetpu, allow_cpu_fallback=False)
     assert "Unsupported runtime version" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["face_detection_back", "coco_ssd_mobilenet_v1_1.0_quant", "mobilefacenet_128d"]
+)
+def test_a_batch_gives_the_same_outputs_as_one_item_at_a_time(asset: Any, name: str) -> None:
+    """Whatever the graph does with a resized batch (BlazeFace resizes but folds the batch into
+    its anchor axis), run() returns one output row per item, equal to running them one by one."""
+    model = load_model(asset(f"models/{name}.tflite"), threads=1)
+    spec = model.input
+    rng = np.random.default_rng(5)
+    if np.issubdtype(spec.dtype, np.integer):
+        batch = rng.integers(0, 255, size=(3, *spec.shape[1:])).astype(spec.dtype)
+    else:
+        batch = rng.uniform(-1, 1, size=(3, *spec.shape[1:])).astype(spec.dtype)
+    together = model.run(batch)
+    apart = [model.run(batch[i : i + 1]) for i in range(3)]
+    for index, output in enumerate(together):
+        assert output.shape[0] == 3
+        np.testing.assert_allclose(output, np.concatenate([a[index] for a in apart]), rtol=1e-4, atol=1e-4)

@@ -102,7 +102,12 @@ class TfliteModel:
             if all(tuple(a.shape) == s.shape for a, s in zip(arrays, self.inputs, strict=True)):
                 return self._invoke(arrays)
             if self._batch_ok and self._try_resize([tuple(a.shape) for a in arrays]):
-                return self._invoke(arrays)
+                outputs = self._invoke(arrays)
+                if all(output.shape[:1] == (len(arrays[0]),) for output in outputs):
+                    return outputs
+                # Some graphs (BlazeFace) accept the resize but fold the batch into another
+                # axis: their outputs cannot be split per item, so never batch them again.
+                self._batch_ok = False
             singles = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(len(arrays[0]))]
             return [np.concatenate(parts, axis=0) for parts in zip(*singles, strict=True)]
 
