@@ -27,7 +27,24 @@ def l2_normalize(vectors: npt.NDArray[Any]) -> FloatArray:
     return normalized
 
 
-class MobileFaceNetEmbedder:
+class _AlignedCropEmbedder:
+    """What every embedder shares: crop each face its way, then embed the crops as one batch."""
+
+    size: int
+    alignment: Alignment
+    margin: float
+
+    def crops(self, frame: Frame, faces: Sequence[FaceDetection]) -> list[Frame]:
+        return [align_face(frame, f, size=self.size, mode=self.alignment, margin=self.margin) for f in faces]
+
+    def embed(self, frame: Frame, faces: list[FaceDetection]) -> FloatArray:
+        return self.embed_crops(self.crops(frame, faces))
+
+    def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
+        raise NotImplementedError
+
+
+class MobileFaceNetEmbedder(_AlignedCropEmbedder):
     """MobileFaceNet: 112x112 RGB, (x - 127.5) / 128, 128-d, on ArcFace-template aligned faces."""
 
     name = "mobilefacenet"
@@ -61,12 +78,6 @@ class MobileFaceNetEmbedder:
             crop += f"m{round(self.margin * 100)}"
         return f"{self.name}-{self.dim}-{crop}-v1"
 
-    def crops(self, frame: Frame, faces: Sequence[FaceDetection]) -> list[Frame]:
-        return [align_face(frame, f, size=self.size, mode=self.alignment, margin=self.margin) for f in faces]
-
-    def embed(self, frame: Frame, faces: list[FaceDetection]) -> FloatArray:
-        return self.embed_crops(self.crops(frame, faces))
-
     def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
         """Embed already aligned 112x112 BGR crops (what `crops` returns), in batches."""
         if not crops:
@@ -79,7 +90,7 @@ class MobileFaceNetEmbedder:
         return l2_normalize(np.concatenate(rows, axis=0))
 
 
-class OpenFaceEmbedder:
+class OpenFaceEmbedder(_AlignedCropEmbedder):
     """OpenFace nn4.small2.v1 (`.t7`): 96x96 RGB scaled to [0, 1], 128-d, as the original script did.
 
     The original cropped the detector's box without alignment; `alignment` can improve on that,
@@ -114,12 +125,6 @@ class OpenFaceEmbedder:
     @property
     def embedder_id(self) -> str:
         return openface_embedder_id(self.alignment, self.margin)
-
-    def crops(self, frame: Frame, faces: Sequence[FaceDetection]) -> list[Frame]:
-        return [align_face(frame, f, size=self.size, mode=self.alignment, margin=self.margin) for f in faces]
-
-    def embed(self, frame: Frame, faces: list[FaceDetection]) -> FloatArray:
-        return self.embed_crops(self.crops(frame, faces))
 
     def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
         if not crops:
