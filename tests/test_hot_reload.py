@@ -338,20 +338,11 @@ def test_kill_during_install_runs_old_or_new(
     assert not events
 
 
-async def test_agent_swaps_model_mid_video(
-    mosquitto: MosquittoBroker,
-    tmp_path: Path,
-    assets_dir: Path,
-    emb: FaceEmbedding,
-    key: Ed25519PrivateKey,
-    models: dict[str, Any],
-) -> None:
-    """The real agent (AgentApp: real models, real video, real broker) runs model A; a push of
-    model B after the first track starts is applied within 2 s, no frame is lost, and the next
-    identity events use B's labels (Lin-Manuel Miranda, whom A does not know)."""
+def _hamilton_agent_config(
+    assets_dir: Path, tmp_path: Path, key: Ed25519PrivateKey, broker: MosquittoBroker
+) -> tuple[AgentConfig, int]:
+    """An agent config for hamilton_clip.mp4 on `broker`, and the clip's frame count (decoded)."""
     import cv2
-
-    from agent.runtime.app import AgentApp
 
     video = assets_dir / "data" / "video" / "hamilton_clip.mp4"
     capture = cv2.VideoCapture(str(video))
@@ -363,13 +354,17 @@ async def test_agent_swaps_model_mid_video(
         assets_dir,
         tmp_path / "state",
         [key],
-        mqtt={"port": mosquitto.port},
+        mqtt={"port": broker.port},
         pipeline={"input": str(video)},
         status={"interval_s": 60},
     )
-    from agent.classifier.store import ModelStore
+    return config, total_frames
 
-    ModelStore(config.state_dir / "models").install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
+
+def _recording_agent(config: AgentConfig) -> tuple[Any, list[EventBase], asyncio.Event]:
+    """The real AgentApp, with every event it emits recorded and a flag for its first track."""
+    from agent.runtime.app import AgentApp
+
     events: list[EventBase] = []
     first_track = asyncio.Event()
 
@@ -378,7 +373,25 @@ async def test_agent_swaps_model_mid_video(
         if event.type == "track_started":  # type: ignore[attr-defined]
             first_track.set()
 
-    app = AgentApp(config, install_signal_handlers=False, on_event=on_event)
+    return AgentApp(config, install_signal_handlers=False, on_event=on_event), events, first_track
+
+
+async def test_agent_swaps_model_mid_video(
+    mosquitto: MosquittoBroker,
+    tmp_path: Path,
+    assets_dir: Path,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    """The real agent (AgentApp: real models, real video, real broker) runs model A; a push of
+    model B after the first track starts is applied within 2 s, no frame is lost, and the next
+    identity events use B's labels (Lin-Manuel Miranda, whom A does not know)."""
+    config, total_frames = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
+    from agent.classifier.store import ModelStore
+
+    ModelStore(config.state_dir / "models").install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
+    app, events, first_track = _recording_agent(config)
     run = asyncio.create_task(app.run())
     async with asyncio.timeout(60):
         await first_track.wait()
@@ -413,36 +426,12 @@ async def test_agent_rejects_bad_bundles_mid_video(
     Lin-Manuel Miranda; the eight bad bundles arrive on its model topic while it processes the
     clip. Each is refused with its own code and reason, B keeps serving every frame, and the
     identity events after the last refusal still name him."""
-    import cv2
-
     from agent.classifier.store import ModelStore
-    from agent.runtime.app import AgentApp
 
-    video = assets_dir / "data" / "video" / "hamilton_clip.mp4"
-    capture = cv2.VideoCapture(str(video))
-    total_frames = 0
-    while capture.grab():
-        total_frames += 1
-    capture.release()
-    config = agent_config(
-        assets_dir,
-        tmp_path / "state",
-        [key],
-        mqtt={"port": mosquitto.port},
-        pipeline={"input": str(video)},
-        status={"interval_s": 60},
-    )
+    config, total_frames = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
     ModelStore(config.state_dir / "models").install(bundle_from(models["b"], emb, key, version=V_NEW), V_NEW)
     cases = _bad_bundles(models["b"], emb, key, version=V_NEXT, older=V_OLD, running=V_NEW)
-    events: list[EventBase] = []
-    first_track = asyncio.Event()
-
-    def on_event(event: EventBase) -> None:
-        events.append(event)
-        if event.type == "track_started":  # type: ignore[attr-defined]
-            first_track.set()
-
-    app = AgentApp(config, install_signal_handlers=False, on_event=on_event)
+    app, events, first_track = _recording_agent(config)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
         await client.subscribe("facetrack/cam-1/events", qos=1)
         run = asyncio.create_task(app.run())
