@@ -126,7 +126,6 @@ class PipelineConfig(Section):
     output: str = ""
     frame_stride: int = Field(1, ge=1)
     face_recheck_every: int = Field(15, ge=1)
-    loop: bool = False
 
 
 class IdentityConfig(Section):
