@@ -11,7 +11,7 @@ outbox numbers them). Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -27,8 +27,6 @@ class TrackLike(Protocol):
 
     @property
     def track_id(self) -> int: ...
-    @property
-    def tlwh(self) -> Sequence[float] | npt.NDArray[np.float64]: ...
     @property
     def detection_index(self) -> int | None: ...
 
@@ -52,12 +50,10 @@ class FrameStamp:
 class _TrackRecord:
     first_seen: datetime
     last_seen: datetime
-    first_frame: int
     frames: int = 0
     started: bool = False
     label: str | None = None
     pending_identity: IdentityChange | None = None
-    last_bbox: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
 
 def tlwh_to_xyxy(tlwh: Sequence[float] | npt.NDArray[np.float64]) -> list[float]:
@@ -74,29 +70,25 @@ class EventBuilder:
     def live_track_ids(self) -> list[int]:
         return list(self._tracks)
 
-    def started(self, track_id: int) -> bool:
+    def _record(self, track_id: int, stamp: FrameStamp) -> _TrackRecord:
+        """The track's record, created (first seen now) if the builder has not met it yet."""
         record = self._tracks.get(track_id)
-        return record is not None and record.started
+        if record is None:
+            record = self._tracks[track_id] = _TrackRecord(first_seen=stamp.ts, last_seen=stamp.ts)
+        return record
 
     def observe(self, tracks: Iterable[TrackLike], stamp: FrameStamp) -> None:
         """Book-keep a frame's tracks: a track is 'seen' on frames where it matched a detection."""
         for track in tracks:
-            record = self._tracks.get(track.track_id)
-            if record is None:
-                record = _TrackRecord(first_seen=stamp.ts, last_seen=stamp.ts, first_frame=stamp.index)
-                self._tracks[track.track_id] = record
+            record = self._record(track.track_id, stamp)
             if track.detection_index is not None:
                 record.frames += 1
                 record.last_seen = stamp.ts
-                record.last_bbox = tlwh_to_xyxy(track.tlwh)
 
     def lifecycle(self, event: TrackEventLike, stamp: FrameStamp) -> list[EventBase]:
         """Events for one tracker lifecycle event ('confirmed', 'deleted'; others are internal)."""
-        record = self._tracks.get(event.track_id)
         if event.kind == "confirmed":
-            if record is None:
-                record = _TrackRecord(first_seen=stamp.ts, last_seen=stamp.ts, first_frame=stamp.index)
-                self._tracks[event.track_id] = record
+            record = self._record(event.track_id, stamp)
             if record.started:
                 return []
             record.started = True
@@ -118,10 +110,7 @@ class EventBuilder:
         return []
 
     def identity(self, change: IdentityChange, stamp: FrameStamp) -> list[EventBase]:
-        record = self._tracks.get(change.track_id)
-        if record is None:
-            record = _TrackRecord(first_seen=stamp.ts, last_seen=stamp.ts, first_frame=stamp.index)
-            self._tracks[change.track_id] = record
+        record = self._record(change.track_id, stamp)
         if not record.started:
             # Subscribers learn of a track from track_started; hold its identity until then.
             record.pending_identity = change if change.label != UNKNOWN else None
