@@ -10,14 +10,11 @@ Which people need a face look is decided from the previous frame's tracks (`Trac
 unidentified tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown)
 every `face_recheck_every` frames, and any person box that does not overlap a known track. When
 nobody needs a face, the face models do not run at all.
-
-`Pipeline` chains both halves synchronously (tests, the sequential baseline in bench/).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -252,22 +249,3 @@ class TrackingStage:
         self.resolver.retain([])
         self._tracks = []
         return events
-
-
-class Pipeline:
-    """Both halves chained, one frame at a time (no overlap): tests and the sequential baseline."""
-
-    def __init__(
-        self,
-        analyzer: FrameAnalyzer,
-        stage: TrackingStage,
-        classifier: Callable[[], ClassifierLike | None] = lambda: None,
-    ) -> None:
-        self.analyzer = analyzer
-        self.stage = stage
-        self.classifier = classifier
-
-    def process(self, frame: SourceFrame) -> tuple[Analysis, StepResult]:
-        analysis = self.analyzer.analyze(frame, self.stage.hints(frame.index), self.classifier())
-        result = self.stage.step(analysis, FrameStamp(frame.index, frame.ts))
-        return analysis, result
