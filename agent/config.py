@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.runtime.topics import check_topic_part
+
 ENV_PREFIX = "FACETRACK_"
 
 
@@ -67,9 +69,7 @@ class MqttConfig(Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_plain_topic(cls, value: str) -> str:
-        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be a non-empty topic level without '#', '+' or edge slashes")
-        return value
+        return check_topic_part(value)
 
 
 class InferenceConfig(Section):

@@ -432,10 +432,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from agent.classifier.bundle import parse_bundle
     from agent.classifier.errors import BundleError
     from agent.runtime.credentials import resolve_login, tls_context
-    from trainer.publish import FLEET, BrokerOptions, format_table, publish_bundle
+    from agent.runtime.topics import check_topic_part
+    from trainer.publish import BrokerOptions, format_table, publish_bundle
 
-    if args.device != FLEET and any(c in args.device for c in "/#+"):
-        return _error(f"--device {args.device!r} must be one topic level (or 'all')")
+    try:
+        check_topic_part(args.device, one_level=True)
+    except ValueError as exc:
+        return _error(f"--device {args.device!r} {exc}; a device id or 'all'")
     try:
         overrides = _publish_overrides(args)
         mqtt = load_config(args.config, mqtt=overrides).mqtt

@@ -15,8 +15,7 @@ import aiomqtt
 from agent.classifier.bundle import parse_bundle
 from agent.runtime.credentials import Secret
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
-
-FLEET = "all"
+from agent.runtime.topics import FLEET, FleetTopics
 
 
 class PublishError(Exception):
@@ -68,12 +67,6 @@ def split_broker(text: str) -> tuple[str, int | None]:
     return host, int(port_text) if port_text else None
 
 
-def parse_broker(text: str, default_port: int = 1883) -> tuple[str, int]:
-    """HOST, HOST:PORT or [IPv6]:PORT."""
-    host, port = split_broker(text)
-    return host, default_port if port is None else port
-
-
 async def publish_bundle(
     data: bytes,
     device: str,
@@ -87,7 +80,8 @@ async def publish_bundle(
     Waits `wait_s` seconds; returns early once the device (or `expect` devices) answered.
     """
     version = parse_bundle(data).manifest.model_version
-    topic = f"{options.prefix}/{device}/model"
+    topics = FleetTopics(options.prefix)
+    topic = topics.model_for(device)
     answers: dict[str, DeviceAnswer] = {}
     wanted = 1 if device != FLEET else expect
     # paho logs the real cause of a failed connect (e.g. the TLS alert for a missing client
@@ -108,7 +102,7 @@ async def publish_bundle(
             logger=paho_logger,
         ) as client:
             # Subscribe first so a fast device's answer cannot slip by before we listen.
-            await client.subscribe(f"{options.prefix}/+/events", qos=1)
+            await client.subscribe(topics.all_events, qos=1)
             started = time.monotonic()
             # Confirmed: an MQTT 5 broker's "not authorized" PUBACK is an error, not silence.
             await client.publish_confirmed(topic, data, qos=1, retain=True)
@@ -134,6 +128,8 @@ async def publish_bundle(
 def _answer(topic: str, payload: object, version: str, prefix: str, started: float) -> DeviceAnswer | None:
     if not isinstance(payload, bytes | bytearray):
         return None
+    # Not agent.events.schema.parse_event: it refuses unknown fields, and a trainer must still
+    # read the answers of newer agents that add optional ones.
     try:
         event = json.loads(payload)
     except (ValueError, UnicodeDecodeError):

@@ -7,6 +7,44 @@ from dataclasses import dataclass
 FLEET = "all"
 
 
+def check_topic_part(value: str, *, one_level: bool = False) -> str:
+    """Return `value` if it can be spliced into a topic name, else ValueError with the rule.
+
+    A prefix may span levels ("site/facetrack"); a device id (`one_level`) may not.
+    """
+    if not value or any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be non-empty, without '#', '+' or an edge '/'")
+    if one_level and "/" in value:
+        raise ValueError("must be one topic level (no '/')")
+    return value
+
+
+@dataclass(frozen=True)
+class FleetTopics:
+    """Topics that address the fleet rather than one device: the trainer's view."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        try:
+            check_topic_part(self.prefix)
+        except ValueError as exc:
+            raise ValueError(f"topic prefix {self.prefix!r} {exc}") from None
+
+    @property
+    def model(self) -> str:
+        return f"{self.prefix}/{FLEET}/model"
+
+    @property
+    def all_events(self) -> str:
+        """The filter a fleet-wide subscriber uses: events of every device under this prefix."""
+        return f"{self.prefix}/+/events"
+
+    def model_for(self, device: str) -> str:
+        """The model topic of one device, or of the whole fleet when `device` is FLEET."""
+        return self.model if device == FLEET else Topics(self.prefix, device).model
+
+
 @dataclass(frozen=True)
 class Topics:
     """`<prefix>/<device>/<leaf>` topics; `fleet_model` addresses every device at once."""
@@ -15,11 +53,13 @@ class Topics:
     device_id: str
 
     def __post_init__(self) -> None:
-        for name, value in (("prefix", self.prefix), ("device_id", self.device_id)):
-            if not value or any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
-                raise ValueError(f"topic {name} {value!r} must be non-empty, without '#', '+' or edge '/'")
-        if "/" in self.device_id or self.device_id == FLEET:
-            raise ValueError(f"device_id {self.device_id!r} must be one topic level and not {FLEET!r}")
+        for name, value, one_level in (("prefix", self.prefix, False), ("device_id", self.device_id, True)):
+            try:
+                check_topic_part(value, one_level=one_level)
+            except ValueError as exc:
+                raise ValueError(f"topic {name} {value!r} {exc}") from None
+        if self.device_id == FLEET:
+            raise ValueError(f"device_id {FLEET!r} is reserved for the whole fleet")
 
     def device(self, leaf: str) -> str:
         return f"{self.prefix}/{self.device_id}/{leaf}"
@@ -42,9 +82,9 @@ class Topics:
 
     @property
     def fleet_model(self) -> str:
-        return f"{self.prefix}/{FLEET}/model"
+        return FleetTopics(self.prefix).model
 
     @property
     def all_events(self) -> str:
         """The filter a fleet-wide subscriber uses: events of every device under this prefix."""
-        return f"{self.prefix}/+/events"
+        return FleetTopics(self.prefix).all_events
