@@ -10,8 +10,8 @@ Pure: no I/O, no images. Appearance arrives as feature vectors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,8 +55,9 @@ class TrackerParams:
     motion_weight: the paper's lambda when appearance is given: cost = lambda * motion + (1 - lambda)
         * appearance, each already gated by its own threshold. The paper uses 0; a little motion
         breaks ties between look-alikes (same clothes) in favour of the better-predicted one.
-    min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold). The
-        tracker does not apply them itself; callers use `detection.filter_detections`.
+    min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold), carried
+        here so one object holds the original script's tracking flags. `update()` never reads them:
+        they are applied by the detection filter (`detection.filter_detections`, as bench/mot.py does).
     """
 
     max_cosine_distance: float = 0.2
@@ -87,23 +88,22 @@ class TrackerParams:
 
     @classmethod
     def from_config(
-        cls, cfg: TrackerConfig, detection: DetectionConfig | None = None, **overrides: object
+        cls, cfg: TrackerConfig, detection: DetectionConfig | None = None, **overrides: Any
     ) -> TrackerParams:
-        values: dict[str, object] = {
-            "max_cosine_distance": cfg.max_cosine_distance,
-            "nn_budget": cfg.nn_budget,
-            "max_iou_distance": cfg.max_iou_distance,
-            "max_age": cfg.max_age,
-            "n_init": cfg.n_init,
-        }
-        for name in ("max_face_distance", "face_budget", "motion_cost"):
-            if hasattr(cfg, name):
-                values[name] = getattr(cfg, name)
+        params = cls(
+            max_cosine_distance=cfg.max_cosine_distance,
+            nn_budget=cfg.nn_budget,
+            max_iou_distance=cfg.max_iou_distance,
+            max_age=cfg.max_age,
+            n_init=cfg.n_init,
+            max_face_distance=cfg.max_face_distance,
+            face_budget=cfg.face_budget,
+        )
         if detection is not None:
-            values["min_confidence"] = detection.confidence
-            values["nms_max_overlap"] = detection.nms_threshold
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+            params = replace(
+                params, min_confidence=detection.confidence, nms_max_overlap=detection.nms_threshold
+            )
+        return replace(params, **overrides)
 
 
 class Tracker:
@@ -423,43 +423,37 @@ class Tracker:
         score_array = np.asarray(scores)
         if score_array.shape != (n,):
             raise ValueError(f"scores must be ({n},), got shape {score_array.shape}")
-        feats: npt.NDArray[np.float32] | None = None
-        if features is not None:
-            feats = np.asarray(features, dtype=np.float32)
-            if feats.size == 0 and n == 0:
-                feats = None
-            elif feats.ndim != 2 or feats.shape[0] != n:
-                raise ValueError(f"features must be ({n}, d), got shape {feats.shape}")
-            else:
-                if self._feature_dim is not None and feats.shape[1] != self._feature_dim:
-                    raise ValueError(
-                        f"features have dimension {feats.shape[1]}, earlier frames had {self._feature_dim}"
-                    )
-        faces: npt.NDArray[np.float32] | None = None
-        if face_features is not None:
-            faces = np.asarray(face_features, dtype=np.float32)
-            if faces.size == 0 and n == 0:
-                faces = None
-            elif faces.ndim != 2 or faces.shape[0] != n:
-                raise ValueError(f"face_features must be ({n}, k), got shape {faces.shape}")
-            elif self._face_dim is not None and faces.shape[1] != self._face_dim:
-                raise ValueError(
-                    f"face_features have dimension {faces.shape[1]}, earlier frames had {self._face_dim}"
-                )
+        feats = _feature_rows("features", features, n, self._feature_dim)
+        faces = _feature_rows("face_features", face_features, n, self._face_dim)
         if feats is not None:
             self._feature_dim = int(feats.shape[1])
-            feats = _unit_rows(feats)
         if faces is not None:
             self._face_dim = int(faces.shape[1])
-            faces = _unit_rows(faces)
         return boxes, feats, faces
+
+
+def _feature_rows(
+    name: str, values: npt.ArrayLike | None, n: int, known_dim: int | None
+) -> npt.NDArray[np.float32] | None:
+    """One (n, d) feature block checked against n detections and earlier frames' d, as unit rows."""
+    if values is None:
+        return None
+    rows = np.asarray(values, dtype=np.float32)
+    if rows.size == 0 and n == 0:
+        return None
+    if rows.ndim != 2 or rows.shape[0] != n:
+        raise ValueError(f"{name} must be ({n}, d), got shape {rows.shape}")
+    if known_dim is not None and rows.shape[1] != known_dim:
+        raise ValueError(f"{name} have dimension {rows.shape[1]}, earlier frames had {known_dim}")
+    return _unit_rows(rows)
 
 
 def _unit_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Rows scaled to unit length (NaN rows stay NaN, zero rows stay zero).
 
-    Cosine distance as 1 - dot product needs unit vectors; embedders differ on whether they
-    normalise (MobileFaceNet usually does not), so the tracker does it once here.
+    Cosine distance as 1 - dot product needs unit vectors. The embedders normalise already, but
+    features may come from any source (bench, tests, a future re-id model): this is the tracker's
+    single guarantee. Not agent.vision's l2_normalize: the tracker must not import the image side.
     """
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out: npt.NDArray[np.float32] = np.divide(x, norms, out=x.copy(), where=norms > 0)
