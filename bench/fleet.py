@@ -127,8 +127,7 @@ def make_device(
     link = MqttLink(config.mqtt, topics, outbox)
 
     def emit(event: EventBase) -> None:
-        outbox.append(event)
-        link.notify()
+        link.emit(event)
 
     models = ModelService(config, emit, embedder=embedder)
     for topic in models.topics(topics):

@@ -103,8 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         link = MqttLink(config.mqtt, topics, outbox)
 
         def emit(event: EventBase) -> None:
-            outbox.append(event, topic=topics.events)
-            link.notify()
+            link.emit(event)
 
         service = ModelService(config, emit=emit, embedder=emb.embedder)
         first = model_a.sign(

@@ -300,8 +300,7 @@ class AgentApp:
     def _emit(self, event: EventBase) -> None:
         r = self._res
         summary = self.summary
-        stored = r.outbox.append(event, topic=r.topics.events)
-        r.link.notify()
+        stored = r.link.emit(event)
         summary.events += 1
         kind = str(getattr(stored, "type", "event"))
         summary.events_by_type[kind] = summary.events_by_type.get(kind, 0) + 1
