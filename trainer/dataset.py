@@ -97,7 +97,11 @@ def pad_image(image: Frame, fraction: float) -> Frame:
 
 
 class EmbeddingCache:
-    """`<root>/<settings key>/<sha256>.npz` holding a photo's face boxes, scores and embeddings."""
+    """`<root>/<settings key>/<sha256>.npz` holding the embeddings of a photo's faces, one row each.
+
+    Older entries also hold a `faces` count (always the row count); it is ignored, so existing
+    caches stay valid without a format bump.
+    """
 
     def __init__(self, root: Path | None, settings: dict[str, object]) -> None:
         key = hashlib.sha256(json.dumps({"v": CACHE_FORMAT, **settings}, sort_keys=True).encode()).hexdigest()
@@ -105,6 +109,7 @@ class EmbeddingCache:
         self.dir = None if root is None else root / f"{settings.get('embedder_id', 'emb')}-{key[:12]}"
         self.hits = 0
         self.misses = 0
+        self._ready = False
 
     def _failed(self, exc: OSError) -> CacheError:
         # os.replace names the temp file first; the entry it could not become is the news.
@@ -113,35 +118,35 @@ class EmbeddingCache:
         return CacheError(f"cannot use embedding cache {self.root}: {where}{exc.strerror or exc}")
 
     def ensure(self) -> None:
-        """Create the cache directory now, so an unusable one fails before any photo is embedded."""
-        if self.dir is None:
+        """Create the cache directory (once), so an unusable one fails before any photo is embedded."""
+        if self.dir is None or self._ready:
             return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._failed(exc) from exc
+        self._ready = True
 
-    def get(self, digest: str) -> tuple[int, npt.NDArray[np.float32]] | None:
+    def get(self, digest: str) -> npt.NDArray[np.float32] | None:
         if self.dir is None:
             return None
         path = self.dir / f"{digest}.npz"
         try:
             with np.load(path, allow_pickle=False) as data:
-                faces = int(data["faces"])
                 embeddings = np.asarray(data["embeddings"], dtype=np.float32)
         except (OSError, KeyError, ValueError):
             return None
         self.hits += 1
-        return faces, embeddings
+        return embeddings
 
-    def put(self, digest: str, faces: int, embeddings: npt.NDArray[np.float32]) -> None:
+    def put(self, digest: str, embeddings: npt.NDArray[np.float32]) -> None:
         if self.dir is None:
             return
+        self.ensure()
         final = self.dir / f"{digest}.npz"
         temp = self.dir / f".{digest}.{os.getpid()}.tmp.npz"
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            np.savez(temp, faces=np.int64(faces), embeddings=embeddings)
+            np.savez(temp, embeddings=embeddings)
             os.replace(temp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -206,7 +211,7 @@ class FaceEmbedding:
         digest = hashlib.sha256(data).hexdigest()
         cached = self.cache.get(digest)
         if cached is not None:
-            return cached[1]
+            return cached
         self.cache.misses += 1
         try:
             image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -218,7 +223,7 @@ class FaceEmbedding:
         frame = pad_image(np.asarray(image, dtype=np.uint8), self.pad)
         faces: list[FaceDetection] = self.detector.detect(frame)
         embeddings = np.asarray(self.embedder.embed(frame, faces), dtype=np.float32).reshape(-1, self.dim)
-        self.cache.put(digest, len(faces), embeddings)
+        self.cache.put(digest, embeddings)
         return embeddings
 
     def samples(
