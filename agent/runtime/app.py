@@ -462,6 +462,9 @@ class AgentApp:
         loop = asyncio.get_running_loop()
         for sig in r.signals:
             loop.remove_signal_handler(sig)
+        # `_finish` stops it on a clean run; a failed frame loop never gets there.
+        with contextlib.suppress(Exception):
+            await r.announcer.stop()
         for task in r.tasks:
             task.cancel()
         for task in r.tasks:
