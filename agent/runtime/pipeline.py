@@ -27,7 +27,8 @@ from agent.runtime.event_builder import EventBuilder, FrameStamp
 from agent.runtime.identity import IdentityResolver
 from agent.runtime.source import SourceFrame
 from agent.tracking import Tracker, TrackView
-from agent.vision.types import BBox, FaceDetection, FaceDetector, FaceEmbedder, Frame, PersonDetector
+from agent.tracking.iou_matching import iou_matrix
+from agent.vision.types import FaceDetection, FaceDetector, FaceEmbedder, Frame, PersonDetector
 
 # A person box overlapping a known track less than this is treated as someone new.
 NEWCOMER_IOU = 0.3
@@ -78,8 +79,20 @@ class Analysis:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def _iou_tlwh(a: tuple[float, float, float, float], b: npt.NDArray[np.float64]) -> float:
-    return BBox.from_tlwh(*a).iou(BBox.from_tlwh(*(float(v) for v in b[:4])))
+def _needing_face(boxes_tlwh: npt.NDArray[np.float64], hints: list[TrackHint]) -> npt.NDArray[np.bool_]:
+    """Per person box: does it want a face look? A box takes the hint of the track it overlaps
+    most; one overlapping no track by NEWCOMER_IOU is someone new and always does."""
+    n = len(boxes_tlwh)
+    if not hints:
+        return np.ones(n, dtype=bool)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    hint_boxes = np.array([h.tlwh for h in hints], dtype=np.float64)
+    iou = iou_matrix(boxes_tlwh, hint_boxes)
+    best = iou.argmax(axis=1)
+    hint_needs = np.array([h.needs_face for h in hints], dtype=bool)
+    out: npt.NDArray[np.bool_] = (iou[np.arange(n), best] < NEWCOMER_IOU) | hint_needs[best]
+    return out
 
 
 class FrameAnalyzer:
@@ -118,7 +131,7 @@ class FrameAnalyzer:
         if classifier is not None:
             analysis.classifier_version = classifier.version
 
-        needing = [i for i in range(n) if self._needs_face(boxes[i], hints)]
+        needing = set(np.flatnonzero(_needing_face(boxes, hints)).tolist())
         if not needing:
             return analysis
         analysis.faces_checked = True
@@ -147,17 +160,6 @@ class FrameAnalyzer:
             for (det_index, _), pred in zip(wanted, predictions, strict=True):
                 analysis.predictions[det_index] = FacePrediction(str(pred.label), float(pred.confidence))
         return analysis
-
-    @staticmethod
-    def _needs_face(box: npt.NDArray[np.float64], hints: list[TrackHint]) -> bool:
-        best_iou, best = 0.0, None
-        for hint in hints:
-            iou = _iou_tlwh(hint.tlwh, box)
-            if iou > best_iou:
-                best_iou, best = iou, hint
-        if best is None or best_iou < NEWCOMER_IOU:
-            return True
-        return best.needs_face
 
 
 @dataclass(slots=True)
