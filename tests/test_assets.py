@@ -110,7 +110,7 @@ def test_manifest_covers_the_mirror_with_the_same_hashes(manifest: Manifest, mir
         line.split(None, 1)[1].removeprefix("./"): line.split(None, 1)[0]
         for line in sums_file.read_text().splitlines()
     }
-    listed = {a.path: a.sha256 for a in manifest.assets if a.group != "reference"}
+    listed = {a.path: a.sha256 for a in manifest.assets if a.group not in ("coral", "openface")}
     assert listed == sums
     runtime = {a.path for a in manifest.select(["runtime"])}
     assert runtime == {
@@ -121,9 +121,10 @@ def test_manifest_covers_the_mirror_with_the_same_hashes(manifest: Manifest, mir
         "models/face_detection_short_range.tflite",
         "models/mobilefacenet_128d.tflite",
     }
-    reference = manifest.select(["reference"])
-    assert len(reference) == 5 and all(a.sha256 is None for a in reference)
-    assert sum(a.git_blob_sha1 is not None for a in reference) == 4
+    coral = manifest.select(["coral"])
+    assert len(coral) == 4 and all(a.sha256 is None and a.git_blob_sha1 for a in coral)
+    (openface,) = manifest.select(["openface"])
+    assert openface.sha256 is None and openface.git_blob_sha1 is None
     assert all(a.sources for a in manifest.assets), "every asset needs an upstream source"
 
 
@@ -360,7 +361,7 @@ def test_cli_dest_defaults_to_the_configured_assets_dir(
         ('sources = ["pypi:dist#path"]', "expected pypi:DIST==VERSION#PATH"),
         ('sources = ["deb:pkg#path"]', "expected deb:PACKAGE=VERSION#PATH"),
         ('path = "../escape.bin"', "must be a relative path inside the assets directory"),
-        ('group = "extras"', "group: Input should be 'runtime', 'testdata' or 'reference'"),
+        ('group = "extras"', "group: Input should be 'runtime', 'testdata', 'coral' or 'openface'"),
         ('sha256 = "abc"', "sha256: String should match pattern"),
     ],
 )

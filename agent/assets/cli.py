@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="GROUP",
         help=f"asset group to fetch, repeatable or comma-separated: {', '.join(GROUPS)} or all "
-        f"(default: {' + '.join(DEFAULT_GROUPS)}; reference models are never fetched by default)",
+        f"(default: {' + '.join(DEFAULT_GROUPS)}; coral and openface models are never fetched by default)",
     )
     parser.add_argument(
         "--mirror",
