@@ -100,7 +100,8 @@ class DetectionConfig(Section):
     # --confidence in the original script: minimum person detection score.
     confidence: float = Field(0.5, ge=0.0, le=1.0)
     face_confidence: float = Field(0.6, ge=0.0, le=1.0)
-    # BlazeFace weighted-NMS overlap (MediaPipe's 0.3); blends overlapping anchors into one face.
+    # Face NMS overlap for either face detector kind: BlazeFace's weighted NMS (MediaPipe's 0.3)
+    # blends overlapping anchors into one face; the SSD face model gets a plain extra NMS.
     face_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     # --nms_threshold: detections overlapping more than this are suppressed (1.0 disables).
     nms_threshold: float = Field(1.0, ge=0.0, le=1.0)

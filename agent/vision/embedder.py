@@ -16,7 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.vision.alignment import Alignment, align_face
-from agent.vision.inference import ModelLoadError, ModelNotFoundError, TfliteModel, missing_model_message
+from agent.vision.inference import (
+    Backend,
+    ModelLoadError,
+    ModelNotFoundError,
+    TfliteModel,
+    missing_model_message,
+)
 from agent.vision.types import FaceDetection, FloatArray, Frame
 
 
@@ -72,6 +78,10 @@ class MobileFaceNetEmbedder(_AlignedCropEmbedder):
         return self._dim
 
     @property
+    def backend(self) -> Backend:
+        return self.model.backend
+
+    @property
     def embedder_id(self) -> str:
         crop = "arcface112" if self.alignment == "keypoints" else f"{self.alignment}112"
         if self.alignment == "margin":
@@ -114,13 +124,17 @@ class OpenFaceEmbedder(_AlignedCropEmbedder):
         self._net = net
         self._lock = threading.Lock()
         self.path = path
-        self.backend = "cpu"
         self.alignment: Alignment = alignment
         self.margin = margin
 
     @property
     def dim(self) -> int:
         return 128
+
+    @property
+    def backend(self) -> Backend:
+        # OpenCV's DNN module runs the .t7 on the CPU; there is no Edge TPU build of it.
+        return "cpu"
 
     @property
     def embedder_id(self) -> str:

@@ -48,7 +48,7 @@ def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetec
                 model,
                 class_ids=None,
                 min_score=config.detection.face_confidence,
-                nms_threshold=config.detection.nms_threshold,
+                nms_threshold=config.detection.face_nms_threshold,
             )
         )
     return BlazeFaceDetector(
@@ -74,12 +74,10 @@ def build_vision_stack(config: AgentConfig) -> VisionStack:
     person = build_person_detector(config)
     face = build_face_detector(config)
     embedder = build_embedder(config)
-    backends: dict[str, Backend | str] = {
+    backends: dict[str, Backend] = {
         "person_detector": person.model.backend,
         "face_detector": face.model.backend,
-        "embedder": embedder.model.backend
-        if isinstance(embedder, MobileFaceNetEmbedder)
-        else embedder.backend,
+        "embedder": embedder.backend,
     }
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, face, embedder, backend, {k: str(v) for k, v in backends.items()})
+    return VisionStack(person, face, embedder, backend, dict(backends))
