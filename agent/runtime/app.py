@@ -119,8 +119,6 @@ class _Resources:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     signals: list[signal.Signals] = field(default_factory=list)
     pending_writes: list[Future[None]] = field(default_factory=list)
-    # Only its index is used: the tracks still alive at the end end on the last frame tracked.
-    last_stamp: FrameStamp = field(default_factory=lambda: FrameStamp(0, datetime.now(UTC)))
 
 
 class AgentApp:
@@ -396,7 +394,6 @@ class AgentApp:
             analysis = await future
             stamp = FrameStamp(frame.index, datetime.now(UTC) if not r.source.is_live else frame.ts)
             result = r.stage.step(analysis, stamp)
-            r.last_stamp = stamp
             for event in result.events:
                 self._emit(event)
             if analysis.classifier_version is not None:
@@ -419,7 +416,8 @@ class AgentApp:
         r = self._res
         summary = self.summary
         r.source.stop()
-        for event in r.stage.finish(FrameStamp(r.last_stamp.index, datetime.now(UTC))):
+        # The tracks still alive end on the last frame tracked.
+        for event in r.stage.finish(FrameStamp(r.stage.last_index, datetime.now(UTC))):
             self._emit(event)
         for pending in r.pending_writes:
             await asyncio.wrap_future(pending)

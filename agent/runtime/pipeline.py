@@ -186,6 +186,7 @@ class TrackingStage:
         self.face_recheck_every = max(1, face_recheck_every)
         self._tracks: list[TrackView] = []
         self._last_face_check: dict[int, int] = {}
+        # Index of the last frame stepped: tracks alive at the end of input end on it.
         self.last_index = 0
 
     @property
