@@ -85,10 +85,6 @@ class ModelService:
     def staged_version(self) -> str | None:
         return self._staged.bundle.version if self._staged is not None else None
 
-    @property
-    def trusted_key_ids(self) -> list[str]:
-        return sorted(self._trusted)
-
     def topics(self, topics: Topics) -> list[str]:
         """The topics to subscribe `handle_message` to: this device's and the fleet's model topic."""
         return [topics.model, topics.fleet_model]

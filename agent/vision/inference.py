@@ -18,12 +18,9 @@ import structlog
 
 try:
     from ai_edge_litert.interpreter import Interpreter, load_delegate
-
-    RUNTIME = "ai-edge-litert"
 except ImportError:  # pragma: no cover - only on images that ship tflite_runtime instead
     from tflite_runtime.interpreter import Interpreter, load_delegate
 
-    RUNTIME = "tflite-runtime"
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 EDGETPU_SUFFIX = "_edgetpu.tflite"
@@ -51,10 +48,6 @@ class TensorSpec:
     dtype: np.dtype[Any]
     scale: float
     zero_point: int
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale != 0.0
 
 
 def cpu_twin(path: Path) -> Path:
