@@ -358,15 +358,15 @@ class AgentApp:
         r = self._res
         loop = asyncio.get_running_loop()
         submitted = 0
+        # One waiter for the whole run, raced against each frame read.
+        stop_wait = asyncio.ensure_future(self._stop.wait())
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and submitted >= self.max_frames:
                     self.stopped_by = "max frames"
                     break
                 next_frame = asyncio.ensure_future(r.source.next())
-                stop_wait = asyncio.ensure_future(self._stop.wait())
                 done, _ = await asyncio.wait({next_frame, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
                 if next_frame not in done:
                     next_frame.cancel()
                     break
@@ -384,6 +384,7 @@ class AgentApp:
                 await r.in_flight.put((frame, future))
                 submitted += 1
         finally:
+            stop_wait.cancel()
             await r.in_flight.put(None)
 
     async def _consume(self) -> None:
