@@ -310,11 +310,14 @@ class AgentApp:
     def _status_fields(self) -> dict[str, Any]:
         r = self._res
         live = r.stage.tracks
+        confirmed = sum(1 for t in live if t.is_confirmed)
+        link = r.link.stats
         return {
             "state": "stopping" if self._stop.is_set() else "running",
-            "tracks": sum(1 for t in live if t.state == "confirmed"),
-            "tracks_tentative": sum(1 for t in live if t.state != "confirmed"),
-            "identified": sorted({r.stage.resolver.label_of(t.track_id) for t in live} - {"unknown"}),
+            "tracks": confirmed,
+            "tracks_tentative": len(live) - confirmed,
+            # The resolver drops every track the tracker no longer reports, so its holders are live.
+            "identified": sorted(r.stage.resolver.holders()),
             "backend": r.stack.backend,
             "backends": r.stack.backends,
             "inference_workers": r.pool.size,
@@ -330,7 +333,7 @@ class AgentApp:
                 "reconnects": r.source.stats.reconnects,
                 "last_error": r.source.stats.last_error,
             },
-            "mqtt": {k: r.link.stats[k] for k in ("connected", "reconnects", "published", "last_error")},
+            "mqtt": {k: link[k] for k in ("connected", "reconnects", "published", "last_error")},
         }
 
     async def _publish_status_loop(self) -> None:
