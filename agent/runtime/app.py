@@ -166,6 +166,7 @@ class AgentApp:
             cfg.pipeline.input,
             frame_stride=cfg.pipeline.frame_stride,
             capture_factory=self._capture_factory,
+            # Shared with MQTT (one backoff policy, one pair of knobs) until [pipeline] gets its own.
             reconnect_min_s=cfg.mqtt.reconnect_min_s,
             reconnect_max_s=cfg.mqtt.reconnect_max_s,
             logger=self.log,

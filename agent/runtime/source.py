@@ -101,7 +101,7 @@ class FrameSource:
         self._factory = capture_factory or _opencv_capture
         self._queue_size = max(1, queue_size)
         self._reconnect_min_s = reconnect_min_s
-        self._reconnect_max_s = max(reconnect_max_s, reconnect_min_s)
+        self._reconnect_max_s = reconnect_max_s
         self._log = logger or logging.getLogger("facetrack.source")
         self.stats = SourceStats()
         self.fps: float = 0.0
@@ -255,11 +255,16 @@ class FrameSource:
                 f"decoding stopped at frame {frames_consumed} of {expected}: the file is truncated or corrupt"
             )
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self._reconnect_max_s, self._reconnect_min_s * 2.0 ** min(attempt, 16))
-        return base * (0.5 + random.random() / 2)  # jitter: many agents must not retry in step
-
     def _run_live(self) -> None:
+        # Here, not at the top: the MQTT stack is slow to import and files never reconnect.
+        from agent.runtime.mqtt_link import backoff_delay
+
+        rng = random.Random()
+
+        def backoff(attempt: int) -> float:
+            # Full jitter: a fleet whose cameras dropped together must not retry in step.
+            return backoff_delay(attempt + 1, self._reconnect_min_s, self._reconnect_max_s, rng)
+
         index = 0
         attempt = 0
         while not self._stop.is_set():
@@ -267,7 +272,7 @@ class FrameSource:
             if not capture.isOpened():
                 capture.release()
                 self._report_down(f"cannot open {self.kind} {self.spec!r}", attempt)
-                self._stop.wait(self._backoff(attempt))
+                self._stop.wait(backoff(attempt))
                 attempt += 1
                 continue
             self._capture = capture
@@ -290,7 +295,7 @@ class FrameSource:
             if self._stop.is_set():
                 return
             self._report_down(f"{self.kind} {self.spec!r} stopped delivering frames", attempt)
-            self._stop.wait(self._backoff(attempt))
+            self._stop.wait(backoff(attempt))
             attempt += 1
 
     def _report_down(self, message: str, attempt: int) -> None:
