@@ -190,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
     from agent.devtools.mosquitto import MosquittoBroker
-    from agent.runtime.cli import setup_logging
+    from agent.logging_setup import configure_logging
 
-    setup_logging("error", "console")
+    configure_logging("error", "console")
     overrides: dict[str, Any] = {"device_id": "bench", "status": {"interval_s": 3600.0}}
     if args.assets is not None:
         overrides["assets_dir"] = args.assets

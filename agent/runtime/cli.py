@@ -159,33 +159,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def setup_logging(level: str, fmt: str) -> None:
-    import importlib
-
-    try:
-        module = importlib.import_module("agent.logging_setup")
-    except ImportError:
-        import logging
-
-        import structlog
-
-        structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        )
-        return
-    module.configure_logging(level, fmt)
-
-
 def main(args: argparse.Namespace) -> int:
     from agent.config import ConfigError, load_config
+    from agent.logging_setup import configure_logging
 
     try:
         config = load_config(args.config, **overrides_from_args(args))
     except ConfigError as exc:
         print(f"facetrack-agent: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log.level, config.log.format)
+    configure_logging(config.log.level, config.log.format)
     if config.log.level != "debug":
         # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
