@@ -55,8 +55,6 @@ class SourceFrame:
 
 @dataclass(slots=True)
 class SourceStats:
-    frames_read: int = 0
-    frames_delivered: int = 0
     frames_skipped: int = 0
     reconnects: int = 0
     connected: bool = False
@@ -158,7 +156,6 @@ class FrameSource:
                 self._buffer.appendleft(item)  # stay ended for every later call
             return None
         assert isinstance(item, SourceFrame)
-        self.stats.frames_delivered += 1
         return item
 
     async def next(self) -> SourceFrame | None:
@@ -191,7 +188,6 @@ class FrameSource:
         self.size = (int(image.shape[1]), int(image.shape[0]))
 
     def _frame(self, index: int, image: npt.NDArray[np.uint8]) -> SourceFrame:
-        self.stats.frames_read += 1
         return SourceFrame(index=index, image=image, ts=datetime.now(UTC), captured_at=time.monotonic())
 
     def _run(self) -> None:
