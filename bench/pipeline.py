@@ -36,11 +36,9 @@ import cv2
 import numpy as np
 
 from agent.config import AgentConfig, load_config
-from agent.runtime.event_builder import EventBuilder, FrameStamp
-from agent.runtime.identity import IdentityResolver
+from agent.runtime.event_builder import FrameStamp
 from agent.runtime.pipeline import ClassifierLike, FrameAnalyzer, TrackingStage
 from agent.runtime.source import SourceFrame
-from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 
 VIDEOS = {"vtest": "data/video/vtest.avi", "hamilton": "data/video/hamilton_clip.mp4"}
@@ -49,15 +47,6 @@ MODEL_STAGES = ("person_ms", "face_ms", "embed_ms", "classify_ms")
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
-
-
-def _stage(config: AgentConfig) -> TrackingStage:
-    return TrackingStage(
-        Tracker(TrackerParams.from_config(config.tracker, config.detection)),
-        IdentityResolver(config.identity.min_votes, config.identity.min_confidence),
-        EventBuilder("bench"),
-        config.pipeline.face_recheck_every,
-    )
 
 
 def run_sequential(
@@ -69,10 +58,8 @@ def run_sequential(
     original: bool,
 ) -> dict[str, Any]:
     """One thread, one frame at a time. `original`: faces on every frame, for every person."""
-    analyzer = FrameAnalyzer(
-        stack.person_detector, stack.face_detector, stack.embedder, ColorHistogramEncoder()
-    )
-    stage = _stage(config)
+    analyzer = FrameAnalyzer.from_stack(stack)
+    stage = TrackingStage.from_config(config)
     capture = cv2.VideoCapture(str(video))
     stages: dict[str, list[float]] = {}
     done = 0

@@ -32,8 +32,7 @@ import structlog
 from agent.config import AgentConfig
 from agent.events.schema import EventBase
 from agent.runtime.annotate import AnnotatedVideoWriter, draw
-from agent.runtime.event_builder import EventBuilder, FrameStamp
-from agent.runtime.identity import IdentityResolver
+from agent.runtime.event_builder import FrameStamp
 from agent.runtime.pipeline import (
     Analysis,
     ClassifierLike,
@@ -44,7 +43,6 @@ from agent.runtime.pipeline import (
 )
 from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
 from agent.runtime.status import StatusMonitor
-from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
@@ -179,10 +177,7 @@ class AgentApp:
         first = self._vision or build_vision_stack(cfg)
         workers = 1 if first.backend == "edgetpu" or self._vision is not None else cfg.inference.workers
         stacks = [first] + [build_vision_stack(cfg) for _ in range(workers - 1)]
-        analyzers = [
-            FrameAnalyzer(s.person_detector, s.face_detector, s.embedder, ColorHistogramEncoder())
-            for s in stacks
-        ]
+        analyzers = [FrameAnalyzer.from_stack(s) for s in stacks]
         return analyzers, first
 
     async def run(self) -> int:
@@ -254,12 +249,7 @@ class AgentApp:
                 topics=topics,
                 link=link,
                 announcer=HomeAssistantAnnouncer(cfg.homeassistant, topics, link),
-                stage=TrackingStage(
-                    Tracker(TrackerParams.from_config(cfg.tracker, cfg.detection)),
-                    IdentityResolver(cfg.identity.min_votes, cfg.identity.min_confidence),
-                    EventBuilder(cfg.device_id),
-                    cfg.pipeline.face_recheck_every,
-                ),
+                stage=TrackingStage.from_config(cfg),
                 monitor=StatusMonitor(window=self._status_window),
                 inference=inference,
                 drawing=drawing,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,13 @@ from agent.runtime.binding import bind_faces
 from agent.runtime.event_builder import EventBuilder, FrameStamp
 from agent.runtime.identity import IdentityResolver
 from agent.runtime.source import SourceFrame
-from agent.tracking import Tracker, TrackView
+from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams, TrackView
 from agent.tracking.iou_matching import iou_matrix
 from agent.vision.types import FaceDetection, FaceDetector, FaceEmbedder, Frame, PersonDetector
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.vision.factory import VisionStack
 
 # A person box overlapping a known track less than this is treated as someone new.
 NEWCOMER_IOU = 0.3
@@ -107,6 +111,11 @@ class FrameAnalyzer:
         self.face_detector = face_detector
         self.embedder = embedder
         self.appearance = appearance
+
+    @classmethod
+    def from_stack(cls, stack: VisionStack) -> FrameAnalyzer:
+        """An analyzer on one vision stack's models, with the tracker's colour-histogram appearance."""
+        return cls(stack.person_detector, stack.face_detector, stack.embedder, ColorHistogramEncoder())
 
     def analyze(
         self,
@@ -188,6 +197,16 @@ class TrackingStage:
         self._last_face_check: dict[int, int] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
         self.last_index = 0
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> TrackingStage:
+        """A fresh stage (no tracks, no votes) for `config`'s device, tracker and identity settings."""
+        return cls(
+            Tracker(TrackerParams.from_config(config.tracker, config.detection)),
+            IdentityResolver(config.identity.min_votes, config.identity.min_confidence),
+            EventBuilder(config.device_id),
+            config.pipeline.face_recheck_every,
+        )
 
     @property
     def tracks(self) -> list[TrackView]:
