@@ -15,6 +15,12 @@ from agent.vision.types import BBox
 # identity voting
 
 
+def test_unknown_is_the_classifier_label() -> None:
+    from agent.classifier.classifier import UNKNOWN as CLASSIFIER_UNKNOWN
+
+    assert UNKNOWN == CLASSIFIER_UNKNOWN
+
+
 def test_no_announcement_before_min_votes() -> None:
     r = IdentityResolver(min_votes=3, min_confidence=0.5)
     assert r.observe(1, "ana", 0.9) == []
