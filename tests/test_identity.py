@@ -5,20 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from agent.classifier.labels import UNKNOWN
 from agent.events.schema import IdentityEvent, TrackEnded, TrackStarted, parse_event
 from agent.runtime.binding import bind_faces
 from agent.runtime.event_builder import EventBuilder, FrameStamp
-from agent.runtime.identity import UNKNOWN, IdentityChange, IdentityResolver
+from agent.runtime.identity import IdentityChange, IdentityResolver
 from agent.vision.types import BBox
 
 # ---------------------------------------------------------------------------------------------
 # identity voting
-
-
-def test_unknown_is_the_classifier_label() -> None:
-    from agent.classifier.classifier import UNKNOWN as CLASSIFIER_UNKNOWN
-
-    assert UNKNOWN == CLASSIFIER_UNKNOWN
 
 
 def test_no_announcement_before_min_votes() -> None:

@@ -22,10 +22,10 @@ import skops.io as sio
 from agent.classifier.bundle import Manifest
 from agent.classifier.errors import BundleError, RejectCode
 
-UNKNOWN = "unknown"
-# Class name of the people trained from --negatives: never reported, always "unknown".
-REJECTED_CLASS = "__rejected__"
-RESERVED_LABELS = frozenset({UNKNOWN, REJECTED_CLASS})
+# Re-exported: the trainer and tests know these labels as the classifier's.
+from agent.classifier.labels import REJECTED_CLASS as REJECTED_CLASS
+from agent.classifier.labels import RESERVED_LABELS as RESERVED_LABELS
+from agent.classifier.labels import UNKNOWN as UNKNOWN
 
 # Every non-default type a trainer-made payload may contain. skops refuses anything else.
 TRUSTED_TYPES: list[str] = [

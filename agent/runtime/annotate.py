@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from agent.runtime.identity import UNKNOWN
+from agent.classifier.labels import UNKNOWN
 from agent.tracking import TrackView
 from agent.vision.types import FaceDetection
 

@@ -18,8 +18,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from agent.classifier.labels import UNKNOWN
 from agent.events.schema import EventBase, IdentityEvent, TrackEnded, TrackStarted
-from agent.runtime.identity import UNKNOWN, IdentityChange
+from agent.runtime.identity import IdentityChange
 
 
 class TrackLike(Protocol):

@@ -19,10 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# The classifier's "no one we know" label (agent.classifier.classifier.UNKNOWN; a test keeps them
-# equal). Not imported from there: that module pulls in skops/scikit-learn (1.2 s), which would
-# come before the input is opened and slow the one-line error for a bad --input from 0.8 s to 2 s.
-UNKNOWN = "unknown"
+from agent.classifier.labels import UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
