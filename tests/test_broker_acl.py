@@ -683,7 +683,7 @@ async def test_agent_and_trainer_end_to_end_over_tls(
     config = tmp_path / "config.toml"
     config.write_text(
         f'device_id = "pi-a"\nassets_dir = "{assets_dir}"\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[pipeline]\ninput = "{asset("data/video/hamilton_clip.mp4")}"\nloop = true\n'
+        f'[pipeline]\ninput = "{asset("data/video/hamilton_clip.mp4")}"\n'
         f'[mqtt]\nhost = "localhost"\nport = {fleet_broker.port}\nusername = "pi-a"\n'
         f'password_file = "{client / "password"}"\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\n'
         f'[mqtt.tls]\nca_file = "{client / "ca.crt"}"\ncert_file = "{client / "client.crt"}"\n'
