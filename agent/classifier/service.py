@@ -129,14 +129,16 @@ class ModelService:
                 return
             loop = asyncio.get_running_loop()
             newest = self.staged_version or self.current_version
-            claimed = _claimed_version(payload)
             try:
                 bundle = await loop.run_in_executor(self._executor, self._verify_and_install, payload, newest)
             except BundleError as exc:
-                self._reject(topic, claimed, exc.code, exc.reason)
+                # Parsed again only on this rare path: the accepted path parses once, in the executor.
+                self._reject(topic, _claimed_version(payload), exc.code, exc.reason)
                 return
             except OSError as exc:
-                self._reject(topic, claimed, RejectCode.INSTALL_FAILED, f"could not install: {exc}")
+                self._reject(
+                    topic, _claimed_version(payload), RejectCode.INSTALL_FAILED, f"could not install: {exc}"
+                )
                 return
             self._staged = _Staged(bundle, arrived, self.current_version)
             self._log.info(
