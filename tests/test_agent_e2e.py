@@ -511,3 +511,26 @@ def test_sigint_stops_cleanly_and_keeps_every_event(
     started = {e["track_id"] for e in events if e["type"] == "track_started"}
     assert started and started == {e["track_id"] for e in events if e["type"] == "track_ended"}
     assert sub.last("availability") == b"stopped"
+
+
+def test_json_logs_are_json_only_even_what_the_tflite_runtime_prints(tmp_path: Path, hamilton: Path) -> None:
+    """LiteRT's C++ code writes to stderr on its own ("INFO: Created TensorFlow Lite XNNPACK
+    delegate"): with --log-format json every stderr line must still be a JSON object, and what the
+    runtime said arrives as a structured record."""
+    closed_port = MosquittoBroker().port
+    result = subprocess.run(
+        [
+            *[sys.executable, "-m", "agent", "run", "--input", str(hamilton), "--max-frames", "5"],
+            *["--state-dir", str(tmp_path / "state"), "--broker", f"127.0.0.1:{closed_port}"],
+            *["--flush-timeout", "0.1", "--log-format", "json", "--log-level", "debug"],
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # raises on any plain-text line
+    runtime = [r for r in records if r["event"] == "tflite_runtime_message"]
+    assert runtime and all(r["message"].startswith("INFO:") for r in runtime)

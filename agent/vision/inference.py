@@ -6,8 +6,12 @@ already ships. The Edge TPU path is only: load the delegate, or fail/fall back t
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +150,34 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
+@contextlib.contextmanager
+def _native_stderr_as_log(model: str) -> Iterator[None]:
+    """LiteRT's C++ runtime writes to file descriptor 2 itself (for example "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU."), which would put a plain-text line into the JSON
+    log stream and after one-line CLI errors. While a model is built, fd 2 goes to a temporary
+    file; what the runtime said is then logged as structured lines (INFO at debug level)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to protect
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            said = capture.read().decode(errors="replace")
+    for line in filter(None, (text.strip() for text in said.splitlines())):
+        if line.startswith("INFO:"):
+            _log.debug("tflite_runtime_message", model=model, message=line)
+        else:
+            _log.warning("tflite_runtime_message", model=model, message=line)
+
+
 def load_model(path: Path, *, threads: int = 2, allow_cpu_fallback: bool = False) -> TfliteModel:
     """Load `path` on the Edge TPU when its name ends in `_edgetpu.tflite`, else on the CPU.
 
@@ -160,23 +192,27 @@ def load_model(path: Path, *, threads: int = 2, allow_cpu_fallback: bool = False
         except (ValueError, OSError, RuntimeError) as exc:
             return _cpu_fallback(path, threads, allow_cpu_fallback, reason=str(exc) or type(exc).__name__)
         try:
-            interpreter = Interpreter(
-                model_path=str(path), experimental_delegates=[delegate], num_threads=threads
-            )
+            with _native_stderr_as_log(path.name):
+                model = TfliteModel(
+                    Interpreter(model_path=str(path), experimental_delegates=[delegate], num_threads=threads),
+                    path,
+                    "edgetpu",
+                )
         except (ValueError, RuntimeError) as exc:  # e.g. compiled for a newer Edge TPU runtime
             return _cpu_fallback(path, threads, allow_cpu_fallback, reason=str(exc) or type(exc).__name__)
         _log.info("model_loaded", model=path.name, backend="edgetpu")
-        return TfliteModel(interpreter, path, "edgetpu")
+        return model
     return _load_cpu(path, threads)
 
 
 def _load_cpu(path: Path, threads: int) -> TfliteModel:
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        with _native_stderr_as_log(path.name):
+            model = TfliteModel(Interpreter(model_path=str(path), num_threads=threads), path, "cpu")
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"model file {path} is not a loadable TFLite model: {exc}") from None
     _log.debug("model_loaded", model=path.name, backend="cpu", threads=threads)
-    return TfliteModel(interpreter, path, "cpu")
+    return model
 
 
 def _cpu_fallback(path: Path, threads: int, allowed: bool, *, reason: str) -> TfliteModel:
