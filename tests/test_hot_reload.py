@@ -243,6 +243,37 @@ async def test_bad_bundles_rejected_old_model_serving(
     assert not agent.of(ModelApplied)
 
 
+async def test_a_superseded_bundle_replayed_is_not_a_rejection(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    """The device ran A (from the fleet topic), then got B on its own topic. On every restart the
+    broker redelivers both retained messages; A is older than B, but it is the very bundle this
+    device installed and replaced, so it is ignored, not reported as a rejection each time. An
+    older bundle the device never had is still refused with older_version."""
+    replaced = agent.service.store.path_for(V_OLD).read_bytes()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe("facetrack/+/events", qos=1)
+        await client.publish(
+            "facetrack/cam-1/model", bundle_from(models["b"], emb, key, version=V_NEW), qos=1
+        )
+        applied = await _next_model_event(client)
+        assert isinstance(applied, ModelApplied) and applied.model_version == V_NEW
+        await client.publish("facetrack/all/model", replaced, qos=1, retain=True)
+        with pytest.raises(TimeoutError):
+            await _next_model_event(client, timeout_s=1.5)
+        never_had = bundle_from(models["a"], emb, key, version="20260115T000000Z")
+        await client.publish("facetrack/all/model", never_had, qos=1, retain=True)
+        rejected = await _next_model_event(client)
+        assert isinstance(rejected, ModelRejected) and rejected.code == "older_version"
+        await client.publish("facetrack/all/model", b"", qos=1, retain=True)
+    assert agent.service.current_version == V_NEW
+    assert len(agent.of(ModelRejected)) == 1
+
+
 async def _next_model_event(client: aiomqtt.Client, timeout_s: float = 5.0) -> EventBase:
     async with asyncio.timeout(timeout_s):
         async for message in client.messages:

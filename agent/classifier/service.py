@@ -133,7 +133,14 @@ class ModelService:
                 bundle = await loop.run_in_executor(self._executor, self._verify_and_install, payload, newest)
             except BundleError as exc:
                 # Parsed again only on this rare path: the accepted path parses once, in the executor.
-                self._reject(topic, _claimed_version(payload), exc.code, exc.reason)
+                claimed = _claimed_version(payload)
+                if exc.code == RejectCode.OLDER_VERSION and self._installed_before(claimed, payload):
+                    # A bundle this device installed and has since replaced: the retained message
+                    # on the other model topic (fleet vs own), redelivered on every start. Old
+                    # news, not a push to refuse; reporting it would raise an alarm each restart.
+                    self._log.info("model_superseded_replay", topic=topic, version=claimed)
+                    return
+                self._reject(topic, claimed, exc.code, exc.reason)
                 return
             except OSError as exc:
                 self._reject(
@@ -191,6 +198,14 @@ class ModelService:
         self._log.info("model_applied", version=manifest.model_version, apply_latency_s=round(latency, 4))
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _installed_before(self, version: str | None, payload: bytes) -> bool:
+        if version is None:
+            return False
+        try:
+            return self.store.path_for(version).read_bytes() == payload
+        except (OSError, ValueError):
+            return False
 
     def _ensure_embedder(self) -> None:
         if self._embedder_id is not None:
