@@ -26,8 +26,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import SVC
 
-from agent.classifier.classifier import REJECTED_CLASS, UNKNOWN, decide, make_payload
-from agent.classifier.verify import build_bundle
+from agent.classifier.classifier import REJECTED_CLASS, UNKNOWN, decide, dump_estimator, make_payload
+from agent.classifier.verify import sign_payload
 
 # Linear first: on L2-normalised embeddings it is usually best, and GridSearchCV breaks ties
 # toward the earliest candidate, so tiny datasets with many perfect scores get the simplest model.
@@ -84,8 +84,8 @@ class TrainingResult:
         training: dict[str, Any] | None = None,
     ) -> bytes:
         """The signed bundle for this result; `training` defaults to `summary()`."""
-        return build_bundle(
-            self.model,
+        return sign_payload(
+            dump_estimator(self.model),
             classes=self.classes,
             labels=self.labels,
             threshold=self.threshold,

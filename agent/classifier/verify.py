@@ -26,7 +26,7 @@ from agent.classifier.bundle import (
     signed_region,
     version_key,
 )
-from agent.classifier.classifier import FaceClassifier, dump_estimator, load_estimator
+from agent.classifier.classifier import FaceClassifier, load_estimator
 from agent.classifier.errors import BundleError, RejectCode
 from agent.classifier.keys import key_id
 
@@ -42,33 +42,6 @@ class VerifiedBundle:
         return self.manifest.model_version
 
 
-def build_bundle(
-    model: Any,
-    *,
-    classes: list[str],
-    labels: list[str],
-    threshold: float,
-    embedder_id: str,
-    dim: int,
-    private_key: Ed25519PrivateKey,
-    training: dict[str, Any] | None = None,
-    version: str | None = None,
-) -> bytes:
-    """Serialise `model` (classifier.make_payload) with skops and sign manifest + payload."""
-    payload = dump_estimator(model)
-    return sign_payload(
-        payload,
-        classes=classes,
-        labels=labels,
-        threshold=threshold,
-        embedder_id=embedder_id,
-        dim=dim,
-        private_key=private_key,
-        training=training,
-        version=version,
-    )
-
-
 def sign_payload(
     payload: bytes,
     *,
@@ -81,7 +54,7 @@ def sign_payload(
     training: dict[str, Any] | None = None,
     version: str | None = None,
 ) -> bytes:
-    """Sign an already-serialised payload (tests use it to sign deliberately odd payloads)."""
+    """Sign a serialised payload (`classifier.dump_estimator`; tests sign deliberately odd ones)."""
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         model_version=version or new_version(),
