@@ -1,25 +1,41 @@
-"""Benchmark a simulated fleet on one mosquitto: event throughput, fleet-wide model push, memory.
+"""Benchmark a simulated fleet on one mosquitto: connect, event throughput, fleet-wide model push, memory.
 
-    python -m bench.fleet [--devices 10,100,500] [--events 20] [--json]
+    python -m bench.fleet [--devices 10,100,500] [--events 20] [--broker shipped|plain] [--json]
 
 Each simulated device is the agent's real MQTT side, without video: its own SQLite outbox, its own
 `MqttLink` (one MQTT connection, QoS 1, the agent's in-flight window) and its own `ModelService`
 (signature check, skops load, install into its model store, model_applied / model_rejected). All
-devices run as asyncio tasks in this one process; a private mosquitto runs on a free loopback port.
+devices run as asyncio tasks in this one process; mosquitto runs on a free loopback port.
 
-Measured per fleet size N:
-- connect_s: from starting the N links until every one is connected.
+Brokers (--broker):
+- shipped (default): deploy/mosquitto/facetrack.conf as `facetrack-broker.sh init` renders it:
+  TLS 1.2 with client certificates (mutual TLS), a password per user, the fleet ACL. The script
+  itself makes the CA, the server certificate and one certificate + password + ACL block per
+  simulated device (`add-device`), exactly as for a real fleet; devices connect as themselves,
+  the trainer as `trainer`, the back-end consumers as `viewer`. Making the PKI for 500 devices takes
+  minutes: `--pki-dir DIR` keeps it for the next run (the script keeps what exists).
+- plain: a plain-TCP loopback broker without users, with raised queue limits
+  (max_queued_messages 0, max_inflight_messages 100): the cost of the transport alone.
+
+Measured per fleet size N, each on a fresh broker; every completion is taken when the event that
+completes it arrives (a timestamp in the message callback), never by polling:
+- connect_s: from starting the N links until a `viewer` subscribed to facetrack/+/availability
+  received every device's retained "online" (published right after CONNACK).
 - events_per_s: every device queues `--events` events at once (QoS 1); from waking the links until
-  two back-end consumers sharing `$share/bench/facetrack/+/events` received all N x events. Every
-  outbox must also be empty (each event PUBACKed and deleted).
+  two back-end consumers sharing `$share/bench/facetrack/+/events` received every (device, seq)
+  pair. Every outbox must then be empty (each event PUBACKed and deleted); duplicates are counted.
 - publish_all_s: `trainer.publish.publish_bundle(..., "all", expect=N)` (what `facetrack-trainer
-  publish --device all` runs): from the retained publish until every device's model_applied arrived.
-- rss_per_device_kb: resident memory added per device (RSS after the fleet connected and after the
+  publish --device all` runs), wall time including the trainer's connect; last_applied_s: from
+  the retained publish until the last device's model_applied reached the trainer.
+- rss_per_device_kb: resident memory added per device (after the fleet connected, and after the
   model was installed everywhere, minus before the fleet existed). A real agent is one process per
   Pi, so its interpreter and libraries come on top; this is the per-connection cost on one host.
 
-Simulated "frames": a ticker calls `activate_pending()` / `note_frame_classified()` on every
-device every 50 ms, as the pipeline does between frames, so model_applied is sent as in the agent.
+The bundle is a real one: the trainer's `train` on the shared enrolment photos (the demo's people:
+three reference photos and the knn training folders), embedded by the configured embedder, signed.
+Simulated frames: a ticker calls `activate_pending()` / `note_frame_classified()` on every device
+every `--frame-ms` (50 ms: a 20 fps agent), as the pipeline does between frames, so model_applied is
+sent at the first frame after verification, as in the agent.
 """
 
 from __future__ import annotations
@@ -28,10 +44,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +60,22 @@ import aiomqtt
 
 from agent.classifier.service import ModelService
 from agent.config import AgentConfig, MqttConfig
-from agent.devtools.mosquitto import MosquittoBroker
+from agent.devtools.mosquitto import MosquittoBroker, free_port
 from agent.events.schema import EventBase, IdentityEvent, utc_now
-from agent.runtime.mqtt_link import MqttLink
+from agent.runtime.credentials import resolve_login, tls_context
+from agent.runtime.mqtt_link import ONLINE, MqttClient, MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
+from bench.machine import BenchRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Bench-only broker settings: the burst must not hit mosquitto's default per-client queue of 1000.
-BROKER_EXTRA = "max_queued_messages 0\nmax_inflight_messages 100\n"
+BROKER_SCRIPT = REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"
+# Plain broker only: the burst must not hit mosquitto's default per-client queue of 1000.
+PLAIN_BROKER_EXTRA = "max_queued_messages 0\nmax_inflight_messages 100\n"
+
+
+def device_name(index: int) -> str:
+    return f"sim-{index:04d}"
 
 
 @dataclass
@@ -60,6 +87,48 @@ class SimDevice:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """Where clients connect and how each one logs in (MqttConfig, as the agent reads it)."""
+
+    host: str
+    port: int
+    broker: MosquittoBroker
+    pki: Path | None
+
+    def client_config(self, user: str | None) -> MqttConfig:
+        if self.pki is None or user is None:
+            return MqttConfig(
+                host=self.host, port=self.port, password_env="FACETRACK_BENCH_NO_PASSWORD", username=""
+            )
+        client = self.pki / "clients" / user
+        return MqttConfig(
+            host=self.host,
+            port=self.port,
+            username=user,
+            password_file=client / "password",
+            password_env="FACETRACK_BENCH_NO_PASSWORD",
+            tls={
+                "ca_file": client / "ca.crt",
+                "cert_file": client / "client.crt",
+                "key_file": client / "client.key",
+            },
+        )
+
+    def client(self, user: str, identifier: str) -> aiomqtt.Client:
+        config = self.client_config(user)
+        login = resolve_login(config)
+        return MqttClient(
+            self.host,
+            self.port,
+            username=login.username,
+            password=login.password.reveal() if login.password is not None else None,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls_context(config),
+            identifier=identifier,
+        )
+
+
 def rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -69,8 +138,6 @@ def rss_kb() -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (from /proc), to see whether the broker is the limit."""
-    import os
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -81,46 +148,72 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def make_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, Any]:
-    """A real signed bundle for the real embedder (SVM trained on synthetic embeddings)."""
-    import numpy as np
+def make_pki(directory: Path, devices: int, quiet: bool) -> float:
+    """The shipped broker's files for `devices` simulated devices, by facetrack-broker.sh itself.
 
-    from agent.classifier.keys import public_key_text, write_key_pair
-    from trainer.dataset import FaceEmbedding
-    from trainer.training import train
+    Idempotent (the script keeps existing clients), so a kept --pki-dir makes this instant.
+    Returns the seconds it took.
+    """
+    if shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None:
+        raise SystemExit(
+            "bench.fleet: the shipped broker needs openssl and mosquitto_passwd (use --broker plain)"
+        )
+    began = time.monotonic()
+    directory.mkdir(parents=True, exist_ok=True)
+    # mosquitto started as root drops to the `mosquitto` user and must still reach these files.
+    directory.chmod(0o755)
 
-    _, _, private_key = write_key_pair(key_dir, "bench")
-    embedding = FaceEmbedding.from_config(AgentConfig(assets_dir=assets_dir), cache_dir=None, pad=0.25)
-    rng = np.random.default_rng(3)
-    names = ["ada", "grace", "alan", "edsger"]
-    centres = rng.normal(size=(len(names), embedding.dim))
-    x = np.concatenate([c + 0.05 * rng.normal(size=(10, embedding.dim)) for c in centres])
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    result = train(x, [n for n in names for _ in range(10)])
-    bundle = result.sign(
-        embedder_id=embedding.embedder_id,
-        dim=embedding.dim,
-        private_key=private_key,
-    )
-    return bundle, public_key_text(private_key.public_key()), embedding.embedder
+    def script(*args: str) -> None:
+        subprocess.run([str(BROKER_SCRIPT), *args, "--dir", str(directory)], check=True, capture_output=True)
+
+    if not (directory / "facetrack.conf").is_file():
+        script("init", "--server-name", "localhost", "--server-name", "127.0.0.1")
+    for index in range(devices):
+        if not (directory / "clients" / device_name(index) / "password").is_file():
+            if not quiet and index % 50 == 0:
+                print(f"facetrack-broker.sh add-device {device_name(index)} ...", file=sys.stderr, flush=True)
+            script("add-device", device_name(index))
+    return time.monotonic() - began
+
+
+@contextlib.contextmanager
+def start_broker(kind: str, pki: Path | None) -> Iterator[Fleet]:
+    if kind == "plain":
+        with MosquittoBroker(extra_config=PLAIN_BROKER_EXTRA) as broker:
+            yield Fleet(broker.host, broker.port, broker, None)
+        return
+    assert pki is not None
+    port = free_port()
+    text = (pki / "facetrack.conf").read_text()
+    if "listener 8883\n" not in text:
+        raise SystemExit(f"bench.fleet: {pki / 'facetrack.conf'} has no 'listener 8883' line to move")
+    # The rendered config as shipped; only its listener moves to a free loopback port.
+    config = text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
+    with MosquittoBroker(port=port, extra_config=config, default_listener=False) as broker:
+        yield Fleet("127.0.0.1", port, broker, pki)
+
+
+def make_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, dict[str, Any], Any]:
+    """A real signed bundle: the trainer's SVM on real enrolment photos (the demo's people)."""
+    from agent.devtools.demo import demo_people, train_bundle
+    from agent.vision.factory import build_embedder
+
+    config = AgentConfig(assets_dir=assets_dir)
+    bundle, public_key, summary = train_bundle(config, demo_people(assets_dir), key_dir)
+    return bundle, public_key, summary, build_embedder(config)
 
 
 def make_device(
-    index: int, root: Path, broker: MosquittoBroker, public_key: str, assets_dir: Path, embedder: Any
+    index: int, root: Path, fleet: Fleet, public_key: str, assets_dir: Path, embedder: Any
 ) -> SimDevice:
-    device_id = f"sim-{index:04d}"
+    device_id = device_name(index)
+    mqtt = fleet.client_config(device_id).model_copy(update={"reconnect_min_s": 0.2, "reconnect_max_s": 2.0})
     config = AgentConfig(
         device_id=device_id,
         assets_dir=assets_dir,
         state_dir=root / device_id,
         classifier={"trusted_keys": [public_key]},
-        mqtt=MqttConfig(
-            host=broker.host,
-            port=broker.port,
-            reconnect_min_s=0.2,
-            reconnect_max_s=2.0,
-            password_env="FACETRACK_BENCH_NO_PASSWORD",
-        ),
+        mqtt=mqtt,
     )
     topics = Topics(config.mqtt.topic_prefix, device_id)
     outbox = Outbox(config.state_dir / "outbox.db", config.outbox.max_rows, config.outbox.max_bytes)
@@ -137,36 +230,80 @@ def make_device(
 
 def draft(device_id: str, i: int) -> IdentityEvent:
     return IdentityEvent(
-        device=device_id, ts=utc_now(), frame=i, track_id=i % 7, label="ada", confidence=0.87, votes=3
+        device=device_id, ts=utc_now(), frame=i, track_id=i % 7, label="obama", confidence=0.87, votes=3
     )
 
 
-async def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+class Arrivals:
+    """Counts distinct keys as messages arrive; `done` is set, and `done_at` stamped, at the one
+    that completes `expected` (so completion is timed by the event itself)."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.seen: set[Any] = set()
+        self.messages = 0
+        self.per_client: dict[int, int] = {}
+        self.done = asyncio.Event()
+        self.done_at = 0.0
+
+    def add(self, key: Any, client: int = 0) -> None:
+        self.messages += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        self.seen.add(key)
+        if len(self.seen) >= self.expected and not self.done.is_set():
+            self.done_at = time.perf_counter()
+            self.done.set()
+
+
+async def consume_events(client: aiomqtt.Client, arrivals: Arrivals, index: int) -> None:
+    async for message in client.messages:
+        payload = message.payload
+        assert isinstance(payload, bytes)
+        event = json.loads(payload)
+        if event.get("type") == "identity":
+            arrivals.add((event["device"], event["seq"]), index)
+
+
+async def consume_online(client: aiomqtt.Client, arrivals: Arrivals) -> None:
+    async for message in client.messages:
+        if message.payload == ONLINE:
+            arrivals.add(str(message.topic).split("/")[1])
+
+
+async def wait_for(event: asyncio.Event, timeout_s: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}") from None
+
+
+async def settle(predicate: Any, timeout_s: float, what: str) -> None:
+    """An untimed consistency check after a measurement (not part of any reported time)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def consume(client: aiomqtt.Client, counts: list[int], index: int) -> None:
-    async for _ in client.messages:
-        counts[index] += 1
+        await asyncio.sleep(0.01)
 
 
 async def run_fleet(
-    n: int, events_per_device: int, bundle: bytes, public_key: str, embedder: Any
+    n: int,
+    events_per_device: int,
+    kind: str,
+    pki: Path | None,
+    bundle: bytes,
+    public_key: str,
+    embedder: Any,
+    frame_s: float,
 ) -> dict[str, Any]:
     from trainer.publish import BrokerOptions, publish_bundle
 
     assets_dir = REPO_ROOT / "models" / "assets"
-    with (
-        tempfile.TemporaryDirectory(prefix="facetrack-fleet-") as tmp,
-        MosquittoBroker(extra_config=BROKER_EXTRA) as broker,
-    ):
+    with tempfile.TemporaryDirectory(prefix="facetrack-fleet-") as tmp, start_broker(kind, pki) as fleet:
         root = Path(tmp)
+        viewer = "viewer" if pki is not None else ""
         rss_before = rss_kb()
-        devices = [make_device(i, root, broker, public_key, assets_dir, embedder) for i in range(n)]
+        devices = [make_device(i, root, fleet, public_key, assets_dir, embedder) for i in range(n)]
         ticker_stop = asyncio.Event()
 
         async def ticker() -> None:
@@ -176,50 +313,66 @@ async def run_fleet(
                 for device in devices:
                     device.models.activate_pending()
                     device.models.note_frame_classified(frame)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(frame_s)
 
         tick = asyncio.create_task(ticker())
-        started = time.perf_counter()
-        for device in devices:
-            device.task = asyncio.create_task(device.link.run())
-        await wait_until(lambda: all(d.link.connected for d in devices), 300, f"{n} devices to connect")
-        connect_s = time.perf_counter() - started
+        online = Arrivals(n)
+        async with fleet.client(viewer, "bench-availability") as monitor:
+            await monitor.subscribe("facetrack/+/availability", qos=1)
+            watcher = asyncio.create_task(consume_online(monitor, online))
+            started = time.perf_counter()
+            for device in devices:
+                device.task = asyncio.create_task(device.link.run())
+            await wait_for(online.done, 600, f"{n} devices to come online")
+            connect_s = online.done_at - started
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        # Online is published before the link subscribes to its model topics; wait for those too.
+        await settle(lambda: all(d.link.connected for d in devices), 120, "every link's subscriptions")
         rss_connected = rss_kb()
 
-        counts = [0, 0]
         total = n * events_per_device
+        arrivals = Arrivals(total)
         async with (
-            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as c1,
-            aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as c2,
+            fleet.client(viewer, "bench-consumer-1") as c1,
+            fleet.client(viewer, "bench-consumer-2") as c2,
         ):
             for client in (c1, c2):
                 await client.subscribe("$share/bench/facetrack/+/events", qos=1)
-            consumers = [asyncio.create_task(consume(c, counts, i)) for i, c in enumerate((c1, c2))]
+            consumers = [asyncio.create_task(consume_events(c, arrivals, i)) for i, c in enumerate((c1, c2))]
             # Queue first, then wake every link at once: the drain is what is timed.
             for device in devices:
                 for i in range(events_per_device):
                     device.outbox.append(draft(device.device_id, i))
             # MosquittoBroker keeps its process private; the pid is only read here for /proc.
-            broker_pid = broker._process.pid if broker._process is not None else 0
+            process = fleet.broker._process
+            broker_pid = process.pid if process is not None else 0
             broker_cpu = cpu_seconds(broker_pid)
             append_done = time.perf_counter()
             for device in devices:
                 device.link.notify()
-            await wait_until(lambda: sum(counts) >= total, 600, f"{total} events at the consumers")
-            events_s = time.perf_counter() - append_done
+            await wait_for(arrivals.done, 600, f"{total} events at the consumers")
+            events_s = arrivals.done_at - append_done
             broker_cpu = cpu_seconds(broker_pid) - broker_cpu
-            await wait_until(lambda: all(d.outbox.depth == 0 for d in devices), 60, "every outbox to empty")
+            await settle(lambda: all(d.outbox.depth == 0 for d in devices), 60, "every outbox to empty")
             for task in consumers:
                 task.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
-        split = sorted(counts)
+        split = sorted(arrivals.per_client.values())
 
-        push_started = time.perf_counter()
-        _, answers = await publish_bundle(
-            bundle, "all", BrokerOptions(host=broker.host, port=broker.port), wait_s=600, expect=n
+        trainer_config = fleet.client_config("trainer" if pki is not None else None)
+        login = resolve_login(trainer_config)
+        options = BrokerOptions(
+            host=fleet.host,
+            port=fleet.port,
+            username=login.username,
+            password=login.password,
+            tls_context=tls_context(trainer_config),
         )
+        push_started = time.perf_counter()
+        _, answers = await publish_bundle(bundle, "all", options, wait_s=600, expect=n)
         publish_all_s = time.perf_counter() - push_started
-        applied = sum(1 for a in answers if a.result == "applied")
+        applied = [a for a in answers if a.result == "applied"]
         rss_with_model = rss_kb()
 
         ticker_stop.set()
@@ -234,12 +387,15 @@ async def run_fleet(
         "events": total,
         "connect_s": round(connect_s, 3),
         "events_per_s": round(total / events_s, 1),
+        "events_s": round(events_s, 3),
+        "duplicates": arrivals.messages - len(arrivals.seen),
         "consumer_split": split,
         # Broker CPU seconds per wall second while the events flowed (1.0 = one core saturated).
         "broker_cpu_share": round(broker_cpu / events_s, 2),
         "publish_all_s": round(publish_all_s, 3),
+        "last_applied_s": round(max(a.seen_after_s for a in applied), 3) if applied else None,
         "acks": len(answers),
-        "applied": applied,
+        "applied": len(applied),
         "rss_per_device_kb": round((rss_connected - rss_before) / n, 1),
         "rss_per_device_with_model_kb": round((rss_with_model - rss_before) / n, 1),
     }
@@ -251,23 +407,27 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "connect s",
         "events",
         "events/s (QoS 1)",
+        "dups",
         "broker CPU",
         "publish all s",
-        "acks",
+        "last applied s",
+        "applied",
         "KB/device",
         "KB/device+model",
     )
     lines = [header] + [
         (
             str(r["devices"]),
-            f"{r['connect_s']:.2f}",
+            f"{r['connect_s']:.3f}",
             str(r["events"]),
-            f"{r['events_per_s']:.0f}",
+            f"{r['events_per_s']:.1f}",
+            str(r["duplicates"]),
             f"{r['broker_cpu_share']:.0%}",
-            f"{r['publish_all_s']:.2f}",
+            f"{r['publish_all_s']:.3f}",
+            f"{r['last_applied_s']:.3f}" if r["last_applied_s"] is not None else "-",
             f"{r['applied']}/{r['devices']}",
-            f"{r['rss_per_device_kb']:.0f}",
-            f"{r['rss_per_device_with_model_kb']:.0f}",
+            f"{r['rss_per_device_kb']:.1f}",
+            f"{r['rss_per_device_with_model_kb']:.1f}",
         )
         for r in rows
     ]
@@ -275,38 +435,105 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
 
 
-async def main_async(sizes: list[int], events: int, as_json: bool) -> int:
+def describe_broker(kind: str) -> str:
+    if kind == "plain":
+        return "broker: plain TCP on loopback, anonymous, max_queued_messages 0, max_inflight_messages 100"
+    return (
+        "broker: shipped deploy/mosquitto/facetrack.conf (rendered by facetrack-broker.sh init): TLS 1.2, "
+        "client certificates, a password per user, the fleet ACL; one add-device per simulated device"
+    )
+
+
+async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: BenchRun) -> int:
     raise_fd_limit()
-    with tempfile.TemporaryDirectory(prefix="facetrack-fleet-keys-") as keys:
-        bundle, public_key, embedder = make_bundle(REPO_ROOT / "models" / "assets", Path(keys))
-    rows = []
-    for n in sizes:
-        if not as_json:
-            print(f"fleet of {n} ...", file=sys.stderr, flush=True)
-        rows.append(await run_fleet(n, events, bundle, public_key, embedder))
-    if as_json:
-        print(json.dumps({"events_per_device": events, "results": rows}, indent=2))
+    quiet = args.json
+    pki: Path | None = None
+    pki_s = 0.0
+    temporary_pki: Path | None = None
+    if args.broker == "shipped":
+        if args.pki_dir is not None:
+            pki = args.pki_dir.resolve()
+        else:
+            # Not under a 0700 temp root: mosquitto started as root reads these as `mosquitto`.
+            temporary_pki = Path(tempfile.mkdtemp(prefix="facetrack-fleet-pki-"))
+            pki = temporary_pki
+        pki_s = make_pki(pki, max(sizes), quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="facetrack-fleet-keys-") as keys:
+            bundle, public_key, summary, embedder = make_bundle(args.assets_dir, Path(keys))
+        rows = []
+        for n in sizes:
+            if not quiet:
+                print(f"fleet of {n} ...", file=sys.stderr, flush=True)
+            rows.append(
+                await run_fleet(
+                    n, args.events, args.broker, pki, bundle, public_key, embedder, args.frame_ms / 1000
+                )
+            )
+    finally:
+        if temporary_pki is not None:
+            shutil.rmtree(temporary_pki, ignore_errors=True)
+    bench_run.finish()
+    model = (
+        f"model: real bundle, {summary['faces']} enrolment faces of {len(summary['people'])} people "
+        f"({', '.join(summary['people'])}), {len(bundle)} bytes"
+    )
+    if args.json:
+        document = {
+            "run": bench_run.as_json(),
+            "broker": args.broker,
+            "pki_setup_s": round(pki_s, 1),
+            "events_per_device": args.events,
+            "frame_ms": args.frame_ms,
+            "bundle": {"bytes": len(bundle), **summary},
+            "results": rows,
+        }
+        print(json.dumps(document, indent=2))
     else:
+        print(bench_run.header())
+        print(describe_broker(args.broker) + (f" (PKI setup {pki_s:.1f} s)" if pki is not None else ""))
+        print(model)
+        print(f"{args.events} events per device; simulated frame every {args.frame_ms:g} ms")
         print(format_table(rows))
-    return 0 if all(r["applied"] == r["devices"] for r in rows) else 1
+    ok = all(r["applied"] == r["devices"] and r["duplicates"] == 0 for r in rows)
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--devices", default="10,100,500", help="comma-separated fleet sizes [10,100,500]")
     parser.add_argument("--events", type=int, default=20, help="events queued per device [20]")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--broker",
+        choices=("shipped", "plain"),
+        default="shipped",
+        help="broker config (see above) [shipped]",
+    )
+    parser.add_argument(
+        "--pki-dir",
+        type=Path,
+        default=None,
+        help="keep the shipped broker's CA, certificates and passwords here",
+    )
+    parser.add_argument("--frame-ms", type=float, default=50.0, help="simulated frame period [50]")
+    parser.add_argument("--assets-dir", type=Path, default=REPO_ROOT / "models" / "assets")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (alone on stdout)")
     args = parser.parse_args(argv)
     try:
         sizes = [int(part) for part in args.devices.split(",") if part.strip()]
     except ValueError:
         parser.error(f"--devices {args.devices!r} must be comma-separated integers")
-    if not sizes or min(sizes) < 1 or args.events < 1:
-        parser.error("fleet sizes and --events must be positive")
+    if not sizes or min(sizes) < 1 or args.events < 1 or args.frame_ms <= 0:
+        parser.error("fleet sizes, --events and --frame-ms must be positive")
     from agent.logging_setup import configure_logging
 
     configure_logging("error", "console")
-    return asyncio.run(main_async(sizes, args.events, args.json))
+    bench_run = BenchRun.start("bench.fleet", argv, with_mosquitto=True)
+    return asyncio.run(main_async(args, sizes, bench_run))
 
 
 if __name__ == "__main__":
