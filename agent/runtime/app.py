@@ -135,6 +135,7 @@ class AgentApp:
         install_signal_handlers: bool = True,
         on_event: Callable[[EventBase], None] | None = None,
         status_window: int = 120,
+        on_frame: Callable[[int, str | None], None] | None = None,
     ) -> None:
         self.config = config
         self.log = logger if logger is not None else structlog.get_logger("facetrack.agent")
@@ -144,6 +145,9 @@ class AgentApp:
         self._capture_factory = capture_factory
         self._install_signals = install_signal_handlers
         self._on_event = on_event
+        # Called on the event loop after each frame is tracked and its events emitted, with the frame
+        # index and the classifier version it ran under (bench/reload.py times frames with it).
+        self._on_frame = on_frame
         # Frames the status fps and latencies average over (the benchmark uses the whole run).
         self._status_window = max(2, status_window)
         self._stop = asyncio.Event()
@@ -397,6 +401,8 @@ class AgentApp:
             timings.update(result.timings_ms)
             timings["capture_to_result_ms"] = (time.monotonic() - frame.captured_at) * 1000
             r.monitor.frame_done(timings)
+            if self._on_frame is not None:
+                self._on_frame(frame.index, analysis.classifier_version)
             if r.writer is not None:
                 r.pending_writes.append(
                     r.drawing.submit(_annotate, r.writer, analysis, result, r.monitor.fps())
