@@ -52,7 +52,8 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agent trainer
 
-# Each benchmark prints a table (add --json for machine-readable output); see README "Benchmarks".
+# Each benchmark prints its machine, load average and command, then a table (--json: JSON alone on
+# stdout); see docs/benchmarks.md.
 bench: setup
 	$(PY) -m bench.models
 	$(PY) -m bench.mot $(ASSETS_DIR)/data/mot15/* --baseline sort
