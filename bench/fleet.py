@@ -1,6 +1,6 @@
 """Benchmark a simulated fleet on one mosquitto: connect, event throughput, fleet-wide model push, memory.
 
-    python -m bench.fleet [--devices 10,100,500] [--events 20] [--broker shipped|plain] [--json]
+    python -m bench.fleet [--devices 10,100,500] [--events 20] [--broker shipped|plain|both] [--json]
 
 Each simulated device is the agent's real MQTT side, without video: its own SQLite outbox, its own
 `MqttLink` (one MQTT connection, QoS 1, the agent's in-flight window) and its own `ModelService`
@@ -16,6 +16,7 @@ Brokers (--broker):
   minutes: `--pki-dir DIR` keeps it for the next run (the script keeps what exists).
 - plain: a plain-TCP loopback broker without users, with raised queue limits
   (max_queued_messages 0, max_inflight_messages 100): the cost of the transport alone.
+- both: each fleet size on the shipped broker, then on the plain one, back to back.
 
 Measured per fleet size N, each on a fresh broker; every completion is taken when the event that
 completes it arrives (a timestamp in the message callback), never by polling:
@@ -403,6 +404,7 @@ async def run_fleet(
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = (
+        "broker",
         "devices",
         "connect s",
         "events",
@@ -417,6 +419,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [header] + [
         (
+            r["broker"],
             str(r["devices"]),
             f"{r['connect_s']:.3f}",
             str(r["events"]),
@@ -437,9 +440,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def describe_broker(kind: str) -> str:
     if kind == "plain":
-        return "broker: plain TCP on loopback, anonymous, max_queued_messages 0, max_inflight_messages 100"
+        return "plain TCP on loopback, anonymous, max_queued_messages 0, max_inflight_messages 100"
     return (
-        "broker: shipped deploy/mosquitto/facetrack.conf (rendered by facetrack-broker.sh init): TLS 1.2, "
+        "deploy/mosquitto/facetrack.conf (rendered by facetrack-broker.sh init): TLS 1.2, "
         "client certificates, a password per user, the fleet ACL; one add-device per simulated device"
     )
 
@@ -450,7 +453,8 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
     pki: Path | None = None
     pki_s = 0.0
     temporary_pki: Path | None = None
-    if args.broker == "shipped":
+    kinds = ["shipped", "plain"] if args.broker == "both" else [args.broker]
+    if "shipped" in kinds:
         if args.pki_dir is not None:
             pki = args.pki_dir.resolve()
         else:
@@ -463,13 +467,14 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
             bundle, public_key, summary, embedder = make_bundle(args.assets_dir, Path(keys))
         rows = []
         for n in sizes:
-            if not quiet:
-                print(f"fleet of {n} ...", file=sys.stderr, flush=True)
-            rows.append(
-                await run_fleet(
-                    n, args.events, args.broker, pki, bundle, public_key, embedder, args.frame_ms / 1000
+            # With both brokers, each size runs on both back to back, so they compare side by side.
+            for kind in kinds:
+                if not quiet:
+                    print(f"fleet of {n} on the {kind} broker ...", file=sys.stderr, flush=True)
+                row = await run_fleet(
+                    n, args.events, kind, pki, bundle, public_key, embedder, args.frame_ms / 1000
                 )
-            )
+                rows.append({"broker": kind, **row})
     finally:
         if temporary_pki is not None:
             shutil.rmtree(temporary_pki, ignore_errors=True)
@@ -491,7 +496,9 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
         print(json.dumps(document, indent=2))
     else:
         print(bench_run.header())
-        print(describe_broker(args.broker) + (f" (PKI setup {pki_s:.1f} s)" if pki is not None else ""))
+        for kind in kinds:
+            setup = f" (PKI setup this run {pki_s:.1f} s)" if kind == "shipped" else ""
+            print(f"{kind} broker: {describe_broker(kind)}{setup}")
         print(model)
         print(f"{args.events} events per device; simulated frame every {args.frame_ms:g} ms")
         print(format_table(rows))
@@ -509,9 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20, help="events queued per device [20]")
     parser.add_argument(
         "--broker",
-        choices=("shipped", "plain"),
+        choices=("shipped", "plain", "both"),
         default="shipped",
-        help="broker config (see above) [shipped]",
+        help="broker config (see above); both: each size on both, back to back [shipped]",
     )
     parser.add_argument(
         "--pki-dir",
