@@ -476,6 +476,13 @@ class AgentApp:
         # Let the link drain the outbox first, so the last status shows what really stayed queued.
         # A broker that is down gets the whole timeout to come back (the link keeps reconnecting).
         flush_deadline = time.monotonic() + self.flush_timeout_s
+        if r.outbox.depth and self.flush_timeout_s > 0:
+            self.log.info(
+                "agent_flushing",
+                queued=r.outbox.depth,
+                timeout_s=self.flush_timeout_s,
+                broker_connected=r.link.connected,
+            )
         # Polled: the outbox has no "drained" notification, and this runs once per process.
         for _ in range(int(self.flush_timeout_s / 0.02) + 1):
             if not (r.outbox.depth and time.monotonic() < flush_deadline) or self._hurry.is_set():

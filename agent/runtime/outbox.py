@@ -104,8 +104,14 @@ class Outbox:
         # Rows the broker acknowledged whose DELETE the disk refused: not sent again by this process.
         self._acked_unstored: dict[int, int] = {}
         self._write_error: str | None = None
-        self._reserve = SeqReserve.open(self.path.with_name(self.path.name + ".seq"))
-        if self._reserve is not None and self._reserve.value > self._last_seq:
+        reserve_path = self.path.with_name(self.path.name + ".seq")
+        try:
+            self._reserve: SeqReserve | None = SeqReserve.open(reserve_path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            self._db.close()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a seq number"
+            raise OutboxError(f"outbox seq file {reserve_path} cannot be used: {why}") from None
+        if self._reserve.value > self._last_seq:
             # The previous run handed these seqs to events the disk could not take: never reuse them.
             self._log.warning(
                 "outbox_seq_reserved", last_stored_seq=self._last_seq, last_seq=self._reserve.value
@@ -149,7 +155,13 @@ class Outbox:
     def _claim(self, owner: str) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_OWNER,)).fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
+            try:
+                self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
+            except sqlite3.DatabaseError as exc:
+                # At start, with nothing running yet, a state directory that takes no write is
+                # reported (exit 2) rather than run around; mid-run the outbox degrades instead.
+                self._db.close()
+                raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
         elif str(row[0]) != owner:
             self._db.close()
             raise OutboxError(

@@ -4,9 +4,10 @@ The agent keeps running: events that cannot be committed wait in a bounded in-me
 published in seq order like stored ones while the broker is up, and are written to SQLite as soon
 as a write succeeds again. Their seqs must never be handed out twice, even if the process dies
 before the disk recovers, so the highest seq given to a spilled event is recorded in a small file
-created while there was room and then only overwritten in place: rewriting allocated blocks needs
-no free space on tmpfs, ext4 or vfat (a copy-on-write filesystem may still refuse, and then the
-event is dropped and counted rather than given a seq that could repeat).
+created at start (the agent refuses to start without it) and then only overwritten in place:
+rewriting allocated blocks needs no free space on tmpfs, ext4 or vfat (a copy-on-write filesystem
+may still refuse, and then the event is dropped and counted rather than given a seq that could
+repeat).
 """
 
 from __future__ import annotations
@@ -37,12 +38,9 @@ class SeqReserve:
         self.value = value
 
     @classmethod
-    def open(cls, path: Path) -> SeqReserve | None:
-        """Open or create the file; None when it cannot be (then nothing may be spilled)."""
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return None
+    def open(cls, path: Path) -> SeqReserve:
+        """Open or create the file; raises OSError (or ValueError for garbage in it)."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             text = os.pread(fd, _WIDTH + 1, 0)
             if len(text) != _WIDTH + 1:
@@ -52,9 +50,9 @@ class SeqReserve:
                 os.fsync(fd)
                 return cls(fd, 0)
             return cls(fd, int(text.decode("ascii").strip() or 0))
-        except (OSError, ValueError, UnicodeDecodeError):
+        except BaseException:
             os.close(fd)
-            return None
+            raise
 
     def store(self, seq: int) -> bool:
         """Record `seq` durably; False when even an in-place write fails."""
