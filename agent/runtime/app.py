@@ -238,21 +238,27 @@ class AgentApp:
     def _start(self) -> _Resources:
         """Open the input, output, models, model service and outbox; on failure close what was opened."""
         cfg = self.config
-        # First, before the slow imports and model loading: a bad input fails within a second.
-        source = self.open_source()
+        from agent.runtime.state_lock import StateLock
+
+        # One agent per state directory, checked before a second one touches the camera or the
+        # state directory's files.
+        lock = StateLock.acquire(cfg.state_dir)
+        try:
+            # Then, before the slow imports and model loading: a bad input fails within a second.
+            source = self.open_source()
+        except BaseException:
+            lock.release()
+            raise
 
         from agent.classifier.service import ModelService
         from agent.runtime.homeassistant import HomeAssistantAnnouncer
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
-        from agent.runtime.state_lock import StateLock
         from agent.runtime.topics import Topics
 
         with contextlib.ExitStack() as undo:
-            undo.callback(source.stop)
-            # Before anything in the state directory is opened: one agent per state directory.
-            lock = StateLock.acquire(cfg.state_dir)
             undo.callback(lock.release)
+            undo.callback(source.stop)
             writer: AnnotatedVideoWriter | None = None
             if cfg.pipeline.output:
                 # Only every `frame_stride`-th frame is written: keep the video's real-time pace.

@@ -38,6 +38,10 @@ class StateLock:
         path = Path(state_dir) / LOCK_NAME
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise StateLockError(f"state directory {path.parent} cannot be created: {why}") from None
+        try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
