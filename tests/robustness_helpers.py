@@ -285,10 +285,8 @@ def small_tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
     try:
         yield path
     finally:
-        for _ in range(50):
-            if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)  # a child still closing its files
+        # Lazy: a file a failed test left open must not leave the mount behind.
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def can_mount_tmpfs(scratch: Path) -> str | None:

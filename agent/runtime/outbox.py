@@ -111,6 +111,7 @@ class Outbox:
             self._db.close()
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a seq number"
             raise OutboxError(f"outbox seq file {reserve_path} cannot be used: {why}") from None
+        self._dropped = max(self._dropped, self._reserve.dropped)
         if self._reserve.value > self._last_seq:
             # The previous run handed these seqs to events the disk could not take: never reuse them.
             self._log.warning(
@@ -144,6 +145,10 @@ class Outbox:
                 raise OutboxError(
                     f"outbox {self.path} has schema version {version}, expected {_SCHEMA_VERSION}"
                 )
+        except sqlite3.OperationalError as exc:
+            # The file may be fine; its disk is not (full, read-only, I/O error).
+            db.close()
+            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
         except sqlite3.DatabaseError as exc:
             db.close()
             raise OutboxError(f"outbox {self.path} is not a usable SQLite database: {exc}") from None
@@ -262,7 +267,7 @@ class Outbox:
             )
         self._write_error = error
         seq = event.seq
-        if self._reserve is None or not self._reserve.store(seq):
+        if self._reserve is None or not self._reserve.store(seq, self._dropped):
             self._dropped += 1
             self._log.warning(
                 "outbox_event_dropped", reason="its seq cannot be recorded", dropped_total=self._dropped
@@ -418,14 +423,16 @@ class Outbox:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
-        if self._reserve is not None:
-            self._reserve.close()
-            self._reserve = None
         if len(self._spill):
-            # Counted: the status and the seq gap tell consumers these never existed on disk.
+            # Counted (kept across the restart by the seq file): the seq gap tells consumers.
             self._log.warning("outbox_unstored_lost", events=len(self._spill), last_seq=self._last_seq)
             self._dropped += len(self._spill)
             self._spill.clear()
+            if self._reserve is not None:
+                self._reserve.store(self._last_seq, self._dropped)
+        if self._reserve is not None:
+            self._reserve.close()
+            self._reserve = None
 
     def __enter__(self) -> Outbox:
         return self

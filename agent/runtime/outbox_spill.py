@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-# Fixed width, so every store overwrites the same bytes and never grows the file.
+# Fixed width ("<seq> <dropped>\n"), so every store overwrites the same bytes and never grows the file.
 _WIDTH = 20
+_SIZE = 2 * _WIDTH + 2
 
 
 @dataclass(frozen=True)
@@ -31,37 +32,40 @@ class SpilledRow:
 
 
 class SeqReserve:
-    """The highest seq handed out to an event that is not on disk; 0 when none."""
+    """The highest seq handed out to an event that is not on disk (0 when none), and the count of
+    events dropped while the disk refused writes (so a restart still reports them)."""
 
-    def __init__(self, fd: int, value: int) -> None:
+    def __init__(self, fd: int, value: int, dropped: int = 0) -> None:
         self._fd = fd
         self.value = value
+        self.dropped = dropped
 
     @classmethod
     def open(cls, path: Path) -> SeqReserve:
         """Open or create the file; raises OSError (or ValueError for garbage in it)."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            text = os.pread(fd, _WIDTH + 1, 0)
-            if len(text) != _WIDTH + 1:
+            text = os.pread(fd, _SIZE, 0)
+            if len(text) != _SIZE:
                 # New (or cut short by a crash while created): allocate its bytes now, while the
                 # disk has room, so later stores only overwrite.
-                os.pwrite(fd, _encode(0), 0)
+                os.pwrite(fd, _encode(0, 0), 0)
                 os.fsync(fd)
                 return cls(fd, 0)
-            return cls(fd, int(text.decode("ascii").strip() or 0))
+            seq, dropped = text.decode("ascii").split()
+            return cls(fd, int(seq), int(dropped))
         except BaseException:
             os.close(fd)
             raise
 
-    def store(self, seq: int) -> bool:
-        """Record `seq` durably; False when even an in-place write fails."""
+    def store(self, seq: int, dropped: int) -> bool:
+        """Record both durably; False when even an in-place write fails."""
         try:
-            os.pwrite(self._fd, _encode(seq), 0)
+            os.pwrite(self._fd, _encode(seq, dropped), 0)
             os.fsync(self._fd)
         except OSError:
             return False
-        self.value = seq
+        self.value, self.dropped = seq, dropped
         return True
 
     def close(self) -> None:
@@ -69,8 +73,8 @@ class SeqReserve:
             os.close(self._fd)
 
 
-def _encode(seq: int) -> bytes:
-    return f"{seq:0{_WIDTH}d}\n".encode("ascii")
+def _encode(seq: int, dropped: int) -> bytes:
+    return f"{seq:0{_WIDTH}d} {dropped:0{_WIDTH}d}\n".encode("ascii")
 
 
 class Spill:
