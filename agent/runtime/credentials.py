@@ -71,8 +71,9 @@ def check_password_file_mode(path: Path, what: str, warn: Warn | None = None) ->
             f"password): chmod o-w {path}"
         )
     if mode & stat.S_IROTH:
+        setting = what.removeprefix("config error: ")
         (warn or _log_warning)(
-            f"{what} {path} is readable by every user on this machine: chmod 600 {path} "
+            f"{setting} {path} is readable by every user on this machine: chmod 600 {path} "
             "(or 640 with the client's group)"
         )
 
