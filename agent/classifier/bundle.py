@@ -205,16 +205,19 @@ def parse_bundle(data: bytes) -> ParsedBundle:
         )
     try:
         manifest = Manifest.model_validate(json.loads(manifest_bytes.decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest is not UTF-8 JSON: {exc}") from None
-    except RecursionError:
-        raise BundleError(RejectCode.BAD_MANIFEST, "manifest nests too deeply to parse") from None
-    except ValidationError as exc:
+    except ValidationError as exc:  # a ValueError too: caught first
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise BundleError(
             RejectCode.BAD_MANIFEST, f"invalid manifest field {where}: {first['msg']}"
         ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest is not UTF-8 JSON: {exc}") from None
+    except ValueError as exc:
+        # json.loads refuses some valid JSON: an integer of more than 4300 digits.
+        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest JSON cannot be read: {exc}") from None
+    except RecursionError:
+        raise BundleError(RejectCode.BAD_MANIFEST, "manifest nests too deeply to parse") from None
     if manifest.format_version != format_version:
         raise BundleError(
             RejectCode.BAD_MANIFEST,
