@@ -9,11 +9,13 @@ devices run as asyncio tasks in this one process; mosquitto runs on a free loopb
 
 Brokers (--broker):
 - shipped (default): deploy/mosquitto/facetrack.conf as `facetrack-broker.sh init` renders it:
-  TLS 1.2 with client certificates (mutual TLS), a password per user, the fleet ACL. The script
-  itself makes the CA, the server certificate and one certificate + password + ACL block per
-  simulated device (`add-device`), exactly as for a real fleet; devices connect as themselves,
-  the trainer as `trainer`, the back-end consumers as `viewer`. Making the PKI for 500 devices takes
-  minutes: `--pki-dir DIR` keeps it for the next run (the script keeps what exists).
+  TLS 1.2 with client certificates (mutual TLS), a password per user, the fleet ACL, each client
+  id bound to its user name (use_username_as_clientid). The script itself makes the CA, the server
+  certificate and one certificate + password + ACL block per simulated device (`add-device`),
+  exactly as for a real fleet; devices connect as themselves, the trainer as `trainer`, the
+  availability monitor as `viewer`, the two back-end consumers as read-only users of their own
+  (`add-user bench-consumer-1`, `-2`). Making the PKI for 500 devices takes minutes: `--pki-dir
+  DIR` keeps it for the next run (init and the script keep what exists and re-render the config).
 - plain: a plain-TCP loopback broker without users, with raised queue limits
   (max_queued_messages 0, max_inflight_messages 100): the cost of the transport alone.
 - both: each fleet size on the shipped broker, then on the plain one, back to back.
@@ -73,6 +75,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"
 # Plain broker only: the burst must not hit mosquitto's default per-client queue of 1000.
 PLAIN_BROKER_EXTRA = "max_queued_messages 0\nmax_inflight_messages 100\n"
+# The two back-end consumers sharing the events: read-only users (add-user), one each, since the
+# shipped broker takes a client's user name as its client id.
+CONSUMERS = ("bench-consumer-1", "bench-consumer-2")
 
 
 def device_name(index: int) -> str:
@@ -167,8 +172,13 @@ def make_pki(directory: Path, devices: int, quiet: bool) -> float:
     def script(*args: str) -> None:
         subprocess.run([str(BROKER_SCRIPT), *args, "--dir", str(directory)], check=True, capture_output=True)
 
-    if not (directory / "facetrack.conf").is_file():
-        script("init", "--server-name", "localhost", "--server-name", "127.0.0.1")
+    # Always: init keeps the CA, certificates and clients, and re-renders facetrack.conf and the ACL
+    # from deploy/mosquitto, so a kept --pki-dir runs the config as shipped now.
+    script("init", "--server-name", "localhost", "--server-name", "127.0.0.1")
+    # The broker binds each client id to its user name: every consumer is its own (read-only) user.
+    for user in CONSUMERS:
+        if not (directory / "clients" / user / "password").is_file():
+            script("add-user", user)
     for index in range(devices):
         if not (directory / "clients" / device_name(index) / "password").is_file():
             if not quiet and index % 50 == 0:
@@ -334,9 +344,10 @@ async def run_fleet(
 
         total = n * events_per_device
         arrivals = Arrivals(total)
+        users = CONSUMERS if pki is not None else ("", "")
         async with (
-            fleet.client(viewer, "bench-consumer-1") as c1,
-            fleet.client(viewer, "bench-consumer-2") as c2,
+            fleet.client(users[0], "bench-consumer-1") as c1,
+            fleet.client(users[1], "bench-consumer-2") as c2,
         ):
             for client in (c1, c2):
                 await client.subscribe("$share/bench/facetrack/+/events", qos=1)
@@ -443,7 +454,8 @@ def describe_broker(kind: str) -> str:
         return "plain TCP on loopback, anonymous, max_queued_messages 0, max_inflight_messages 100"
     return (
         "deploy/mosquitto/facetrack.conf (rendered by facetrack-broker.sh init): TLS 1.2, "
-        "client certificates, a password per user, the fleet ACL; one add-device per simulated device"
+        "client certificates, a password per user, the fleet ACL, client id = user name; one add-device per "
+        "simulated device, one add-user per consumer"
     )
 
 
