@@ -38,7 +38,7 @@ from typing import Any
 
 import aiomqtt
 
-from agent.classifier.service import ModelService
+from agent.runtime.model_service import ModelService
 from agent.config import AgentConfig, MqttConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase, IdentityEvent, utc_now

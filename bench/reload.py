@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.classifier.bundle import new_version
 from agent.classifier.keys import public_key_text
-from agent.classifier.service import ModelService
+from agent.runtime.model_service import ModelService
 from agent.config import AgentConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase
