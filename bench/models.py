@@ -12,7 +12,17 @@ in one run, so their ratios are comparable even on a busy machine.
 `--quality` instead measures what chose the defaults: for each BlazeFace variant, face recall and
 precision at IoU >= 0.5 on dlib's labelled group photos, and for each alignment, leave-one-out
 1-NN accuracy and the same-minus-different cosine gap on the dlib "johns" chips (detected with that
-variant), next to a plain centre crop of the chip.
+variant), next to a plain centre crop of the chip. Then MobileFaceNet and SFace side by side on the
+shared identity protocol (bench/identities.py), from the same detections and alignment:
+
+- d': (mean genuine - mean impostor) / sqrt of the mean of their variances, over all face pairs
+  (genuine = same person; impostor = different people, strangers included);
+- margin: the lowest similarity of a held-out face to its own person's nearest enrolled face minus
+  the highest similarity of an unseen person's face to any enrolled face (> 0: one threshold
+  separates them all);
+- EER and the true-accept rate at a 1 % false-accept rate, over the same pairs;
+- ms per face: median embed() time of one face at 1 thread (alignment included), measured
+  alternately in one run, so the ratio is what to quote; the load average is printed beside it.
 """
 
 from __future__ import annotations
@@ -223,6 +233,96 @@ def measure_quality(assets: Path) -> dict[str, Any]:
     return {"detectors": detectors, "alignments": alignments, "chips": len(chips)}
 
 
+def _pair_scores(x: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    sims = x @ x.T
+    labels = np.asarray(groups)
+    upper = np.triu(np.ones_like(sims, dtype=bool), k=1)
+    same = labels[:, None] == labels[None, :]
+    return sims[upper & same], sims[upper & ~same]
+
+
+def _eer_and_tar(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    fars = np.array([(impostor >= t).mean() for t in thresholds])
+    frrs = np.array([(genuine < t).mean() for t in thresholds])
+    i = int(np.argmin(np.abs(fars - frrs)))
+    ok = thresholds[fars <= far]
+    tar = float((genuine >= ok.min()).mean()) if ok.size else 0.0
+    return float((fars[i] + frrs[i]) / 2), tar
+
+
+def measure_embedders(assets: Path, repeat: int = 30) -> list[dict[str, Any]]:
+    """MobileFaceNet vs SFace on the shared identity protocol; see the module docstring."""
+    import tempfile
+
+    from bench.heldout import EMBEDDERS, embedding_for
+    from bench.identities import build, embed
+
+    stage = _frame(assets / "data/video/hamilton_clip.mp4", 100)
+    rows: list[dict[str, Any]] = []
+    embeddings = {kind: embedding_for(kind, assets, None) for kind in EMBEDDERS}
+    with tempfile.TemporaryDirectory(prefix="facetrack-quality-") as tmp:
+        proto = build(assets, Path(tmp))
+        for emb in embeddings.values():
+            data = embed(proto, emb)
+            x = np.vstack([data.enrol_x, data.held_x, data.unseen_x])
+            groups = [*data.enrol_y, *data.held_y, *data.unseen_groups]
+            genuine, impostor = _pair_scores(x, groups)
+            d_prime = (genuine.mean() - impostor.mean()) / np.sqrt((genuine.var() + impostor.var()) / 2)
+            owners = np.asarray(data.enrol_y)
+            sims = data.held_x @ data.enrol_x.T
+            own = [sims[i, owners == t].max() for i, t in enumerate(data.held_y)]
+            worst_stranger = float((data.unseen_x @ data.enrol_x.T).max())
+            eer, tar = _eer_and_tar(genuine, impostor, 0.01)
+            rows.append(
+                {
+                    "embedder": emb.embedder_id,
+                    "faces": len(groups),
+                    "genuine_pairs": int(genuine.size),
+                    "impostor_pairs": int(impostor.size),
+                    "d_prime": round(float(d_prime), 2),
+                    "margin": round(float(min(own)) - worst_stranger, 3),
+                    "lowest_genuine": round(float(min(own)), 3),
+                    "highest_stranger": round(worst_stranger, 3),
+                    "eer": round(eer, 4),
+                    "tar_at_far_1pct": round(tar, 4),
+                }
+            )
+    # Timing: one face, alternating the embedders so both see the same machine load.
+    face = max(embeddings["mobilefacenet"].detector.detect(stage), key=lambda f: f.score)
+    times: dict[str, list[float]] = {kind: [] for kind in EMBEDDERS}
+    for emb in embeddings.values():
+        for _ in range(3):
+            emb.embedder.embed(stage, [face])
+    for _ in range(repeat):
+        for kind, emb in embeddings.items():
+            start = time.perf_counter()
+            emb.embedder.embed(stage, [face])
+            times[kind].append((time.perf_counter() - start) * 1000)
+    for row, kind in zip(rows, EMBEDDERS, strict=True):
+        row["ms_per_face"] = round(statistics.median(times[kind]), 2)
+    return rows
+
+
+def render_embedders(rows: list[dict[str, Any]], load: tuple[float, float, float]) -> str:
+    lines = [
+        f"{'embedder':<34} {'d-prime':>7} {'margin':>7} {'EER':>7} {'TAR@FAR1%':>9} {'ms/face':>8}",
+        "-" * 77,
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['embedder']:<34} {r['d_prime']:>7.2f} {r['margin']:>+7.3f} {r['eer']:>7.4f} "
+            f"{r['tar_at_far_1pct']:>9.4f} {r['ms_per_face']:>8.2f}"
+        )
+    r = rows[0]
+    lines.append(
+        f"({r['faces']} faces: {r['genuine_pairs']} genuine and {r['impostor_pairs']} impostor pairs; "
+        f"margin = lowest held-out genuine minus highest stranger similarity; 1 thread; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+    )
+    return "\n".join(lines)
+
+
 def render_quality(result: dict[str, Any]) -> str:
     lines = [f"{'face detector':<14} {'min score':>9} {'recall':>8} {'precision':>9} {'dogs':>5}", "-" * 50]
     for row in result["detectors"]:
@@ -278,13 +378,23 @@ def main(argv: list[str] | None = None) -> int:
         help="assets directory (default $FACETRACK_ASSETS_DIR or models/assets)",
     )
     args = parser.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    configure_logging("warning", "console")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not (args.assets / "models").is_dir():
         parser.error(f"no models under {args.assets}: run `make setup` (facetrack-agent assets fetch)")
     if args.quality:
         quality = measure_quality(args.assets)
-        print(json.dumps(quality, indent=2) if args.json else render_quality(quality))
+        quality["embedders"] = measure_embedders(args.assets, args.repeat)
+        quality["load_average"] = os.getloadavg()
+        if args.json:
+            print(json.dumps(quality, indent=2))
+        else:
+            print(render_quality(quality))
+            print()
+            print(render_embedders(quality["embedders"], quality["load_average"]))
         return 0
     result = measure(args.assets, args.repeat)
     print(json.dumps(result, indent=2) if args.json else render(result))

@@ -49,8 +49,8 @@ class Prediction:
     `confidence` is the cosine similarity (clipped to [0, 1]) to the nearest enrolled face of the
     person the SVM picked; the label is that person when it reaches the bundle's threshold.
     `probability` is the calibrated probability for that person (None when the training set was too
-    small to calibrate); it never changes the pick. `candidate` is the person the SVM picked, also when the label is
-    "unknown" (None when a --negatives person won).
+    small to calibrate); it never changes the pick. `candidate` is the person the SVM picked, also
+    when the label is "unknown" (None when a --negatives person won).
     """
 
     label: str

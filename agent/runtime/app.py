@@ -47,8 +47,8 @@ from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentApp._start`, after the input is open: they are slow to import.
-    from agent.runtime.model_service import ModelService
     from agent.runtime.homeassistant import HomeAssistantAnnouncer
+    from agent.runtime.model_service import ModelService
     from agent.runtime.mqtt_link import MqttLink
     from agent.runtime.outbox import Outbox
     from agent.runtime.topics import Topics
@@ -204,8 +204,8 @@ class AgentApp:
         # First, before the slow imports and model loading: a bad input fails within a second.
         source = self.open_source()
 
-        from agent.runtime.model_service import ModelService
         from agent.runtime.homeassistant import HomeAssistantAnnouncer
+        from agent.runtime.model_service import ModelService
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics

@@ -65,7 +65,9 @@ def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbed
         # script fed it the bare detector box, so that is what its users' classifiers expect.
         return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment="margin", margin=0.0)
     if models.embedder_kind == "sface":
-        return SFaceEmbedder(config.resolve_asset(models.embedder), alignment=alignment, margin=models.face_margin)
+        return SFaceEmbedder(
+            config.resolve_asset(models.embedder), alignment=alignment, margin=models.face_margin
+        )
     return MobileFaceNetEmbedder(
         _load(config, models.embedder), alignment=alignment, margin=models.face_margin
     )
