@@ -5,8 +5,8 @@ the most faithful version the shared data allows:
 
 - enrolled people, each split into enrolment photos and held-out photos:
   - the 5 dlib "johns" (11 chips each): the first 5 enrolled, the other 6 held out;
-  - Lin-Manuel Miranda: his reference photo + 4 frames of hamilton_clip.mp4 (frames 0-120)
-    enrolled, 4 later frames (150-270) held out;
+  - Lin-Manuel Miranda: his reference photo + 3 frames of hamilton_clip.mp4 (90-120) enrolled,
+    5 later frames (150-210) held out;
   - obama, kit_harington, alex_lacamoire (knn examples): the knn training photos (+ the reference
     photo where there is one) enrolled, the knn test photo of that person held out;
 - unseen people, never enrolled: biden and rose_leslie (knn training photos) and every face found
@@ -28,8 +28,9 @@ import numpy.typing as npt
 from trainer.dataset import FaceEmbedding, list_images
 
 JOHNS = ["John_Salley", "John_Savage", "John_Schneider", "John_Shimkus", "John_Simm"]
-HAMILTON_ENROL = [0, 30, 60, 90, 120]  # frame 0 is replaced by the reference photo below
-HAMILTON_HELD_OUT = [150, 180, 210, 240, 270]
+# Frames 90-210 show him on stage (0-60 show the audience, 240-270 the Obamas in it).
+HAMILTON_ENROL = [90, 105, 120]
+HAMILTON_HELD_OUT = [150, 165, 180, 195, 210]
 KNN_ENROLLED = {
     "obama": "obama1.jpg",
     "kit_harington": "johnsnow_test1.jpg",
@@ -93,7 +94,7 @@ def build(assets: Path, root: Path) -> Protocol:
     lmm = "lin_manuel_miranda"
     _link(proto.enrol / lmm / "ref.png", faces / "refs/lin-manuel-miranda.png")
     video = assets / "data/video/hamilton_clip.mp4"
-    for split, indices in ((proto.enrol, HAMILTON_ENROL[1:]), (proto.held_out, HAMILTON_HELD_OUT)):
+    for split, indices in ((proto.enrol, HAMILTON_ENROL), (proto.held_out, HAMILTON_HELD_OUT)):
         for index in indices:
             path = split / lmm / f"frame{index:03d}.jpg"
             if not path.exists():

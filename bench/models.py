@@ -41,9 +41,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from agent.config import AgentConfig, load_config
+from agent.config import EMBEDDER_EXAMPLES, AgentConfig, load_config
 from agent.vision.blazeface import BlazeFaceDetector
-from agent.vision.embedder import MobileFaceNetEmbedder
+from agent.vision.embedder import MobileFaceNetEmbedder, SFaceEmbedder
 from agent.vision.inference import TfliteModel, load_model
 from agent.vision.ssd_detector import SsdPostprocessDetector
 from agent.vision.types import BBox, Frame
@@ -89,8 +89,17 @@ def _measure_with_threads(
         )
         for v in FACE_VARIANTS
     }
-    embedder = MobileFaceNetEmbedder(load(config.models.embedder), alignment=config.models.face_alignment)
+    mobilefacenet = MobileFaceNetEmbedder(
+        load(Path(EMBEDDER_EXAMPLES["mobilefacenet"])), alignment=config.models.face_alignment
+    )
+    # OpenCV's DNN (SFace) takes its thread count from one process-wide setting.
+    cv2.setNumThreads(threads)
+    sface = SFaceEmbedder(
+        config.resolve_asset(Path(EMBEDDER_EXAMPLES["sface"])), alignment=config.models.face_alignment
+    )
+    embedder = sface if config.models.embedder_kind == "sface" else mobilefacenet
     one_face = max(faces["back"].detect(stage), key=lambda f: f.score)
+    sface_crop = sface.crops(stage, [one_face])
 
     def bare(model: TfliteModel) -> Callable[[], object]:
         tensor = np.zeros(model.input.shape, dtype=model.input.dtype)
@@ -99,8 +108,14 @@ def _measure_with_threads(
     cases: list[tuple[str, TfliteModel, Callable[[], object]]] = [
         ("person_detector coco_ssd_v1_quant", person.model, lambda: person.detect(street)),
         *[(f"face_detector {v}", d.model, lambda d=d: d.detect(stage)) for v, d in faces.items()],
-        ("embedder mobilefacenet (1 face)", embedder.model, lambda: embedder.embed(stage, [one_face])),
     ]
+    cases.append(
+        (
+            "embedder mobilefacenet (1 face)",
+            mobilefacenet.model,
+            lambda: mobilefacenet.embed(stage, [one_face]),
+        )
+    )
     rows = [
         {
             "model": name,
@@ -112,6 +127,17 @@ def _measure_with_threads(
         }
         for name, model, call in cases
     ]
+    rows.append(
+        {
+            "model": "embedder sface (1 face)",
+            "file": sface.path.name,
+            "threads": threads,
+            "backend": sface.backend,
+            "median_ms": round(_median_ms(lambda: sface.embed(stage, [one_face]), repeat), 2),
+            # The forward pass alone, on an already aligned crop.
+            "invoke_ms": round(_median_ms(lambda: sface.embed_crops(sface_crop), repeat), 2),
+        }
+    )
 
     def whole_frame() -> None:
         person.detect(street)
@@ -131,7 +157,14 @@ def measure(assets: Path, repeat: int, thread_counts: tuple[int, ...] = (1, 2)) 
         model_rows, frame_row = _measure_with_threads(config, threads, street, stage, repeat)
         rows += model_rows
         frames.append(frame_row)
-    return {"repeat": repeat, "models": rows, "frame": frames, "face_detector_in_frame": "back"}
+    return {
+        "repeat": repeat,
+        "models": rows,
+        "frame": frames,
+        "face_detector_in_frame": "back",
+        "embedder_in_frame": config.models.embedder_kind,
+        "load_average": os.getloadavg(),
+    }
 
 
 def _image(path: Path) -> Frame:
@@ -175,7 +208,7 @@ def measure_quality(assets: Path) -> dict[str, Any]:
             chips.append(_image(path))
             labels.append(label)
     label_array = np.array(labels)
-    embed_model = load_model(config.resolve_asset(config.models.embedder))
+    embed_model = load_model(config.resolve_asset(Path(EMBEDDER_EXAMPLES["mobilefacenet"])))
     centre = MobileFaceNetEmbedder(embed_model).embed_crops(
         [np.asarray(cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA), dtype=np.uint8) for c in chips]
     )
@@ -350,12 +383,17 @@ def render(result: dict[str, Any]) -> str:
             f"{row['median_ms']:>10.2f} {row['invoke_ms']:>10.2f}"
         )
     lines.append("-" * 75)
+    label = "frame: person+face(back)+1 " + result["embedder_in_frame"]
     for frame in result["frame"]:
         lines.append(
-            f"{'frame: person + face(back) + 1 embed':<36} {frame['threads']:>7} {'':>8} "
+            f"{label:<36} {frame['threads']:>7} {'':>8} "
             f"{frame['median_ms']:>10.2f}   = {frame['fps']:.1f} fps"
         )
-    lines.append(f"(median of {result['repeat']} runs each, after 3 warm-up runs)")
+    load = result["load_average"]
+    lines.append(
+        f"(median of {result['repeat']} runs each, after 3 warm-up runs; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+    )
     return "\n".join(lines)
 
 

@@ -181,7 +181,7 @@ def test_ssd_face_kind_builds_a_keypointless_detector_and_margin_embedder(assets
     )
     stack = build_vision_stack(config)
     assert isinstance(stack.face_detector, SsdFaceDetector)
-    assert stack.embedder.embedder_id == "mobilefacenet-128-margin112m10-v1"
+    assert stack.embedder.embedder_id == "sface-int8bq-128-margin112m10-v1"
     capture = cv2.VideoCapture(str(assets_dir / "data/video/vtest.avi"))
     ok, frame = capture.read()
     capture.release()
