@@ -144,8 +144,8 @@ def test_garbage_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_factory_reports_missing_model_path(assets_dir: Path, tmp_path: Path) -> None:
-    config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.tflite")})
-    with pytest.raises(ModelNotFoundError, match=r"absent\.tflite.*make setup"):
+    config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.onnx")})
+    with pytest.raises(ModelNotFoundError, match=r"absent\.onnx.*make setup"):
         build_vision_stack(config)
 
 
