@@ -77,7 +77,7 @@ def draw(
     hist.set_xlabel("cosine similarity to the picked person's nearest enrolled face")
     hist.set_ylabel("faces")
     hist.set_title("genuine vs impostor similarity")
-    hist.legend(loc="upper left")
+    hist.legend(loc="best")
 
     _, far, tar = tar_far_curve(genuine, impostor)
     scale = len(genuine) / genuine_total if genuine_total else 0.0
