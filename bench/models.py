@@ -321,7 +321,9 @@ def measure_embedders(assets: Path, repeat: int = 30) -> list[dict[str, Any]]:
                     "tar_at_far_1pct": round(tar, 4),
                 }
             )
-    # Timing: one face, alternating the embedders so both see the same machine load.
+    # Timing: one face, alternating the embedders so both see the same machine load; both on one
+    # thread (TFLite: inference.threads = 1; OpenCV's DNN: its process-wide thread setting).
+    cv2.setNumThreads(1)
     face = max(embeddings["mobilefacenet"].detector.detect(stage), key=lambda f: f.score)
     times: dict[str, list[float]] = {kind: [] for kind in EMBEDDERS}
     for emb in embeddings.values():
