@@ -119,3 +119,23 @@ def test_heldout_protocol_meets_the_issue_targets(protocol: Embedded, emb: FaceE
     # The threshold keeps unseen people out at the stated rate: the trainer's FAR target is 1 %,
     # floor(0.01 * 66) = 0 faces may be named.
     assert result["unseen_named_faces"] == 0
+
+
+def test_a_one_vs_one_decision_function_is_refused(protocol: Embedded, emb: FaceEmbedding) -> None:
+    """svm_pick reads one decision column per class; an SVC saved with "ovo" shape would be
+    misread, so loading refuses it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.classifier.bundle import parse_bundle
+    from agent.classifier.classifier import FaceClassifier, load_estimator
+    from agent.classifier.errors import BundleError, RejectCode
+
+    result = quick_train(protocol.enrol_x, protocol.enrol_y)
+    ovo = SVC(kernel="linear", decision_function_shape="ovo").fit(protocol.enrol_x, protocol.enrol_y)
+    result.model["estimator"] = ovo
+    parsed = parse_bundle(
+        result.sign(embedder_id=emb.embedder_id, dim=emb.dim, private_key=Ed25519PrivateKey.generate())
+    )
+    with pytest.raises(BundleError) as refused:
+        FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
+    assert refused.value.code == RejectCode.BAD_PAYLOAD and "one-vs-rest" in refused.value.reason

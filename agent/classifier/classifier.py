@@ -120,8 +120,12 @@ class FaceClassifier:
                 RejectCode.BAD_PAYLOAD,
                 f"estimator expects {features} features but the manifest says dim {manifest.dim}",
             )
-        if not callable(getattr(svm_of(estimator), "decision_function", None)):
+        svm = svm_of(estimator)
+        if not callable(getattr(svm, "decision_function", None)):
             raise BundleError(RejectCode.BAD_PAYLOAD, "estimator has no SVM decision function")
+        if getattr(svm, "decision_function_shape", "ovr") != "ovr":
+            # One column per class is what svm_pick reads; "ovo" gives one per pair of classes.
+            raise BundleError(RejectCode.BAD_PAYLOAD, "SVM decision function is not one-vs-rest")
         self._estimator = estimator
         self._gallery = gallery.astype(np.float64)
         self._gallery_labels = np.array([str(v) for v in gallery_labels], dtype=object)
