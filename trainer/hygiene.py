@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-# A resized or re-encoded copy of a photo scores >= 0.98 with both embedders; distinct photos of
-# one person in the shared sets stay below 0.95.
+# A copy of a johns chip resized to 120x120 scores 0.987 (SFace) / 0.990 (MobileFaceNet) against the
+# original; dlib's johns hold 4 pairs of one picture cropped twice, at 0.974-1.000 (SFace), and the
+# most similar other pair of one person there scores 0.950 (SFace) / 0.964 (MobileFaceNet).
 DUPLICATE_SIMILARITY = 0.97
 # "Much closer": the nearest photo of another person beats the nearest photo of its own by this.
 MISFILED_MARGIN = 0.10
