@@ -132,3 +132,27 @@ def test_inconsistent_person_is_found() -> None:
     found = check(x, labels, [f"{label}/{i}.jpg" for i, label in enumerate(labels)])
     assert [person for person, _, _ in found.inconsistent] == ["mixed"]
     assert any("inconsistent person: mixed" in line for line in found.lines())
+
+
+def test_an_svm_below_one_nn_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """XOR-placed clusters: a linear SVM cannot separate them, 1-NN can; the report says so."""
+    import trainer.training as training
+
+    monkeypatch.setattr(
+        training, "select_params", lambda x, y, seed=0: ({"kernel": "linear", "C": 1.0}, "fixed")
+    )
+    rng = np.random.default_rng(1)
+    axes = np.eye(8)
+    rows, labels = [], []
+    for person, centres in {"a": (axes[0], -axes[0]), "b": (axes[1], -axes[1])}.items():
+        for centre in centres:
+            for _ in range(6):
+                rows.append(centre + 0.05 * rng.normal(size=8))
+                labels.append(person)
+    x = np.array(rows)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    report = training.train(x, labels).report
+    assert report["nn1_accuracy"] == 1.0
+    assert report["closed_set_accuracy"] < report["nn1_accuracy"]
+    assert any(n.startswith("WARNING: the SVM picks the right person") for n in report["notes"])
+    assert "WARNING" in training.format_report(report)
