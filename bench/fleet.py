@@ -61,11 +61,11 @@ from typing import Any
 
 import aiomqtt
 
-from agent.classifier.service import ModelService
 from agent.config import AgentConfig, MqttConfig
 from agent.devtools.mosquitto import MosquittoBroker, free_port
 from agent.events.schema import EventBase, IdentityEvent, utc_now
 from agent.runtime.credentials import resolve_login, tls_context
+from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import ONLINE, MqttClient, MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
