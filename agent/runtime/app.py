@@ -32,7 +32,7 @@ import structlog
 from agent.config import AgentConfig
 from agent.events.schema import EventBase
 from agent.runtime.annotate import AnnotatedVideoWriter, draw
-from agent.runtime.event_builder import FrameStamp
+from agent.runtime.event_builder import FrameStamp, SourceClock
 from agent.runtime.pipeline import (
     Analysis,
     ClassifierLike,
@@ -42,7 +42,7 @@ from agent.runtime.pipeline import (
     TrackingStage,
 )
 from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
-from agent.runtime.status import StatusMonitor
+from agent.runtime.status import StatusMonitor, run_state
 from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
@@ -149,6 +149,11 @@ class AgentApp:
         self._stop = asyncio.Event()
         self.stopped_by = "end of input"
         self.summary = RunSummary()
+        # Frame times: video time for a file, capture time for a live source.
+        self._clock = SourceClock()
+        self._last_stamp: FrameStamp | None = None
+        # Set once the frames are done: the last status then says "stopped", not "running".
+        self._finished = False
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -304,7 +309,7 @@ class AgentApp:
         confirmed = sum(1 for t in live if t.is_confirmed)
         link = r.link.stats
         return {
-            "state": "stopping" if self._stop.is_set() else "running",
+            "state": run_state(finished=self._finished, stopping=self._stop.is_set()),
             "tracks": confirmed,
             "tracks_tentative": len(live) - confirmed,
             # The resolver drops every track the tracker no longer reports, so its holders are live.
@@ -387,7 +392,8 @@ class AgentApp:
         while (item := await r.in_flight.get()) is not None:
             frame, future = item
             analysis = await future
-            stamp = FrameStamp(frame.index, datetime.now(UTC) if not r.source.is_live else frame.ts)
+            now = datetime.now(UTC) if not r.source.is_live else frame.ts
+            stamp = self._last_stamp = self._clock.stamp(frame.index, now, frame.media_s)
             result = r.stage.step(analysis, stamp)
             for event in result.events:
                 self._emit(event)
@@ -411,8 +417,16 @@ class AgentApp:
         r = self._res
         summary = self.summary
         r.source.stop()
+        self._stop.set()  # status: "stopping" while the outbox flushes, whatever ended the run
         # The tracks still alive end on the last frame tracked.
-        for event in r.stage.finish(FrameStamp(r.stage.last_index, datetime.now(UTC))):
+        last = self._last_stamp
+        end = FrameStamp(
+            r.stage.last_index,
+            datetime.now(UTC),
+            media_s=last.media_s if last is not None else None,
+            seen=last.seen if last is not None else None,
+        )
+        for event in r.stage.finish(end):
             self._emit(event)
         for pending in r.pending_writes:
             await asyncio.wrap_future(pending)
@@ -432,6 +446,7 @@ class AgentApp:
             if not (r.outbox.depth and r.link.connected and time.monotonic() < flush_deadline):
                 break
             await asyncio.sleep(0.02)
+        self._finished = True
         await r.link.publish_status(r.monitor.snapshot(**self._status_fields()))
         await r.announcer.stop()
         await r.link.stop(max(0.0, flush_deadline - time.monotonic()))

@@ -10,9 +10,11 @@ the queue was empty.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +41,10 @@ _DROPPED = "dropped_total"
 # Who the queued events and the seq counter belong to (the events topic); SQLite stores the text
 # as is in the INTEGER-affinity column.
 _OWNER = "owner"
+# The outbox's id, made with it and stamped on every event: seq restarts at 1 only in a new outbox,
+# so consumers dedupe on (device, epoch, seq) and tell a reset from a duplicate. Text, like owner.
+_EPOCH = "epoch"
+_TEXT_KEYS = (_OWNER, _EPOCH)
 _SCHEMA_VERSION = 1
 
 
@@ -92,6 +98,7 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
         if owner is not None:
             self._claim(owner)
+        self.epoch = self._load_epoch()
         if self._depth:
             self._log.info("outbox_reopened", path=str(self.path), depth=self._depth, last_seq=self._last_seq)
 
@@ -138,8 +145,22 @@ class Outbox:
                 f"events), not {owner}: give this device its own state_dir"
             )
 
+    def _load_epoch(self) -> str:
+        """This outbox's epoch; made on first use (an outbox from before epochs gets one too)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        epoch = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        # OR IGNORE + re-read: a second process opening the same new file keeps the first's epoch.
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_EPOCH, epoch))
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
+        return str(row[0])
+
     def _load_state(self) -> tuple[int, int, int, int]:
-        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key != ?", (_OWNER,)).fetchall())
+        marks = ",".join("?" * len(_TEXT_KEYS))
+        meta = dict(
+            self._db.execute(f"SELECT key, value FROM meta WHERE key NOT IN ({marks})", _TEXT_KEYS).fetchall()
+        )
         depth, total_bytes, max_seq = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) FROM events"
         ).fetchone()
@@ -159,7 +180,7 @@ class Outbox:
         if draft.seq != 0:
             raise ValueError(f"event already has seq {draft.seq}; only drafts with seq=0 can be appended")
         seq = self._last_seq + 1
-        event = draft.model_copy(update={"seq": seq})
+        event = draft.model_copy(update={"seq": seq, "epoch": self.epoch})
         payload = event.model_dump_json().encode()
         if len(payload) > self.max_bytes:
             raise ValueError(f"event of {len(payload)} bytes exceeds the outbox max_bytes={self.max_bytes}")

@@ -51,6 +51,8 @@ class SourceFrame:
     image: npt.NDArray[np.uint8]
     ts: datetime  # wall clock when captured (UTC)
     captured_at: float  # time.monotonic() when captured
+    # Files: the frame's position in the video, in seconds. None for live sources.
+    media_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class FrameSource:
         self._thread: threading.Thread | None = None
         self._capture: CaptureLike | None = None
         self._first: SourceFrame | None = None
+        self._last_media_s = -1.0
 
     @property
     def is_live(self) -> bool:
@@ -177,7 +180,7 @@ class FrameSource:
         self._capture = capture
         self._note_properties(capture, image)
         self.stats.connected = True
-        self._first = self._frame(0, image)
+        self._first = self._frame(0, image, self._media_time(capture, 0))
 
     def _note_properties(self, capture: CaptureLike, image: npt.NDArray[np.uint8]) -> None:
         fps = float(capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
@@ -187,8 +190,21 @@ class FrameSource:
         self._expected_frames = int(count) if 0.0 < count < 1e8 else 0
         self.size = (int(image.shape[1]), int(image.shape[0]))
 
-    def _frame(self, index: int, image: npt.NDArray[np.uint8]) -> SourceFrame:
-        return SourceFrame(index=index, image=image, ts=datetime.now(UTC), captured_at=time.monotonic())
+    def _frame(self, index: int, image: npt.NDArray[np.uint8], media_s: float | None = None) -> SourceFrame:
+        return SourceFrame(
+            index=index, image=image, ts=datetime.now(UTC), captured_at=time.monotonic(), media_s=media_s
+        )
+
+    def _media_time(self, capture: CaptureLike, index: int) -> float | None:
+        """The position in the file of the frame just read: the container's timestamp
+        (CAP_PROP_POS_MSEC) while it advances, else index / fps (raw H.264/H.265 streams report 0)."""
+        position = float(capture.get(0) or 0.0) / 1000.0  # cv2.CAP_PROP_POS_MSEC
+        if not (position > self._last_media_s or (index == 0 and position == 0.0)):
+            if self.fps <= 0.0:
+                return None
+            position = index / self.fps
+        self._last_media_s = position
+        return position
 
     def _run(self) -> None:
         try:
@@ -238,7 +254,7 @@ class FrameSource:
             if not ok or image is None:
                 self._note_early_end(index)
                 return
-            if not self._put_blocking(self._frame(index, image)):
+            if not self._put_blocking(self._frame(index, image, self._media_time(capture, index))):
                 return
 
     def _note_early_end(self, frames_consumed: int) -> None:
