@@ -75,9 +75,7 @@ def _run_agent(
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
 
 
-def test_file_track_durations_are_video_time(
-    mosquitto: MosquittoBroker, asset: Any, tmp_path: Path
-) -> None:
+def test_file_track_durations_are_video_time(mosquitto: MosquittoBroker, asset: Any, tmp_path: Path) -> None:
     """hamilton_clip.mp4 is 29.97 fps: each track_ended's duration is the span of video between
     the first and last frame the track was seen on, not how long the machine took to process them."""
     video = asset("data/video/hamilton_clip.mp4")
