@@ -121,8 +121,9 @@ class TrackerConfig(Section):
 
 
 class PipelineConfig(Section):
-    # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL.
-    input: str = "models/assets/data/video/hamilton_clip.mp4"
+    # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL. No default: an agent
+    # started without one says so and exits 2 rather than analysing some video nobody chose.
+    input: str = ""
     # --output: write an annotated video here ("" for none).
     output: str = ""
     frame_stride: int = Field(1, ge=1)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from agent import __version__
+from agent.cli_parser import OneLineParser
 from agent.config import AgentConfig, ConfigError, load_config
 
 EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage error or no device answered."
@@ -64,7 +65,7 @@ def _add_vision(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="facetrack-trainer",
         description=(
             "Train, sign, evaluate and publish the face classifier that facetrack agents use. "

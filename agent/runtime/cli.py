@@ -2,14 +2,13 @@
 
 Settings come from, lowest to highest: built-in defaults < the TOML file (--config) <
 FACETRACK_* environment variables (FACETRACK_MQTT__HOST=...) < these flags.
-Exit codes: 0 done or stopped by SIGINT/SIGTERM; 2 bad configuration, input, output or model.
+Exit codes: 0 done or stopped by SIGINT/SIGTERM; 2 bad configuration, input (or none), output or model.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ examples:
   facetrack-agent run --input clip.mp4 --confidence 0.6 --cosine_distance 0.3  # original script's flags
 
 events go to <prefix>/<device>/events (JSON, QoS 1); availability and status are retained on
-<prefix>/<device>/availability and <prefix>/<device>/status. See the README's MQTT section.
+<prefix>/<device>/availability and <prefix>/<device>/status. See docs/mqtt-contract.md.
 """
 
 
@@ -45,6 +44,21 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _key_file(value: str) -> str:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"no public key file {value!r} (make one with `facetrack-trainer keygen`)"
+        )
+    return str(path)
+
+
+NO_INPUT = (
+    "no input: give --input with a video file, a camera index (0) or an rtsp:// / http:// URL "
+    "(or set pipeline.input in the --config file)"
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
@@ -60,7 +74,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--input",
         "-i",
         metavar="SRC",
-        help="video file, camera index (0) or rtsp:// / http:// URL [pipeline.input]",
+        help="video file, camera index (0) or rtsp:// / http:// URL; required, here or as "
+        "pipeline.input in --config [pipeline.input]",
     )
     src.add_argument(
         "--output", "-o", metavar="PATH", help="write an annotated video (mp4) here [pipeline.output]"
@@ -116,6 +131,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
     mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [facetrack]")
     mq.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and model store [.facetrack-state]")
+    mq.add_argument(
+        "--trusted-key",
+        dest="trusted_keys",
+        action="append",
+        type=_key_file,
+        metavar="PUBKEY",
+        help="public key file (from `facetrack-trainer keygen`) whose signed models this agent "
+        "accepts; repeat for several (key rotation). Replaces classifier.trusted_keys",
+    )
     mq.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages [10]")
     mq.add_argument(
         "--flush-timeout",
@@ -156,6 +180,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "face_recheck_every": args.face_recheck_every,
         },
         "status": {"interval_s": args.status_interval},
+        "classifier": {"trusted_keys": args.trusted_keys},
     }
 
 
@@ -168,10 +193,8 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"facetrack-agent: {exc}", file=sys.stderr)
         return 2
+    # Also keeps OpenCV's and FFmpeg's native log lines off stderr (JSON logs stay JSON).
     configure_logging(config.log.level, config.log.format)
-    if config.log.level != "debug":
-        # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
 
 
@@ -185,6 +208,9 @@ def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: fl
     from agent.runtime.source import SourceError
     from agent.vision.inference import ModelLoadError
 
+    if not str(config.pipeline.input).strip():
+        print(f"facetrack-agent: {NO_INPUT}", file=sys.stderr)
+        return 2
     app = AgentApp(config, max_frames=max_frames, flush_timeout_s=flush_timeout_s)
     try:
         return asyncio.run(app.run())
