@@ -168,6 +168,19 @@ def _default_device_id() -> str:
     return f"facetrack-{host}" if host in _RESERVED_DEVICE_IDS else host
 
 
+ASSETS_DIR = Path("models/assets")
+
+
+def _default_assets_dir() -> Path:
+    """models/assets under the working directory, as `make setup` fetches it; run from any other
+    folder, the one in the source checkout the tools are installed from (an editable install), so
+    `facetrack-trainer` and `facetrack-agent` work outside the repository root too."""
+    if ASSETS_DIR.is_dir():
+        return ASSETS_DIR
+    checkout = Path(__file__).resolve().parents[1] / ASSETS_DIR
+    return checkout if checkout.is_dir() else ASSETS_DIR
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -177,7 +190,7 @@ class AgentConfig(BaseSettings):
     )
 
     device_id: str = Field(default_factory=_default_device_id)
-    assets_dir: Path = Path("models/assets")
+    assets_dir: Path = Field(default_factory=_default_assets_dir)
     state_dir: Path = Path(".facetrack-state")
     log: LogConfig = LogConfig()
     mqtt: MqttConfig = MqttConfig()

@@ -206,7 +206,7 @@ def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: fl
     from agent.runtime.app import AgentApp
     from agent.runtime.outbox import OutboxError
     from agent.runtime.source import SourceError
-    from agent.vision.inference import ModelLoadError
+    from agent.vision.inference import ModelLoadError, ModelNotFoundError
 
     if not str(config.pipeline.input).strip():
         print(f"facetrack-agent: {NO_INPUT}", file=sys.stderr)
@@ -216,5 +216,7 @@ def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: fl
         return asyncio.run(app.run())
     except (ConfigError, SourceError, OutputError, ModelLoadError, OutboxError, BundleError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ModelNotFoundError):
+            message += f"; models are looked up under {config.assets_dir.resolve()} (--assets-dir DIR)"
         print(f"facetrack-agent: {message}", file=sys.stderr)
         return 2
