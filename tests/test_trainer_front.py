@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
