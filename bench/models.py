@@ -278,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         help="assets directory (default $FACETRACK_ASSETS_DIR or models/assets)",
     )
     args = parser.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    # Logs to stderr: stdout holds the table, or with --json the JSON document alone.
+    configure_logging("warning", "auto")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not (args.assets / "models").is_dir():

@@ -492,6 +492,10 @@ def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    # Logs to stderr: stdout holds the table, or with --json the JSON document alone.
+    configure_logging("warning", "auto")
     try:
         params = TrackerParams(
             max_age=args.max_age,

@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    # Logs to stderr: stdout holds the table, or with --json the JSON document alone.
+    configure_logging("warning", "auto")
     if args.events < 1 or args.window < 1:
         parser.error("--events and --window must be positive")
     # The link logs every connect; keep the benchmark's output to its results.
