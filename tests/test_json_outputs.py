@@ -88,7 +88,7 @@ def test_agent_json_logs_keep_opencv_native_lines_off_stderr(
                 break
     finally:
         agent.send_signal(signal.SIGTERM)
-        rest, err = agent.communicate(timeout=60)
+        _, err = agent.communicate(timeout=60)
     lines += err.splitlines(keepends=True)
     assert any("cannot open camera" in line for line in lines), "".join(lines)[-2000:]
     for line in lines:
