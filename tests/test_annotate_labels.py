@@ -80,7 +80,7 @@ def test_labels_on_a_crowded_real_frame_do_not_overlap(
     assert _collisions(rects) == 0, rects
     for p in placed:
         x, y, w, h = p.rect
-        assert 0 <= x and x + w <= width and 0 <= y and y + h <= height
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
         # Each label stays near its box: within a few label heights of the box's corner.
         assert abs(y - p.anchor[1]) <= 6 * h and abs(x - p.anchor[0]) <= width // 3
     drawn = draw(image.copy(), tracks, labels, fps=12.5)
