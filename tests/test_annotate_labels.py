@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.runtime.annotate import LEGEND, draw, label_text, layout_labels
+from agent.runtime.annotate import LEGEND, LEGEND_BAND, draw, label_text, layout_labels
 from agent.tracking import TrackView
 
 
@@ -80,7 +80,7 @@ def test_labels_on_a_crowded_real_frame_do_not_overlap(
     assert _collisions(rects) == 0, rects
     for p in placed:
         x, y, w, h = p.rect
-        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height - LEGEND_BAND
         # Each label stays near its box: within a few label heights of the box's corner.
         assert abs(y - p.anchor[1]) <= 6 * h and abs(x - p.anchor[0]) <= width // 3
     drawn = draw(image.copy(), tracks, labels, fps=12.5)
@@ -105,3 +105,7 @@ def test_labels_stay_apart_however_many_people_stand_together() -> None:
     placed = layout_labels((640, 360), tracks, {})
     assert _collisions([p.rect for p in placed]) == 0
     assert any(p.moved for p in placed)
+    # Boxes reaching the bottom of the frame: their labels stay clear of the legend's band.
+    low = _tracks([(20 + 30 * i, 300, 60, 60) for i in range(12)])
+    for p in layout_labels((640, 360), low, {}):
+        assert p.rect[1] + p.rect[3] <= 360 - LEGEND_BAND

@@ -37,6 +37,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 LABEL_SCALE = 0.5
 # What the marks mean, drawn next to the fps so a viewer need not guess.
 LEGEND = "thin box + ?: new track, not confirmed yet   white: face"
+# The bottom band the fps line and the legend take; labels stay out of it.
+LEGEND_BAND = 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +74,18 @@ def layout_labels(
     """Place the labels of the tracks drawn on this frame so that no two overlap.
 
     Each label prefers the spot just above its box's top-left corner, then just inside the top
-    edge, then just below the box; a spot taken by an earlier label is given up for the nearest
-    free one found by sliding up and down, then sideways. Labels are placed top to bottom.
+    edge; when an earlier label holds both, it takes the nearest free spot (up, down, sideways).
+    Labels are placed top to bottom, and never in the legend's band at the bottom of the frame.
     `size` is (width, height) of the frame.
     """
-    width, height = size
+    width, frame_height = size
+    height = max(1, frame_height - LEGEND_BAND)
     shown = [t for t in tracks if t.time_since_update == 0]
     shown.sort(key=lambda t: (float(t.tlwh[1]), float(t.tlwh[0]), t.track_id))
     placed: list[LabelPlacement] = []
     taken: list[tuple[int, int, int, int]] = []
     for track in shown:
-        x, y, _, h = (round(float(v)) for v in track.tlwh[:4])
+        x, y = round(float(track.tlwh[0])), round(float(track.tlwh[1]))
         text = label_text(track, labels)
         (tw, th), base = cv2.getTextSize(text, FONT, LABEL_SCALE, 1)
         lw, lh = tw + 4, th + base + 2
@@ -90,12 +93,13 @@ def layout_labels(
         def fit(cx: int, cy: int, lw: int = lw, lh: int = lh) -> tuple[int, int, int, int]:
             return (min(max(0, cx), max(0, width - lw)), min(max(0, cy), max(0, height - lh)), lw, lh)
 
-        preferred = [fit(x, y - lh), fit(x, y), fit(x, y + h)]
+        preferred = [fit(x, y - lh), fit(x, y)]
         rect = next((r for r in preferred if not any(_overlaps(r, o) for o in taken)), None)
         if rect is None:
             rect = _nearest_free(preferred[0], taken, (width, height))
         taken.append(rect)
-        placed.append(LabelPlacement(track.track_id, text, rect, (min(max(0, x), width - 1), max(0, y))))
+        anchor = (min(max(0, x), width - 1), min(max(0, y), frame_height - 1))
+        placed.append(LabelPlacement(track.track_id, text, rect, anchor))
     return placed
 
 
@@ -135,7 +139,8 @@ def draw(
     """Draw in place and return the image. Tracks that missed this frame are not drawn.
 
     Confirmed tracks get a thick box and "#id name" ("unknown" until named); tentative ones a thin
-    box and "?", which the legend at the bottom explains. Labels never overlap (`layout_labels`).
+    box and "?", which the legend at the bottom explains. Labels never overlap each other or the
+    legend (`layout_labels`).
     """
     for track in tracks:
         if track.time_since_update > 0:
