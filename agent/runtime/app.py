@@ -288,6 +288,8 @@ class AgentApp:
             model=r.service.current_version,
             broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
             outbox_depth=r.outbox.depth,
+            # Relative to the working directory: say where, since another folder means another outbox.
+            state_dir=str(cfg.state_dir.resolve()),
         )
 
     # -- events and status -----------------------------------------------------------------------

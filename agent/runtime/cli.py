@@ -124,13 +124,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--workers", type=_positive_int, metavar="N", help="inference workers (CPU only; Edge TPU uses 1)"
     )
     det.add_argument("--threads", type=_positive_int, metavar="N", help="TFLite threads per model")
-    det.add_argument("--assets-dir", type=Path, metavar="DIR", help="where the models live [models/assets]")
+    det.add_argument(
+        "--assets-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the models live [models/assets here, else the checkout's]",
+    )
 
     mq = parser.add_argument_group("MQTT and state")
     mq.add_argument("--broker", type=_broker, metavar="HOST[:PORT]", help="MQTT broker [127.0.0.1:1883]")
     mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
     mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [facetrack]")
-    mq.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and model store [.facetrack-state]")
+    mq.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="outbox and model store [.facetrack-state, in the working directory]",
+    )
     mq.add_argument(
         "--trusted-key",
         dest="trusted_keys",
