@@ -164,7 +164,7 @@ def test_publish_checks_the_signature_when_a_public_key_is_at_hand(
     # The right key: sent (nobody answers: exit 2), and it is the retained model.
     sent = _publish(mosquitto, str(good), "--device", "cam-2", "--public-key", str(public))
     assert sent.returncode == 2 and "no device answered" in sent.stdout, sent.stderr
-    assert "signature not checked" not in sent.stderr
+    assert "signature not checked" not in sent.stdout
     assert _retained(mosquitto, "facetrack/cam-2/model") == [data]
 
 
@@ -176,7 +176,7 @@ def test_publish_clear_removes_a_retained_model_sent_to_a_mistyped_device(
     bundle.write_bytes(data)
     sent = _publish(mosquitto, str(bundle), "--device", "kitchn")  # meant: kitchen
     assert sent.returncode == 2, sent.stderr
-    assert "signature not checked" in sent.stderr  # said, since no public key was at hand
+    assert "signature not checked" in sent.stdout  # said, since no public key was at hand
     assert _retained(mosquitto, "facetrack/kitchn/model") == [data]
     cleared = _publish(mosquitto, "--clear", "--device", "kitchn")
     assert cleared.returncode == 0, cleared.stderr

@@ -525,12 +525,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
             return _error(f"MQTT {mqtt.host}:{mqtt.port}: {exc}")
         print(f"cleared the retained model on {cleared}")
         return 0
-    if not signature_checked:
-        print(
-            "facetrack-trainer: note: signature not checked here (no public key: --public-key FILE "
-            "or [classifier] trusted_keys in --config); payload hash checked",
-            file=sys.stderr,
-        )
     try:
         topic, answers = asyncio.run(
             publish_bundle(data, args.device, options, wait_s=args.wait, expect=args.expect)
@@ -545,6 +539,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     else:
         print(f"published {args.bundle} (version {manifest.model_version}) retained to {topic}")
         print(format_table(answers) if answers else f"no device answered within {args.wait:g} s")
+        if not signature_checked:
+            # Last, after the answers: stderr stays for errors, and the rows keep their place.
+            print(
+                "note: payload hash checked; signature not checked here (no public key: "
+                "--public-key FILE or [classifier] trusted_keys in --config)"
+            )
     if not answers:
         return 2
     return 1 if any(a.failed for a in answers) else 0
