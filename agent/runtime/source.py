@@ -3,8 +3,9 @@
 Files are read in order and every frame is delivered (or every `frame_stride`-th): the reader
 blocks when the pipeline is behind. With `loop`, a file starts again from its first frame when it
 ends, until the agent is stopped (a demo screen, a soak test, a test that must outlast an action);
-frame indices keep counting up across passes, so events stay ordered. Live sources deliver only the newest frame: when the pipeline
-falls behind, older frames are overwritten and counted in `frames_skipped`. Live sources that fail
+frame indices keep counting up across passes, so events stay ordered.
+
+Live sources deliver only the newest frame: when the pipeline falls behind, older frames are overwritten and counted in `frames_skipped`. Live sources that fail
 (device gone, stream dropped) reconnect with exponential backoff and jitter; a file that cannot be
 opened or decoded raises SourceError with one line for the user.
 """
