@@ -5,9 +5,10 @@ blocks when the pipeline is behind. With `loop`, a file starts again from its fi
 ends, until the agent is stopped (a demo screen, a soak test, a test that must outlast an action);
 frame indices keep counting up across passes, so events stay ordered.
 
-Live sources deliver only the newest frame: when the pipeline falls behind, older frames are overwritten and counted in `frames_skipped`. Live sources that fail
-(device gone, stream dropped) reconnect with exponential backoff and jitter; a file that cannot be
-opened or decoded raises SourceError with one line for the user.
+Live sources deliver only the newest frame: when the pipeline falls behind, older frames are
+overwritten and counted in `frames_skipped`. Live sources that fail (device gone, stream dropped)
+reconnect with exponential backoff and jitter; a file that cannot be opened or decoded raises
+SourceError with one line for the user.
 """
 
 from __future__ import annotations
