@@ -394,12 +394,12 @@ def test_no_model_then_garbage_then_hot_reload_then_sigterm(
         ("facetrack/all/model", b"\x80\x04\x95 pickle-looking"),
     ]
     for topic, payload in garbage:
-        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+        publisher.publish(topic, payload, qos=1).wait_for_publish(HANG_S)
     assert sub.wait_for(lambda ev: sum(e["type"] == "model_rejected" for e in ev) >= len(garbage)), (
         "each malformed model message must be answered with model_rejected"
     )
     assert agent.poll() is None, "garbage on a model topic must not stop the agent"
-    publisher.publish(f"facetrack/{DEVICE}/model", bundle, qos=1).wait_for_publish(5)
+    publisher.publish(f"facetrack/{DEVICE}/model", bundle, qos=1).wait_for_publish(HANG_S)
     publisher.loop_stop()
     publisher.disconnect()
     assert sub.wait_for(lambda ev: any(e["type"] == "model_applied" for e in ev))

@@ -614,7 +614,7 @@ def trainer_publish(broker: FleetBroker, bundle: Path, *args: str) -> tuple[int,
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACK_")}
     command = [str(Path(sys.executable).parent / "facetrack-trainer"), "publish", str(bundle), *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=2 * HANG_S, check=False)
     return done.returncode, done.stdout, done.stderr
 
 

@@ -26,7 +26,7 @@ def test_file_delivers_every_frame_in_order(asset: Any) -> None:
     source = FrameSource(str(asset("data/video/hamilton_clip.mp4")), queue_size=2)
     source.start()
     indices = []
-    while (frame := source.get(timeout=10)) is not None:
+    while (frame := source.get(timeout=60)) is not None:
         indices.append(frame.index)
     source.stop()
     assert indices == list(range(275))
@@ -39,7 +39,7 @@ def test_file_stride(asset: Any) -> None:
     source = FrameSource(str(asset("data/video/hamilton_clip.mp4")), frame_stride=10)
     source.start()
     indices = []
-    while (frame := source.get(timeout=10)) is not None:
+    while (frame := source.get(timeout=60)) is not None:
         indices.append(frame.index)
     source.stop()
     assert indices == list(range(0, 275, 10))
