@@ -101,6 +101,7 @@ def test_nms_threshold_removes_overlaps(
         assert set(kept) <= set(everything)
         assert all(a.box.iou(b.box) <= 0.1 for i, a in enumerate(kept) for b in kept[i + 1 :])
         removed += len(everything) - len(kept)
+    print(f"\nNMS removed {removed}")
     assert removed > 0  # the footage has overlapping walkers, so NMS must have had work to do
 
 
