@@ -147,6 +147,8 @@ class PipelineConfig(Section):
     # --output: write an annotated video here ("" for none).
     output: str = ""
     frame_stride: int = Field(1, ge=1)
+    # --loop: play a file again from the start when it ends, until stopped (files only).
+    loop: bool = False
     face_recheck_every: int = Field(15, ge=1)
 
 
