@@ -22,6 +22,7 @@ from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
 from agent.tracking.linear_assignment import INFEASIBLE, assign, matching_cascade
 from agent.tracking.nn_matching import FeatureGallery, nearest_neighbor_cosine
+from agent.tracking.score_window import ScoreWindow
 from agent.tracking.track import TrackTable
 
 if TYPE_CHECKING:
@@ -55,6 +56,16 @@ class TrackerParams:
     motion_weight: the paper's lambda when appearance is given: cost = lambda * motion + (1 - lambda)
         * appearance, each already gated by its own threshold. The paper uses 0; a little motion
         breaks ties between look-alikes (same clothes) in favour of the better-predicted one.
+    std_weight_position, std_weight_velocity: Kalman noise, as fractions of the box height per
+        frame (position/size measurement and process noise; velocity process noise). The paper's
+        are 1/20 and 1/160.
+    birth_quantile: a detection starts a new track only if its score reaches this quantile of the
+        scores of the detections that confirmed tracks matched lately (the detector's scores for
+        people); weaker ones still continue existing tracks (ByteTrack's rule: a weak box is more
+        often clutter where nobody is, more often a person where a track predicts one). A
+        quantile, not a score, so one setting fits detectors whose scores differ in scale (the
+        Faster R-CNN boxes of MOT15 have a median of 0.96, COCO SSD on vtest.avi 0.67). Until a
+        confirmed track has matched anything, every detection may start a track. 0 disables.
     min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold), carried
         here so one object holds the original script's tracking flags. `update()` never reads them:
         they are applied by the detection filter (`detection.filter_detections`, as bench/mot.py does).
@@ -71,6 +82,9 @@ class TrackerParams:
     motion_cost: MotionCost = "mahalanobis"
     motion_weight: float = 0.1
     min_motion_iou: float = 0.2
+    std_weight_position: float = 1.0 / 20.0
+    std_weight_velocity: float = 1.0 / 100.0
+    birth_quantile: float = 0.3
     min_confidence: float = 0.5
     nms_max_overlap: float = 1.0
 
@@ -83,6 +97,10 @@ class TrackerParams:
             raise ValueError(f"min_motion_iou must be in [0, 1], got {self.min_motion_iou}")
         if not 0.0 <= self.motion_weight <= 1.0:
             raise ValueError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
+        if not 0.0 <= self.birth_quantile <= 1.0:
+            raise ValueError(f"birth_quantile must be in [0, 1], got {self.birth_quantile}")
+        if self.std_weight_position <= 0 or self.std_weight_velocity <= 0:
+            raise ValueError("std_weight_position and std_weight_velocity must be > 0")
         if self.motion_cost not in ("iou", "mahalanobis"):
             raise ValueError(f"motion_cost must be 'iou' or 'mahalanobis', got {self.motion_cost!r}")
 
@@ -98,6 +116,8 @@ class TrackerParams:
             n_init=cfg.n_init,
             max_face_distance=cfg.max_face_distance,
             face_budget=cfg.face_budget,
+            std_weight_velocity=cfg.std_weight_velocity,
+            birth_quantile=cfg.birth_quantile,
         )
         if detection is not None:
             params = replace(
@@ -111,12 +131,16 @@ class Tracker:
 
     def __init__(self, params: TrackerParams | None = None, kalman: KalmanFilter | None = None):
         self.params = params or TrackerParams()
-        self.kf = kalman or KalmanFilter()
+        self.kf = kalman or KalmanFilter(
+            std_weight_position=self.params.std_weight_position,
+            std_weight_velocity=self.params.std_weight_velocity,
+        )
         self._tracks = TrackTable()
         self._next_id = 1
         self._frame = 0
         self._feature_dim: int | None = None
         self._face_dim: int | None = None
+        self._scores = ScoreWindow()
 
     @property
     def frame_index(self) -> int:
@@ -150,7 +174,7 @@ class Tracker:
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
         only; face_features (n, k) with NaN rows where a detection has no face, or None.
         """
-        boxes, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        boxes, score_array, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
         # Counted after validation: a refused frame leaves the tracker exactly as it was.
         self._frame += 1
         p = self.params
@@ -169,6 +193,9 @@ class Tracker:
         if n and m:
             innovation = self.kf.innovation(t.mean, t.cov)
             rows, cols = self._associate(t, boxes, measurements, innovation, feats, faces)
+            if p.birth_quantile > 0 and rows.size:
+                # The scores of boxes that confirmed tracks (people, mostly) keep matching.
+                self._scores.add(score_array[cols[t.confirmed[rows]]])
             if rows.size:
                 matched_det[rows] = cols
                 free = np.ones(m, dtype=np.bool_)
@@ -183,6 +210,9 @@ class Tracker:
             t.keep(alive)
             matched_det = matched_det[alive]
 
+        if p.birth_quantile > 0 and unmatched_cols.size:
+            floor = self._scores.quantile(p.birth_quantile)
+            unmatched_cols = unmatched_cols[score_array[unmatched_cols] >= floor]
         if unmatched_cols.size:
             self._start_tracks(unmatched_cols, measurements, feats, faces, events)
             matched_det = np.concatenate([matched_det, unmatched_cols])
@@ -409,7 +439,7 @@ class Tracker:
         scores: npt.ArrayLike,
         features: npt.ArrayLike | None,
         face_features: npt.ArrayLike | None,
-    ) -> tuple[Array, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
+    ) -> tuple[Array, Array, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
         boxes = np.asarray(boxes_tlwh, dtype=np.float64)
         if boxes.size == 0:
             boxes = boxes.reshape(0, 4)
@@ -420,7 +450,7 @@ class Tracker:
             raise ValueError("boxes_tlwh contains NaN or inf")
         if n and (boxes[:, 3] <= 0).any():
             raise ValueError("boxes_tlwh has a box with non-positive height")
-        score_array = np.asarray(scores)
+        score_array = np.asarray(scores, dtype=np.float64)
         if score_array.shape != (n,):
             raise ValueError(f"scores must be ({n},), got shape {score_array.shape}")
         feats = _feature_rows("features", features, n, self._feature_dim)
@@ -429,7 +459,7 @@ class Tracker:
             self._feature_dim = int(feats.shape[1])
         if faces is not None:
             self._face_dim = int(faces.shape[1])
-        return boxes, feats, faces
+        return boxes, score_array, feats, faces
 
 
 def _feature_rows(

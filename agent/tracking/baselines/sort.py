@@ -65,7 +65,7 @@ class Sort:
             self.streak[self.since_update > 0] = 0
             self.since_update += 1
             predicted = x_to_tlwh(self.mean)
-            valid: npt.NDArray[np.bool_] = np.isfinite(predicted).all(axis=1)
+            valid = np.asarray(np.isfinite(predicted).all(axis=1), dtype=np.bool_)
             if not valid.all():
                 self._keep(valid)
                 predicted = predicted[valid]
