@@ -72,8 +72,16 @@ def test_compact_steps_equal_the_textbook_8x8_formulas() -> None:
         q = np.stack(
             [
                 np.diag(
-                    [(h_ / 20) ** 2, (h_ / 20) ** 2, 1e-4, (h_ / 20) ** 2]
-                    + [(h_ / 160) ** 2, (h_ / 160) ** 2, 1e-10, (h_ / 160) ** 2]
+                    [
+                        (h_ / 20) ** 2,
+                        (h_ / 20) ** 2,
+                        1e-4,
+                        (h_ / 20) ** 2,
+                        (h_ / 160) ** 2,
+                        (h_ / 160) ** 2,
+                        1e-10,
+                        (h_ / 160) ** 2,
+                    ]
                 )
                 for h_ in mean[:, 3]
             ]
