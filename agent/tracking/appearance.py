@@ -91,7 +91,9 @@ class ColorHistogramEncoder:
                 out[i] = uniform
                 continue
             # One colour conversion per person, over the rows its parts span.
-            hsv = cv2.cvtColor(frame_bgr[top:bottom, x1[i] : x2[i]], cv2.COLOR_BGR2HSV)
+            hsv = np.asarray(
+                cv2.cvtColor(frame_bgr[top:bottom, x1[i] : x2[i]], cv2.COLOR_BGR2HSV), dtype=np.uint8
+            )
             for k in range(len(self.parts)):
                 a, b = int(y1[i, k]) - top, int(y2[i, k]) - top
                 block = out[i, k * d : (k + 1) * d]
@@ -113,7 +115,8 @@ class ColorHistogramEncoder:
         norm = float(np.linalg.norm(feature))
         if norm == 0:
             return np.full(feature.shape, 1.0 / np.sqrt(feature.size), dtype=np.float32)
-        return (feature / norm).astype(np.float32)
+        out: npt.NDArray[np.float32] = (feature / norm).astype(np.float32)
+        return out
 
 
 def _smooth(raw: npt.NDArray[np.generic], circular_rows: bool) -> npt.NDArray[np.float32]:
