@@ -110,7 +110,7 @@ class DetectionConfig(Section):
 
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
-    max_cosine_distance: float = Field(0.2, ge=0.0, le=2.0)
+    max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
     nn_budget: int = Field(100, ge=1)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1)

@@ -32,10 +32,10 @@ from bench.mot_score import clear_mot_idf1
 
 METRICS = ("mota", "idf1")
 DEFAULT_GRID: dict[str, list[Any]] = {
-    "std_weight_velocity": [1 / 160, 1 / 80, 1 / 40],
-    "max_age": [1, 10, 30],
+    "std_weight_velocity": [1 / 160, 0.01, 1 / 80, 1 / 64],
+    "birth_quantile": [0.0, 0.2, 0.3],
+    "max_age": [10, 30],
     "n_init": [3, 4],
-    "birth_quantile": [0.0, 0.3, 0.4],
 }
 
 Scores = dict[str, dict[str, float]]

@@ -71,7 +71,7 @@ class TrackerParams:
         they are applied by the detection filter (`detection.filter_detections`, as bench/mot.py does).
     """
 
-    max_cosine_distance: float = 0.2
+    max_cosine_distance: float = 0.1
     nn_budget: int = 100
     max_iou_distance: float = 0.7
     max_age: int = 30
@@ -80,7 +80,7 @@ class TrackerParams:
     face_budget: int = 30
     gating_threshold: float = CHI2_95[4]
     motion_cost: MotionCost = "mahalanobis"
-    motion_weight: float = 0.1
+    motion_weight: float = 0.3
     min_motion_iou: float = 0.2
     std_weight_position: float = 1.0 / 20.0
     std_weight_velocity: float = 1.0 / 100.0
