@@ -51,8 +51,11 @@ class TrackerParams:
         distance over the gate; uses the track's uncertainty, so a track coasting through an
         occlusion can still claim its detection) or "iou" (1 - IoU of the predicted box, SORT's).
         Measured on TUD-Campus: mahalanobis MOTA 63.8 / IDF1 74.8, iou 62.7 / 65.2.
-    min_motion_iou: with motion_cost "mahalanobis" and no appearance, a pair also needs this IoU
-        between the predicted box and the detection (see bench/mot.py numbers in the README).
+    min_motion_iou: with motion_cost "mahalanobis", a cascade pair also needs this IoU between the
+        predicted box and the detection, unless a face decides the pair or the colour distance is
+        within far_cosine_fraction of max_cosine_distance (docs/tracking.md: on PETS09-S2L1 with
+        our own detector, colour allowed anywhere inside the Mahalanobis gate added ID switches).
+    far_cosine_fraction: see min_motion_iou.
     motion_weight: the paper's lambda when appearance is given: cost = lambda * motion + (1 - lambda)
         * appearance, each already gated by its own threshold. The paper uses 0; a little motion
         breaks ties between look-alikes (same clothes) in favour of the better-predicted one.
@@ -82,6 +85,7 @@ class TrackerParams:
     motion_cost: MotionCost = "mahalanobis"
     motion_weight: float = 0.3
     min_motion_iou: float = 0.2
+    far_cosine_fraction: float = 0.5
     std_weight_position: float = 1.0 / 20.0
     std_weight_velocity: float = 1.0 / 100.0
     birth_quantile: float = 0.3
@@ -95,6 +99,8 @@ class TrackerParams:
             raise ValueError("distance thresholds must be >= 0 (max_face_distance > 0)")
         if not 0.0 <= self.min_motion_iou <= 1.0:
             raise ValueError(f"min_motion_iou must be in [0, 1], got {self.min_motion_iou}")
+        if not 0.0 <= self.far_cosine_fraction <= 1.0:
+            raise ValueError(f"far_cosine_fraction must be in [0, 1], got {self.far_cosine_fraction}")
         if not 0.0 <= self.motion_weight <= 1.0:
             raise ValueError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
         if not 0.0 <= self.birth_quantile <= 1.0:
@@ -244,28 +250,35 @@ class Tracker:
             # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
             overlap_cost = iou_cost(predicted_tlwh, boxes)
             if p.motion_cost == "iou":
-                motion = overlap_cost / max(p.max_iou_distance, 1e-9)
+                scaled = overlap_cost / max(p.max_iou_distance, 1e-9)
+                far = np.zeros(scaled.shape, dtype=np.bool_)
             else:
-                # The gate of a track missing for many frames grows wide; without appearance it
-                # would snap to any detection inside it. Asking for a little overlap with the
-                # predicted box keeps re-identification local.
-                motion = np.where(
-                    overlap_cost > 1.0 - p.min_motion_iou, INFEASIBLE, mahalanobis / p.gating_threshold
-                )
+                # The gate of a track missing for many frames grows wide; it would snap to any
+                # detection inside it, and colour alone does not stop it (people dress alike).
+                # Asking for a little overlap with the predicted box keeps re-identification
+                # local; only a face may claim a detection beyond it.
+                scaled = mahalanobis / p.gating_threshold
+                far = overlap_cost > 1.0 - p.min_motion_iou
+            motion = np.where(far, INFEASIBLE, scaled)
             cost = motion
             if feats is not None or faces is not None:
                 appearance = np.full_like(motion, np.nan)
+                face_decided = np.zeros(motion.shape, dtype=np.bool_)
                 if feats is not None:
                     # A zero threshold (allowed by the config) accepts only identical features.
                     appearance = nearest_neighbor_cosine(t.galleries, feats) / max(
                         p.max_cosine_distance, 1e-9
                     )
                 if faces is not None:
-                    appearance = self._face_override(t, appearance, faces)
+                    appearance, face_decided = self._face_override(t, appearance, faces)
                 # Refuse pairs whose appearance is beyond its threshold, then blend in motion.
                 # A track with no gallery yet (born while no features came) is matched on motion.
                 known = ~np.isnan(appearance)
-                blended = p.motion_weight * np.minimum(motion, 1.0) + (1.0 - p.motion_weight) * appearance
+                # Beyond the IoU floor only strong evidence may claim a detection: a face, or
+                # colour well inside its gate (a person who turned back while hidden).
+                sure = face_decided | (appearance <= p.far_cosine_fraction)
+                blend_motion = np.where(far & ~sure, INFEASIBLE, np.minimum(scaled, 1.0))
+                blended = p.motion_weight * blend_motion + (1.0 - p.motion_weight) * appearance
                 cost = np.where(known, np.where(appearance > 1.0, INFEASIBLE, blended), motion)
             cost = np.where(gated, INFEASIBLE, cost)
             cascade_rows, cascade_cols = matching_cascade(
@@ -290,22 +303,27 @@ class Tracker:
         iou_rows, iou_cols = candidate_rows[r], remaining[c]
         return np.concatenate([cascade_rows, iou_rows]), np.concatenate([cascade_cols, iou_cols])
 
-    def _face_override(self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]) -> Array:
+    def _face_override(
+        self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]
+    ) -> tuple[Array, npt.NDArray[np.bool_]]:
         """Where a track's face gallery and a detection's face both exist, face distance decides.
 
         A face is far stronger identity evidence than clothing colour: it both rescues a match
         the histogram would refuse (lighting change) and vetoes one it would accept (two people in
-        similar clothes).
+        similar clothes). Returns the costs and where a face decided them.
         """
+        decided = np.zeros(cost.shape, dtype=np.bool_)
         has_face = ~np.isnan(faces).any(axis=1)
         if not has_face.any():
-            return cost
+            return cost, decided
         cols = np.flatnonzero(has_face)
         face_distance = nearest_neighbor_cosine(t.face_galleries, faces[cols]) / self.params.max_face_distance
         out = cost.copy()
         sub = out[:, cols]
-        out[:, cols] = np.where(np.isnan(face_distance), sub, face_distance)
-        return out
+        known = ~np.isnan(face_distance)
+        out[:, cols] = np.where(known, face_distance, sub)
+        decided[:, cols] = known
+        return out, decided
 
     # -- lifecycle ---------------------------------------------------------------------------
 
