@@ -453,7 +453,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             "tls.key_file": args.key is not None,
         }
         labels = {key: flag for key, flag in _PUBLISH_FILE_FLAGS.items() if given[key]}
-        login = resolve_login(mqtt, labels=labels)
+        login = resolve_login(
+            mqtt, labels=labels, warn=lambda m: print(f"facetrack-trainer: warning: {m}", file=sys.stderr)
+        )
         context = tls_context(mqtt, labels=labels)
     except (ConfigError, BundleError) as exc:
         return _error(str(exc))
