@@ -49,8 +49,8 @@ from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentApp._start`, after the input is open: they are slow to import.
-    from agent.classifier.service import ModelService
     from agent.runtime.homeassistant import HomeAssistantAnnouncer
+    from agent.runtime.model_service import ModelService
     from agent.runtime.mqtt_link import MqttLink
     from agent.runtime.outbox import Outbox
     from agent.runtime.state_lock import StateLock
@@ -250,8 +250,8 @@ class AgentApp:
             lock.release()
             raise
 
-        from agent.classifier.service import ModelService
         from agent.runtime.homeassistant import HomeAssistantAnnouncer
+        from agent.runtime.model_service import ModelService
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics
