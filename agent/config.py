@@ -131,7 +131,7 @@ class DetectionConfig(Section):
 
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
-    max_cosine_distance: float = Field(0.2, ge=0.0, le=2.0)
+    max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
     nn_budget: int = Field(100, ge=1)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1)
@@ -139,6 +139,10 @@ class TrackerConfig(Section):
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
     face_budget: int = Field(30, ge=1)
+    # Kalman velocity noise per frame as a fraction of box height (docs/tracking.md).
+    std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
+    # A new track needs a detection score at this quantile of the scores tracked people get.
+    birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
 
 
 class PipelineConfig(Section):
@@ -148,6 +152,8 @@ class PipelineConfig(Section):
     # --output: write an annotated video here ("" for none).
     output: str = ""
     frame_stride: int = Field(1, ge=1)
+    # --loop: play a file again from the start when it ends, until stopped (files only).
+    loop: bool = False
     face_recheck_every: int = Field(15, ge=1)
 
 

@@ -198,6 +198,7 @@ class AgentApp:
         source = FrameSource(
             cfg.pipeline.input,
             frame_stride=cfg.pipeline.frame_stride,
+            loop=cfg.pipeline.loop,
             capture_factory=self._capture_factory,
             # Shared with MQTT (one backoff policy, one pair of knobs) until [pipeline] gets its own.
             reconnect_min_s=cfg.mqtt.reconnect_min_s,

@@ -88,6 +88,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--frame-stride", type=_positive_int, metavar="N", help="process every Nth frame of a file"
     )
     src.add_argument(
+        "--loop",
+        action="store_true",
+        default=None,
+        help="play a video file again from the start when it ends, until stopped [pipeline.loop]",
+    )
+    src.add_argument(
         "--max-frames",
         type=_positive_int,
         metavar="N",
@@ -191,6 +197,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "input": args.input,
             "output": args.output,
             "frame_stride": args.frame_stride,
+            "loop": args.loop,
             "face_recheck_every": args.face_recheck_every,
         },
         "status": {"interval_s": args.status_interval},
