@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.cli_parser import OneLineParser
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agent.runtime.cli", "run the agent on a video file, camera or stream"),
@@ -21,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="facetrack-agent",
         description=(
             "Recognise faces and track people on a video, camera or RTSP stream, and publish "

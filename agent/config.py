@@ -131,7 +131,7 @@ class DetectionConfig(Section):
 
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
-    max_cosine_distance: float = Field(0.2, ge=0.0, le=2.0)
+    max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
     nn_budget: int = Field(100, ge=1)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1)
@@ -139,14 +139,21 @@ class TrackerConfig(Section):
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
     face_budget: int = Field(30, ge=1)
+    # Kalman velocity noise per frame as a fraction of box height (docs/tracking.md).
+    std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
+    # A new track needs a detection score at this quantile of the scores tracked people get.
+    birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
 
 
 class PipelineConfig(Section):
-    # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL.
-    input: str = "models/assets/data/video/hamilton_clip.mp4"
+    # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL. No default: an agent
+    # started without one says so and exits 2 rather than analysing some video nobody chose.
+    input: str = ""
     # --output: write an annotated video here ("" for none).
     output: str = ""
     frame_stride: int = Field(1, ge=1)
+    # --loop: play a file again from the start when it ends, until stopped (files only).
+    loop: bool = False
     face_recheck_every: int = Field(15, ge=1)
 
 
@@ -188,6 +195,19 @@ def _default_device_id() -> str:
     return f"facetrack-{host}" if host in _RESERVED_DEVICE_IDS else host
 
 
+ASSETS_DIR = Path("models/assets")
+
+
+def _default_assets_dir() -> Path:
+    """models/assets under the working directory, as `make setup` fetches it; run from any other
+    folder, the one in the source checkout the tools are installed from (an editable install), so
+    `facetrack-trainer` and `facetrack-agent` work outside the repository root too."""
+    if ASSETS_DIR.is_dir():
+        return ASSETS_DIR
+    checkout = Path(__file__).resolve().parents[1] / ASSETS_DIR
+    return checkout if checkout.is_dir() else ASSETS_DIR
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -197,7 +217,7 @@ class AgentConfig(BaseSettings):
     )
 
     device_id: str = Field(default_factory=_default_device_id)
-    assets_dir: Path = Path("models/assets")
+    assets_dir: Path = Field(default_factory=_default_assets_dir)
     state_dir: Path = Path(".facetrack-state")
     log: LogConfig = LogConfig()
     mqtt: MqttConfig = MqttConfig()

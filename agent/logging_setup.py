@@ -8,6 +8,7 @@ or journal holds one format only.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Literal, TextIO
 
@@ -79,3 +80,22 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto", stream: Text
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    quiet_native_logs(as_json=as_json, debug=numeric <= logging.DEBUG)
+
+
+def quiet_native_logs(*, as_json: bool, debug: bool = False) -> None:
+    """Keep OpenCV's and FFmpeg's own C++ log lines (`[ WARN:0@0.05] global cap_v4l.cpp ...`) off
+    stderr where they would break the format. JSON logs: OpenCV silenced, since every line must
+    parse (the agent logs what failed itself, e.g. `cannot open camera 0; retrying`). FFmpeg's
+    chatter ("moov atom not found") is dropped unless at debug level, so a bad input stays one line.
+
+    Through the environment, read when OpenCV loads (an explicit OPENCV_LOG_LEVEL wins), and
+    through OpenCV's logging API when it is already loaded.
+    """
+    if as_json:
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    if as_json or not debug:
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and as_json and os.environ.get("OPENCV_LOG_LEVEL", "").upper() == "SILENT":
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

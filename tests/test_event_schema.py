@@ -24,7 +24,7 @@ def test_schema_names_every_event_type() -> None:
     assert types == {"track_started", "identity", "track_ended", "model_applied", "model_rejected"}
 
 
-def test_events_round_trip_and_unknown_fields_are_refused() -> None:
+def test_events_round_trip_and_unknown_fields_are_ignored() -> None:
     now = utc_now()
     ended = TrackEnded(
         device="pi-1",
@@ -41,11 +41,7 @@ def test_events_round_trip_and_unknown_fields_are_refused() -> None:
     assert parse_event(ended.model_dump_json()) == ended
     identity = IdentityEvent(
         device="pi-1", seq=8, ts=now, frame=41, track_id=3, label="ada", confidence=0.9, votes=3
-    ).model_dump()
-    identity["surprise"] = 1
-    try:
-        parse_event(json.dumps(identity, default=str))
-    except ValueError as exc:
-        assert "surprise" in str(exc)
-    else:
-        raise AssertionError("an unknown field was accepted")
+    )
+    payload = identity.model_dump()
+    payload["surprise"] = 1  # a field a newer agent may add: forward compatible, not an error
+    assert parse_event(json.dumps(payload, default=str)) == identity

@@ -5,6 +5,8 @@ facetrack-trainer train photos/ --out model.ftm --key keys/facetrack.key [--nega
 facetrack-trainer evaluate model.ftm test_photos/ [--impostors strangers/] [--json]
 facetrack-trainer publish model.ftm --device cam-1|all [--broker host:8883] [--config config.toml]
     [--ca ca.crt --cert client.crt --key client.key --username trainer --password-file FILE] [--wait 30]
+    [--public-key keys/facetrack.pub]
+facetrack-trainer publish --clear --device cam-1   # delete a retained model sent to a wrong device id
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agent import __version__
+from agent.cli_parser import OneLineParser
 from agent.config import AgentConfig, ConfigError, load_config
 
 EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage error or no device answered."
@@ -64,7 +67,7 @@ def _add_vision(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="facetrack-trainer",
         description=(
             "Train, sign, evaluate and publish the face classifier that facetrack agents use. "
@@ -184,7 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    publish.add_argument("bundle", type=Path, metavar="BUNDLE", help="signed bundle (.ftm) from `train`")
+    publish.add_argument(
+        "bundle", type=Path, nargs="?", metavar="BUNDLE", help="signed bundle (.ftm) from `train`"
+    )
+    publish.add_argument(
+        "--clear",
+        action="store_true",
+        help="instead of publishing, delete the retained model message of --device (for example "
+        "one sent to a mistyped device id); agents ignore the empty message",
+    )
+    publish.add_argument(
+        "--public-key",
+        dest="public_keys",
+        action="append",
+        type=Path,
+        metavar="PUBKEY",
+        help="check the bundle's signature with this public key before sending (repeatable; "
+        "default: [classifier] trusted_keys of --config). The payload hash is always checked",
+    )
     publish.add_argument(
         "--device", required=True, metavar="ID|all", help="device id, or 'all' for the fleet"
     )
@@ -494,22 +514,44 @@ def _publish_overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _checked_bundle(args: argparse.Namespace, data: bytes, config: AgentConfig) -> tuple[Any, bool]:
+    """The manifest of a bundle fit to send, and whether its signature was checked (BundleError,
+    KeyFileError otherwise)."""
+    from agent.classifier.keys import load_trusted_keys
+    from trainer.publish import check_bundle
+
+    specs = [str(path) for path in args.public_keys or []] or list(config.classifier.trusted_keys)
+    for path in args.public_keys or []:
+        if not path.is_file():
+            raise ConfigError(f"--public-key {path}: no such file")
+    trusted = load_trusted_keys(specs) if specs else None
+    parsed, checked = check_bundle(data, trusted)
+    return parsed.manifest, checked
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
-    from agent.classifier.bundle import parse_bundle
     from agent.classifier.errors import BundleError
+    from agent.classifier.keys import KeyFileError
     from agent.runtime.credentials import resolve_login, tls_context
     from agent.runtime.topics import check_topic_part
-    from trainer.publish import BrokerOptions, format_table, publish_bundle
+    from trainer.publish import BrokerOptions, clear_retained, format_table, publish_bundle
 
     try:
         check_topic_part(args.device, one_level=True)
     except ValueError as exc:
         return _error(f"--device {args.device!r} {exc}; a device id or 'all'")
+    if args.clear == (args.bundle is not None):
+        return _error("give a BUNDLE to publish, or --clear to delete the retained model of --device")
+    signature_checked = False
+    manifest: Any = None
     try:
         overrides = _publish_overrides(args)
-        mqtt = load_config(args.config, mqtt=overrides).mqtt
-        data = args.bundle.read_bytes()
-        manifest = parse_bundle(data).manifest
+        config = load_config(args.config, mqtt=overrides)
+        mqtt = config.mqtt
+        data = b""
+        if args.bundle is not None:
+            data = args.bundle.read_bytes()
+            manifest, signature_checked = _checked_bundle(args, data, config)
         # Errors name a file by the flag that gave it; a --key without any certificate asks for --cert.
         key_alone = args.key is not None and mqtt.tls.cert_file is None
         given = {
@@ -523,7 +565,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             mqtt, labels=labels, warn=lambda m: print(f"facetrack-trainer: warning: {m}", file=sys.stderr)
         )
         context = tls_context(mqtt, labels=labels)
-    except (ConfigError, BundleError) as exc:
+    except BundleError as exc:
+        return _error(f"{args.bundle}: not sent: {exc}")
+    except (ConfigError, KeyFileError) as exc:
         return _error(str(exc))
     except OSError as exc:
         return _error(f"{args.bundle}: {exc.strerror}")
@@ -542,6 +586,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         protocol=mqtt.protocol,
         tls_context=context,
     )
+    if args.clear:
+        try:
+            cleared = asyncio.run(clear_retained(args.device, options))
+        except Exception as exc:  # PublishError and socket errors: one line for the user
+            return _error(f"MQTT {mqtt.host}:{mqtt.port}: {exc}")
+        print(f"cleared the retained model on {cleared}")
+        return 0
     try:
         topic, answers = asyncio.run(
             publish_bundle(data, args.device, options, wait_s=args.wait, expect=args.expect)
@@ -556,6 +607,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     else:
         print(f"published {args.bundle} (version {manifest.model_version}) retained to {topic}")
         print(format_table(answers) if answers else f"no device answered within {args.wait:g} s")
+        if not signature_checked:
+            # Last, after the answers: stderr stays for errors, and the rows keep their place.
+            print(
+                "note: payload hash checked; signature not checked here (no public key: "
+                "--public-key FILE or [classifier] trusted_keys in --config)"
+            )
     if not answers:
         return 2
     return 1 if any(a.failed for a in answers) else 0
@@ -568,8 +625,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Logs go to stderr so `evaluate --json` / `publish --json` keep stdout machine-readable.
     configure_logging("info" if args.verbose else "warning", "auto")
+    from agent.vision.inference import ModelLoadError
+
     try:
         return int(args.handler(args))
+    except ModelLoadError as exc:
+        # A model missing (run outside the repository, a wrong --assets-dir): one line, as the agent.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = getattr(args, "assets_dir", None)
+        hint = "" if where is not None else "; pass --assets-dir DIR (where `make setup` put models/assets)"
+        print(f"facetrack-trainer: error: {message}{hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -8,11 +8,12 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiomqtt
 
-from agent.classifier.bundle import parse_bundle
+from agent.classifier.bundle import ParsedBundle, parse_bundle
+from agent.classifier.errors import BundleError, RejectCode
 from agent.runtime.credentials import Secret
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 from agent.runtime.topics import FLEET, FleetTopics
@@ -49,6 +50,57 @@ class BrokerOptions:
     protocol: Literal["3.1.1", "5"] = "5"
     # None = plain TCP; a context with a client certificate loaded = mutual TLS.
     tls_context: ssl.SSLContext | None = None
+
+
+def check_bundle(data: bytes, trusted_keys: dict[str, Any] | None) -> tuple[ParsedBundle, bool]:
+    """What an agent would check before installing, done before a bundle becomes the retained model
+    message (where a bad one would be refused by every agent at every restart): the structure, the
+    payload's sha256 and size against the manifest, and, when public keys are at hand, the
+    signature and that the payload loads. Returns the parsed bundle and whether the signature was
+    checked; raises BundleError saying why the bundle must not be sent."""
+    parsed = parse_bundle(data)
+    manifest = parsed.manifest
+    if parsed.payload_sha256 != manifest.payload_sha256 or len(parsed.payload) != manifest.payload_size:
+        raise BundleError(
+            RejectCode.PAYLOAD_HASH_MISMATCH,
+            f"payload sha256 {parsed.payload_sha256[:16]}... does not match the manifest's "
+            f"{manifest.payload_sha256[:16]}...: the file was modified or corrupted after signing",
+        )
+    if not trusted_keys:
+        return parsed, False
+    from agent.classifier.verify import verify_bundle
+
+    verify_bundle(data, trusted_keys=trusted_keys, embedder_id=None, dim=None)
+    return parsed, True
+
+
+async def clear_retained(device: str, options: BrokerOptions) -> str:
+    """Delete the retained model message of `device` (or of the fleet topic for "all"): an empty
+    retained message replaces it, which agents ignore. Returns the topic cleared."""
+    topic = FleetTopics(options.prefix).model_for(device)
+    causes: list[str] = []
+    paho_logger = logging.Logger("facetrack.trainer.paho", level=logging.WARNING)
+    paho_logger.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
+    try:
+        async with _client(options, paho_logger) as client:
+            await client.publish_confirmed(topic, b"", qos=1, retain=True)
+    except aiomqtt.MqttError as exc:
+        cause = causes[-1] if causes else ""
+        raise PublishError(f"{exc} ({cause})" if cause and cause not in str(exc) else str(exc)) from None
+    return topic
+
+
+def _client(options: BrokerOptions, logger: logging.Logger) -> MqttClient:
+    return MqttClient(
+        options.host,
+        options.port,
+        username=options.username,
+        password=options.password.reveal() if options.password is not None else None,
+        protocol=aiomqtt.ProtocolVersion.V5 if options.protocol == "5" else aiomqtt.ProtocolVersion.V311,
+        tls_context=options.tls_context,
+        identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
+        logger=logger,
+    )
 
 
 def split_broker(text: str) -> tuple[str, int | None]:
@@ -128,8 +180,8 @@ async def publish_bundle(
 def _answer(topic: str, payload: object, version: str, prefix: str, started: float) -> DeviceAnswer | None:
     if not isinstance(payload, bytes | bytearray):
         return None
-    # Not agent.events.schema.parse_event: it refuses unknown fields, and a trainer must still
-    # read the answers of newer agents that add optional ones.
+    # Plain JSON, not agent.events.schema.parse_event: an answer only needs these few fields, and
+    # one that does not validate as a whole (a newer agent's) must still be counted.
     try:
         event = json.loads(payload)
     except (ValueError, UnicodeDecodeError):

@@ -34,7 +34,7 @@ import structlog
 from agent.config import AgentConfig
 from agent.events.schema import EventBase
 from agent.runtime.annotate import AnnotatedVideoWriter, draw
-from agent.runtime.event_builder import FrameStamp
+from agent.runtime.event_builder import FrameStamp, SourceClock
 from agent.runtime.pipeline import (
     Analysis,
     ClassifierLike,
@@ -44,7 +44,7 @@ from agent.runtime.pipeline import (
     TrackingStage,
 )
 from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
-from agent.runtime.status import StatusMonitor
+from agent.runtime.status import StatusMonitor, run_state
 from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
@@ -164,6 +164,12 @@ class AgentApp:
         self._hurry = asyncio.Event()
         self.stopped_by = "end of input"
         self.summary = RunSummary()
+        # Frame times: video time for a file, capture time for a live source.
+        self._clock = SourceClock()
+        self._last_stamp: FrameStamp | None = None
+        # Set as the frames end, and once they are done: the status says "stopping", then "stopped".
+        self._winding_down = False
+        self._finished = False
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -196,6 +202,7 @@ class AgentApp:
         source = FrameSource(
             cfg.pipeline.input,
             frame_stride=cfg.pipeline.frame_stride,
+            loop=cfg.pipeline.loop,
             capture_factory=self._capture_factory,
             # Shared with MQTT (one backoff policy, one pair of knobs) until [pipeline] gets its own.
             reconnect_min_s=cfg.mqtt.reconnect_min_s,
@@ -330,6 +337,8 @@ class AgentApp:
             model=r.service.current_version,
             broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
             outbox_depth=r.outbox.depth,
+            # Relative to the working directory: say where, since another folder means another outbox.
+            state_dir=str(cfg.state_dir.resolve()),
         )
 
     # -- events and status -----------------------------------------------------------------------
@@ -351,7 +360,7 @@ class AgentApp:
         confirmed = sum(1 for t in live if t.is_confirmed)
         link = r.link.stats
         return {
-            "state": "stopping" if self._stop.is_set() else "running",
+            "state": run_state(finished=self._finished, stopping=self._stop.is_set() or self._winding_down),
             "tracks": confirmed,
             "tracks_tentative": len(live) - confirmed,
             # The resolver drops every track the tracker no longer reports, so its holders are live.
@@ -445,7 +454,8 @@ class AgentApp:
         while (item := await r.in_flight.get()) is not None:
             frame, future = item
             analysis = await future
-            stamp = FrameStamp(frame.index, datetime.now(UTC) if not r.source.is_live else frame.ts)
+            now = datetime.now(UTC) if not r.source.is_live else frame.ts
+            stamp = self._last_stamp = self._clock.stamp(frame.index, now, frame.media_s)
             result = r.stage.step(analysis, stamp)
             for event in result.events:
                 self._emit(event)
@@ -471,8 +481,16 @@ class AgentApp:
         r = self._res
         summary = self.summary
         r.source.stop()
+        self._winding_down = True  # status: "stopping" while the outbox flushes, whatever ended the run
         # The tracks still alive end on the last frame tracked.
-        for event in r.stage.finish(FrameStamp(r.stage.last_index, datetime.now(UTC))):
+        last = self._last_stamp
+        end = FrameStamp(
+            r.stage.last_index,
+            datetime.now(UTC),
+            media_s=last.media_s if last is not None else None,
+            seen=last.seen if last is not None else None,
+        )
+        for event in r.stage.finish(end):
             self._emit(event)
         for pending in r.pending_writes:
             await asyncio.wrap_future(pending)
@@ -502,6 +520,7 @@ class AgentApp:
             await asyncio.sleep(0.02)
         if self._hurry.is_set():
             flush_deadline = time.monotonic()
+        self._finished = True
         # Both best effort and bounded: a broker that stopped answering must not hold the stop.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(

@@ -4,14 +4,13 @@ Settings come from, lowest to highest: built-in defaults < the TOML file (--conf
 FACETRACK_* environment variables (FACETRACK_MQTT__HOST=...) < these flags.
 Exit codes: 0 done or stopped by SIGINT/SIGTERM/SIGHUP (at any moment, also while starting); 1 an
 input that broke off mid-way, or an unexpected failure (logged with its traceback); 2 bad
-configuration, input, output, model, or a state directory in use by another agent.
+configuration, input (or none), output, model, or a state directory in use by another agent.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ examples:
   facetrack-agent run --input clip.mp4 --confidence 0.6 --cosine_distance 0.3  # original script's flags
 
 events go to <prefix>/<device>/events (JSON, QoS 1); availability and status are retained on
-<prefix>/<device>/availability and <prefix>/<device>/status. See the README's MQTT section.
+<prefix>/<device>/availability and <prefix>/<device>/status. See docs/mqtt-contract.md.
 """
 
 
@@ -49,6 +48,21 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _key_file(value: str) -> str:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"no public key file {value!r} (make one with `facetrack-trainer keygen`)"
+        )
+    return str(path)
+
+
+NO_INPUT = (
+    "no input: give --input with a video file, a camera index (0) or an rtsp:// / http:// URL "
+    "(or set pipeline.input in the --config file)"
+)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
@@ -64,13 +78,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--input",
         "-i",
         metavar="SRC",
-        help="video file, camera index (0) or rtsp:// / http:// URL [pipeline.input]",
+        help="video file, camera index (0) or rtsp:// / http:// URL; required, here or as "
+        "pipeline.input in --config [pipeline.input]",
     )
     src.add_argument(
         "--output", "-o", metavar="PATH", help="write an annotated video (mp4) here [pipeline.output]"
     )
     src.add_argument(
         "--frame-stride", type=_positive_int, metavar="N", help="process every Nth frame of a file"
+    )
+    src.add_argument(
+        "--loop",
+        action="store_true",
+        default=None,
+        help="play a video file again from the start when it ends, until stopped [pipeline.loop]",
     )
     src.add_argument(
         "--max-frames",
@@ -113,13 +134,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--workers", type=_positive_int, metavar="N", help="inference workers (CPU only; Edge TPU uses 1)"
     )
     det.add_argument("--threads", type=_positive_int, metavar="N", help="TFLite threads per model")
-    det.add_argument("--assets-dir", type=Path, metavar="DIR", help="where the models live [models/assets]")
+    det.add_argument(
+        "--assets-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the models live [models/assets here, else the checkout's]",
+    )
 
     mq = parser.add_argument_group("MQTT and state")
     mq.add_argument("--broker", type=_broker, metavar="HOST[:PORT]", help="MQTT broker [127.0.0.1:1883]")
     mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
     mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [facetrack]")
-    mq.add_argument("--state-dir", type=Path, metavar="DIR", help="outbox and model store [.facetrack-state]")
+    mq.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="outbox and model store [.facetrack-state, in the working directory]",
+    )
+    mq.add_argument(
+        "--trusted-key",
+        dest="trusted_keys",
+        action="append",
+        type=_key_file,
+        metavar="PUBKEY",
+        help="public key file (from `facetrack-trainer keygen`) whose signed models this agent "
+        "accepts; repeat for several (key rotation). Replaces classifier.trusted_keys",
+    )
     mq.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages [10]")
     mq.add_argument(
         "--flush-timeout",
@@ -157,9 +197,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "input": args.input,
             "output": args.output,
             "frame_stride": args.frame_stride,
+            "loop": args.loop,
             "face_recheck_every": args.face_recheck_every,
         },
         "status": {"interval_s": args.status_interval},
+        "classifier": {"trusted_keys": args.trusted_keys},
     }
 
 
@@ -186,10 +228,8 @@ def main(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"facetrack-agent: {exc}", file=sys.stderr)
             return 2
+        # Also keeps OpenCV's and FFmpeg's native log lines off stderr (JSON logs stay JSON).
         configure_logging(config.log.level, config.log.format)
-        if config.log.level != "debug":
-            # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
-            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
     except StoppedEarly as stop:
         print(f"facetrack-agent: stopped by {stop} while starting", file=sys.stderr)
@@ -207,13 +247,18 @@ def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: fl
     from agent.runtime.app import AgentApp
     from agent.runtime.outbox import OutboxError
     from agent.runtime.source import SourceError
-    from agent.vision.inference import ModelLoadError
+    from agent.vision.inference import ModelLoadError, ModelNotFoundError
 
+    if not str(config.pipeline.input).strip():
+        print(f"facetrack-agent: {NO_INPUT}", file=sys.stderr)
+        return 2
     app = AgentApp(config, max_frames=max_frames, flush_timeout_s=flush_timeout_s)
     try:
         return asyncio.run(app.run())
     except (ConfigError, SourceError, OutputError, ModelLoadError, OutboxError, BundleError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ModelNotFoundError):
+            message += f"; models are looked up under {config.assets_dir.resolve()} (--assets-dir DIR)"
         print(f"facetrack-agent: {message}", file=sys.stderr)
         return 2
     except StoppedEarly:

@@ -1,7 +1,7 @@
 """Turn tracker lifecycle and identity changes into the MQTT event payloads. Pure: no I/O, no clock.
 
-The caller passes each frame's index and timestamp; events come back as drafts with `seq` 0 (the
-outbox numbers them). Rules:
+The caller passes each frame's index and timestamps (`SourceClock` makes them); events come back as
+drafts with `seq` 0 (the outbox numbers them). Rules:
 - `track_started` when a track is confirmed (tentative tracks that die never reach subscribers);
 - `identity` when a started track's identity is first established or changes; an identity settled
   while the track is still tentative is held back and sent right after its `track_started`;
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -43,18 +43,54 @@ class TrackEventLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FrameStamp:
+    """A frame's index and times. `ts`: when the agent handled it (the events' `ts`). `media_s`: its
+    position in a video file (None for live sources). `seen`: the time the frame shows, on the
+    source's clock (what first_seen/last_seen use); defaults to `ts`."""
+
     index: int
     ts: datetime
+    media_s: float | None = None
+    seen: datetime | None = None
+
+    @property
+    def shown(self) -> datetime:
+        return self.seen if self.seen is not None else self.ts
+
+
+@dataclass(slots=True)
+class SourceClock:
+    """Maps frames to `FrameStamp`s: video time for a file, the wall clock for a live source.
+
+    A file's timeline is laid onto the wall clock at its first frame (`anchor` = that frame's
+    wall-clock time minus its position), so first_seen/last_seen read as plausible times while
+    their differences are exactly seconds of video, whatever the processing speed.
+    """
+
+    anchor: datetime | None = None
+
+    def stamp(self, index: int, ts: datetime, media_s: float | None) -> FrameStamp:
+        if media_s is None:
+            return FrameStamp(index, ts)
+        if self.anchor is None:
+            self.anchor = ts - timedelta(seconds=media_s)
+        return FrameStamp(index, ts, media_s=media_s, seen=self.anchor + timedelta(seconds=media_s))
 
 
 @dataclass(slots=True)
 class _TrackRecord:
     first_seen: datetime
     last_seen: datetime
+    first_media_s: float | None = None
+    last_media_s: float | None = None
     frames: int = 0
     started: bool = False
     label: str | None = None
     pending_identity: IdentityChange | None = None
+
+
+def _media(seconds: float | None) -> float | None:
+    # Milliseconds are what a file's timestamps resolve; more digits would only be float noise.
+    return None if seconds is None else round(max(0.0, seconds), 3)
 
 
 def tlwh_to_xyxy(tlwh: Sequence[float] | npt.NDArray[np.float64]) -> list[float]:
@@ -75,7 +111,12 @@ class EventBuilder:
         """The track's record, created (first seen now) if the builder has not met it yet."""
         record = self._tracks.get(track_id)
         if record is None:
-            record = self._tracks[track_id] = _TrackRecord(first_seen=stamp.ts, last_seen=stamp.ts)
+            record = self._tracks[track_id] = _TrackRecord(
+                first_seen=stamp.shown,
+                last_seen=stamp.shown,
+                first_media_s=stamp.media_s,
+                last_media_s=stamp.media_s,
+            )
         return record
 
     def observe(self, tracks: Iterable[TrackLike], stamp: FrameStamp) -> None:
@@ -84,7 +125,8 @@ class EventBuilder:
             record = self._record(track.track_id, stamp)
             if track.detection_index is not None:
                 record.frames += 1
-                record.last_seen = stamp.ts
+                record.last_seen = stamp.shown
+                record.last_media_s = stamp.media_s
 
     def lifecycle(self, event: TrackEventLike, stamp: FrameStamp) -> list[EventBase]:
         """Events for one tracker lifecycle event ('confirmed', 'deleted'; others are internal)."""
@@ -98,6 +140,7 @@ class EventBuilder:
                     device=self.device_id,
                     ts=stamp.ts,
                     frame=stamp.index,
+                    media_time=_media(stamp.media_s),
                     track_id=event.track_id,
                     bbox=tlwh_to_xyxy(event.tlwh),
                 )
@@ -126,6 +169,7 @@ class EventBuilder:
                 device=self.device_id,
                 ts=stamp.ts,
                 frame=stamp.index,
+                media_time=_media(stamp.media_s),
                 track_id=change.track_id,
                 label=change.label,
                 confidence=change.confidence,
@@ -143,12 +187,15 @@ class EventBuilder:
                 device=self.device_id,
                 ts=stamp.ts,
                 frame=stamp.index,
+                media_time=_media(stamp.media_s),
                 track_id=track_id,
                 label=record.label,
                 first_seen=record.first_seen,
                 last_seen=record.last_seen,
-                duration_s=max(0.0, (record.last_seen - record.first_seen).total_seconds()),
+                duration_s=round(max(0.0, (record.last_seen - record.first_seen).total_seconds()), 6),
                 frames=record.frames,
+                first_media_time=_media(record.first_media_s),
+                last_media_time=_media(record.last_media_s),
             )
         ]
 

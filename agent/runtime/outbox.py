@@ -12,9 +12,11 @@ A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,6 +44,10 @@ _DROPPED = "dropped_total"
 # Who the queued events and the seq counter belong to (the events topic); SQLite stores the text
 # as is in the INTEGER-affinity column.
 _OWNER = "owner"
+# The outbox's id, made with it and stamped on every event: seq restarts at 1 only in a new outbox,
+# so consumers dedupe on (device, epoch, seq) and tell a reset from a duplicate. Text, like owner.
+_EPOCH = "epoch"
+_TEXT_KEYS = (_OWNER, _EPOCH)
 _SCHEMA_VERSION = 1
 # Events kept in memory while the disk refuses writes (also bounded by the outbox's own limits):
 # about a megabyte, minutes of a busy camera.
@@ -99,6 +105,7 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
         if owner is not None:
             self._claim(owner)
+        self.epoch = self._load_epoch()
         self._dropped_stored = self._dropped
         self._spill = Spill(min(max_rows, SPILL_MAX_ROWS), min(max_bytes, SPILL_MAX_BYTES))
         # Rows the broker acknowledged whose DELETE the disk refused: not sent again by this process.
@@ -174,8 +181,27 @@ class Outbox:
                 f"events), not {owner}: give this device its own state_dir"
             )
 
+    def _load_epoch(self) -> str:
+        """This outbox's epoch; made on first use (an outbox from before epochs gets one too)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
+        if row is not None:
+            return str(row[0])
+        epoch = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+        try:
+            # OR IGNORE + re-read: a second process opening the same new file keeps the first's.
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_EPOCH, epoch))
+        except sqlite3.DatabaseError as exc:
+            # As for the owner: at start, a state directory that takes no write is reported.
+            self._db.close()
+            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
+        return str(row[0])
+
     def _load_state(self) -> tuple[int, int, int, int]:
-        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key != ?", (_OWNER,)).fetchall())
+        marks = ",".join("?" * len(_TEXT_KEYS))
+        meta = dict(
+            self._db.execute(f"SELECT key, value FROM meta WHERE key NOT IN ({marks})", _TEXT_KEYS).fetchall()
+        )
         depth, total_bytes, max_seq = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) FROM events"
         ).fetchone()
@@ -197,7 +223,7 @@ class Outbox:
         if draft.seq != 0:
             raise ValueError(f"event already has seq {draft.seq}; only drafts with seq=0 can be appended")
         seq = self._last_seq + 1
-        event = draft.model_copy(update={"seq": seq})
+        event = draft.model_copy(update={"seq": seq, "epoch": self.epoch})
         payload = event.model_dump_json().encode()
         if len(payload) > self.max_bytes:
             raise ValueError(f"event of {len(payload)} bytes exceeds the outbox max_bytes={self.max_bytes}")

@@ -12,6 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def run_state(*, finished: bool, stopping: bool) -> str:
+    """Status `state`: "running" while frames flow; "stopping" once any stop began (a signal, end
+    of input, --max-frames) while the outbox flushes; "stopped" on the last status of every stop,
+    so the retained status agrees with availability `stopped`."""
+    if finished:
+        return "stopped"
+    return "stopping" if stopping else "running"
+
+
 class StatusMonitor:
     """Keeps the last `window` frames: completion times and per-stage latencies in milliseconds."""
 
