@@ -162,6 +162,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from agent.config import ConfigError, load_config
     from agent.logging_setup import configure_logging
+    from agent.vision.inference import enable_crash_reports
 
     try:
         config = load_config(args.config, **overrides_from_args(args))
@@ -169,6 +170,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"facetrack-agent: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log.level, config.log.format)
+    enable_crash_reports()  # a runtime segfault prints the Python stack, never a silent exit 139
     if config.log.level != "debug":
         # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
