@@ -90,6 +90,7 @@ cleanup() {
     mounted=()
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Never delete a root that still has something mounted in it (a bind of /dev would be emptied).
 umount_under() {
@@ -281,8 +282,14 @@ trainer_stage() {
 }
 
 tests_stage() {
-    in_root /opt/facetrack/venv/bin/pip install --quiet --only-binary=:all: "pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3" 2>&1 \
+    # The test tools are fetched on the host (aarch64 wheels; pip under emulation is slow enough to
+    # see its TLS connections reset) and installed from that folder.
+    local specs=("pytest>=8" "pytest-asyncio>=0.24" "pytest-timeout>=2.3")
+    rm -rf "$root/srv/pi-check/test-wheels"
+    "$host_python" -m pip download --quiet --only-binary=:all: --platform manylinux2014_aarch64 \
+        --python-version 3.11 --implementation cp -d "$root/srv/pi-check/test-wheels" "${specs[@]}" 2>&1 \
         | grep -v '^WARNING: Location' || true
+    in_root /opt/facetrack/venv/bin/pip install --quiet --no-index --find-links /srv/pi-check/test-wheels "${specs[@]}"
     in_root bash -c "cd $checkout_in_root && /opt/facetrack/venv/bin/facetrack-agent assets fetch --group runtime --group testdata \
         --dest models/assets --mirror $mirror_in_root >/dev/null"
     in_root bash -c "cd $checkout_in_root && time /opt/facetrack/venv/bin/python -m pytest -q -p no:cacheprovider \
