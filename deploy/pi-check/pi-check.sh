@@ -307,7 +307,10 @@ names = ["facetrack", "ai-edge-litert", "numpy", "opencv-python-headless", "scip
 print(", ".join(f"{n} {m.version(n)}" for n in names))')"
     echo "models: $(grep -c '^model ok' "$logs/models.log") ran, $(grep -c '^compare ok' "$logs/models.log") agree with x86-64 ($(grep '^runtime:' "$logs/models.log" | head -n1))"
     grep '^events received' "$logs/agent.log"
-    echo "agent: $(grep -o '"event": "agent_stopped"[^}]*' "$logs/agent.log" | head -n1)"
+    echo "agent: $(grep -m1 '"agent_stopped"' "$logs/agent.log" | "$host_python" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+print("stopped by {reason} after {frames} frames, {events} events, outbox {outbox_depth}".format(**r))')"
     echo "trainer: keygen, then train on $(find "$root/srv/pi-check/identities" -type f | wc -l) photos of 3 people: $(grep -m1 '^wrote people.ftm' "$logs/trainer.log")"
     echo "tests: $(grep -E '^[0-9]+ passed|passed' "$logs/tests.log" | tail -n1)"
     local name
