@@ -166,7 +166,12 @@ mount_root() {
     mount -t proc proc "$root/proc" && mounted+=("$root/proc")
     mount -t sysfs sysfs "$root/sys" && mounted+=("$root/sys")
     mount --bind /dev "$root/dev" && mounted+=("$root/dev")
+    # Nothing mounted below the root's /dev may reach the host's /dev.
+    mount --make-rslave "$root/dev"
     mount --bind /dev/pts "$root/dev/pts" && mounted+=("$root/dev/pts")
+    # A private /dev/shm as on Raspberry Pi OS (POSIX semaphores: multiprocessing, joblib).
+    mkdir -p "$root/dev/shm"
+    mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm" && mounted+=("$root/dev/shm")
     # pip's download cache survives between runs; the root itself does not.
     mkdir -p "$work/pip-cache" "$root/root/.cache/pip"
     mount --bind "$work/pip-cache" "$root/root/.cache/pip" && mounted+=("$root/root/.cache/pip")
