@@ -25,7 +25,8 @@
 # PI_CHECK_MIRROR (Debian mirror; default: the one in this host's apt sources),
 # FACETRACK_ASSET_MIRROR (default ../shared/assets), PI_CHECK_FRAMES (default 20),
 # PI_CHECK_TESTS and PI_CHECK_TESTS_K (test files and pytest -k expression for the tests stage),
-# PI_CHECK_KEEP_BASE=0 (rebuild the base), PI_CHECK_REUSE_INSTALL=1 (skip root and install: run
+# PI_CHECK_CPU (the CPU qemu emulates: cortex-a72, a Raspberry Pi 4, by default; cortex-a76 for a
+# Pi 5; "max" is qemu's own, with features no Pi has), PI_CHECK_KEEP_BASE=0 (rebuild the base), PI_CHECK_REUSE_INSTALL=1 (skip root and install: run
 # the later stages again on the root the last run installed, e.g. after changing one of them).
 # Needs root (debootstrap, chroot, mount) and about 1.5 GB in PI_CHECK_DIR.
 set -euo pipefail
@@ -37,6 +38,10 @@ base="$work/base"
 root="$work/root"
 logs="$work/logs"
 frames="${PI_CHECK_FRAMES:-20}"
+# qemu's default CPU ("max") offers instructions no Pi has; XNNPACK then picks kernels a Pi never
+# runs, and under qemu 7.2 MobileFaceNet's embeddings came out wrong with them (cosine 0.40 to
+# x86-64, 0.9998 as a cortex-a72). Emulate the Pi's CPU. qemu-user reads QEMU_CPU at every exec.
+export QEMU_CPU="${PI_CHECK_CPU:-cortex-a72}"
 asset_mirror="$(realpath -m "${FACETRACK_ASSET_MIRROR:-$src/../shared/assets}")"
 host_python="$src/.venv/bin/python"
 device=pi-check
@@ -74,7 +79,7 @@ stage() {
 
 # in_root COMMAND...: run inside the arm64 root with a clean environment (and the host's PIP_* ones).
 in_root() {
-    local env_args=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
+    local env_args=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb "QEMU_CPU=$QEMU_CPU")
     local var
     for var in $(compgen -e | grep '^PIP_' || true); do env_args+=("$var=${!var}"); done
     chroot "$root" /usr/bin/env -i "${env_args[@]}" "$@"
@@ -302,6 +307,7 @@ tests_stage() {
 }
 
 summary_stage() {
+    echo "emulated CPU: $QEMU_CPU (qemu $(qemu-aarch64-static --version | head -n1 | awk '{print $3}'))"
     # shellcheck disable=SC2016  # $PRETTY_NAME expands inside the root
     echo "architecture: $(in_root uname -m) (dpkg $(in_root dpkg --print-architecture)), $(in_root sh -c '. /etc/os-release; echo "$PRETTY_NAME"')"
     echo "python: $(in_root /opt/facetrack/venv/bin/python --version)"
