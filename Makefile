@@ -12,7 +12,7 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck assets demo test lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
 
 setup: venv mosquitto shellcheck assets
 
@@ -58,6 +58,25 @@ demo: setup
 # Lint first: main stays ruff- and mypy-clean, and pytest's summary stays the last line printed.
 test: setup lint
 	$(VENV)/bin/pytest -q
+
+# The tests that wait on a broker, a subprocess or a video, run three ways: pinned to one core,
+# pinned to that core beside a CPU burner (a busy loop, killed afterwards), and unpinned. They must
+# pass all three: they wait on events and pace their inputs, never on how fast a frame goes
+# (docs/testing.md). TIMING_CORE picks the core; TIMING_TESTS narrows the set.
+TIMING_CORE ?= 0
+TIMING_TESTS ?= tests/test_agent_e2e.py tests/test_pipeline_live.py tests/test_pipeline_source.py \
+	tests/test_hot_reload.py tests/test_broker_acl.py tests/test_mqtt_link.py \
+	tests/test_homeassistant.py tests/test_outbox.py
+test-timing: setup
+	@echo "== pinned to core $(TIMING_CORE) (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	taskset -c $(TIMING_CORE) $(VENV)/bin/pytest -q -p no:cacheprovider $(TIMING_TESTS)
+	@echo "== pinned to core $(TIMING_CORE), beside a CPU burner on the same core (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	@taskset -c $(TIMING_CORE) $(PY) -c 'while True: pass' & burner=$$!; \
+	  trap 'kill $$burner 2>/dev/null' EXIT; \
+	  echo "burner pid $$burner on core $(TIMING_CORE)"; \
+	  taskset -c $(TIMING_CORE) $(VENV)/bin/pytest -q -p no:cacheprovider $(TIMING_TESTS)
+	@echo "== unpinned (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(TIMING_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -4,6 +4,11 @@ real MQTT subscriber. Nothing is mocked.
 A classifier is trained once per module with the trainer's API from data/faces/refs (Lin-Manuel
 Miranda, Alex Lacamoire, Obama) plus the knn training folders, signed with a throw-away key and
 installed into each agent's state directory; the agent trusts that key through the environment.
+
+Nothing here depends on how fast a frame is processed (docs/testing.md): runs that must outlast an
+action play the clip with `--loop` and are stopped with a signal once the action is confirmed, and
+the test waits for the agent's retained `stopped` (published after its last event) instead of
+sleeping before it reads what arrived. Timeouts are hang guards only.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from agent.events.schema import parse_event
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "e2e"
 LMM = "lin-manuel-miranda"
+# Hang guard for anything that waits on the agent (model loading and inference on one busy core).
+HANG_S = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +63,7 @@ class Subscriber:
         self.messages: dict[str, list[bytes]] = {}
         self.lock = threading.Lock()
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"e2e-sub-{os.getpid()}-{time.monotonic_ns()}",
@@ -65,9 +73,12 @@ class Subscriber:
         self.topics = topics
 
         def on_connect(client: mqtt.Client, *_: Any) -> None:
-            for topic in topics:
-                client.subscribe(topic, qos=1)
+            self.subscribed.clear()
+            client.subscribe([(topic, 1) for topic in topics])
             self.connected.set()
+
+        def on_subscribe(*_: Any) -> None:
+            self.subscribed.set()
 
         def on_disconnect(*_: Any) -> None:
             self.connected.clear()
@@ -78,11 +89,11 @@ class Subscriber:
 
         self.client.on_connect = on_connect
         self.client.on_disconnect = on_disconnect
+        self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
-        assert self.connected.wait(5), "subscriber could not connect"
-        time.sleep(0.2)  # SUBACK
+        assert self.subscribed.wait(60), "subscriber could not connect and subscribe"
 
     def events(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -94,13 +105,21 @@ class Subscriber:
             values = self.messages.get(f"facetrack/{DEVICE}/{leaf}", [])
             return values[-1] if values else None
 
-    def wait_for(self, predicate: Any, timeout: float) -> bool:
+    def wait_for(self, predicate: Any, timeout: float = HANG_S) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self.events()):
                 return True
             time.sleep(0.05)
         return False
+
+    def wait_stopped(self) -> None:
+        """Wait for the agent's retained `stopped`: it publishes it last, after its final status,
+        on the same connection as its events, so every event has arrived once it has."""
+        deadline = time.monotonic() + HANG_S
+        while self.last("availability") != b"stopped":
+            assert time.monotonic() < deadline, "the agent's `stopped` never arrived"
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -152,7 +171,7 @@ def _agent(
     )
 
 
-def _finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+def _finish(process: subprocess.Popen[str], timeout: float = HANG_S) -> tuple[int, str]:
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -178,21 +197,31 @@ def _first_arrivals(events: list[dict[str, Any]]) -> list[int]:
     return order
 
 
-def _wait_for_queued(outbox: Path, at_least: int, timeout: float) -> int:
-    """Rows in a running agent's outbox (read-only; SQLite WAL allows a concurrent reader)."""
+def _wait_for_queued(outbox: Path, at_least: int, since: datetime, timeout: float = HANG_S) -> int:
+    """Wait until a running agent's outbox holds `at_least` events made after `since` (read-only;
+    SQLite WAL allows a concurrent reader); returns how many it holds."""
     deadline = time.monotonic() + timeout
     rows = 0
     while time.monotonic() < deadline:
         if outbox.exists():
             try:
                 with contextlib.closing(sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)) as db:
-                    rows = int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+                    payloads = [row[0] for row in db.execute("SELECT payload FROM events")]
+                rows = sum(datetime.fromisoformat(json.loads(p)["ts"]) > since for p in payloads)
             except sqlite3.Error:
                 rows = 0
             if rows >= at_least:
                 return rows
         time.sleep(0.1)
     return rows
+
+
+def _stopped_by(err: str) -> str:
+    """The reason in the agent's `agent_stopped` JSON log line."""
+    for line in err.splitlines():
+        if line.startswith("{") and '"agent_stopped"' in line:
+            return str(json.loads(line)["reason"])
+    raise AssertionError(f"no agent_stopped line: {err[-2000:]}")
 
 
 @pytest.fixture
@@ -216,7 +245,7 @@ def test_hamilton_identity_end_to_end(
     )  # fmt: skip
     code, err = _finish(agent)
     assert code == 0, err[-2000:]
-    time.sleep(0.3)
+    sub.wait_stopped()
     sub.close()
     events = sub.events()
     _assert_contract(events)
@@ -268,23 +297,30 @@ def test_hamilton_identity_end_to_end(
 def test_broker_outage_mid_run_loses_nothing(
     tmp_path: Path, classifier: tuple[bytes, str], hamilton: Path
 ) -> None:
+    """The broker goes away mid-run and comes back: every event made meanwhile is queued on disk
+    and delivered once, in order. The clip loops, so the run outlasts the outage on any machine;
+    the outage lasts until an event made during it is on disk, and the agent is stopped once an
+    event made after the broker came back has arrived."""
     broker = _persistent_broker(tmp_path)
     broker.start()
     try:
-        sub = Subscriber(broker, [f"facetrack/{DEVICE}/events"], persistent=True)
-        agent = _agent(tmp_path, broker, ["--input", str(hamilton)], classifier)
-        assert sub.wait_for(lambda ev: len(ev) >= 2, timeout=60), "no events before the outage"
+        sub = Subscriber(broker, [f"facetrack/{DEVICE}/#"], persistent=True)
+        agent = _agent(tmp_path, broker, ["--input", str(hamilton), "--loop"], classifier)
+        assert sub.wait_for(lambda ev: len(ev) >= 2), "no events before the outage"
         outage_start = datetime.now().astimezone()
         broker.stop()
-        time.sleep(2.0)
-        # Stay down until the agent has queued something (it may be slow on a busy machine).
-        assert _wait_for_queued(tmp_path / "state" / "outbox.sqlite3", at_least=1, timeout=60) >= 1
+        outbox = tmp_path / "state" / "outbox.sqlite3"
+        assert _wait_for_queued(outbox, at_least=1, since=outage_start) >= 1, "nothing queued in the outage"
         outage_end = datetime.now().astimezone()
         broker.start()
+        assert sub.wait_for(lambda ev: any(datetime.fromisoformat(e["ts"]) > outage_end for e in ev)), (
+            "no event made after the outage arrived"
+        )
+        assert agent.poll() is None, "a looped clip never ends on its own"
+        agent.send_signal(signal.SIGTERM)
         code, err = _finish(agent)
         assert code == 0, err[-2000:]
-        assert sub.wait_for(lambda ev: any(e["type"] == "track_ended" for e in ev[-3:]), timeout=10)
-        time.sleep(0.5)
+        sub.wait_stopped()
         sub.close()
     finally:
         broker.close()
@@ -296,6 +332,7 @@ def test_broker_outage_mid_run_loses_nothing(
     during = [e for e in events if outage_start < datetime.fromisoformat(e["ts"]) < outage_end]
     assert during, "no event was produced during the outage; the test proved nothing"
     assert "outbox_not_empty" not in err
+    assert _stopped_by(err) == "SIGTERM"
 
 
 def test_broker_unreachable_at_start_then_delivers(
@@ -304,18 +341,22 @@ def test_broker_unreachable_at_start_then_delivers(
     broker = _persistent_broker(tmp_path)
     broker.start()
     try:
-        sub = Subscriber(broker, [f"facetrack/{DEVICE}/events"], persistent=True)
+        sub = Subscriber(broker, [f"facetrack/{DEVICE}/#"], persistent=True)
         broker.stop()  # the subscriber's session (and the port) survive; the agent finds no broker
-        agent = _agent(tmp_path, broker, ["--input", str(hamilton), "--max-frames", "90"], classifier)
-        queued = _wait_for_queued(tmp_path / "state" / "outbox.sqlite3", at_least=2, timeout=60)
+        began = datetime.now().astimezone()
+        agent = _agent(tmp_path, broker, ["--input", str(hamilton), "--loop"], classifier)
+        queued = _wait_for_queued(tmp_path / "state" / "outbox.sqlite3", at_least=2, since=began)
         assert queued >= 2, "events must queue on disk while the broker is unreachable"
         assert agent.poll() is None, "the agent must keep running without a broker"
         broker_up = datetime.now().astimezone()
         broker.start()
+        assert sub.wait_for(lambda ev: any(datetime.fromisoformat(e["ts"]) > broker_up for e in ev)), (
+            "no event made after the broker came up arrived"
+        )
+        agent.send_signal(signal.SIGTERM)
         code, err = _finish(agent)
         assert code == 0, err[-2000:]
-        assert sub.wait_for(lambda ev: any(e["type"] == "track_ended" for e in ev), timeout=15)
-        time.sleep(0.5)
+        sub.wait_stopped()
         sub.close()
     finally:
         broker.close()
@@ -324,7 +365,8 @@ def test_broker_unreachable_at_start_then_delivers(
     last = max(e["seq"] for e in events)
     assert _first_arrivals(events) == list(range(1, last + 1))
     # Events made while no broker existed were queued and delivered once it came up.
-    assert any(datetime.fromisoformat(e["ts"]) < broker_up for e in events)
+    assert sum(datetime.fromisoformat(e["ts"]) < broker_up for e in events) >= queued
+    assert "outbox_not_empty" not in err
 
 
 def test_no_model_then_garbage_then_hot_reload_then_sigterm(
@@ -332,16 +374,17 @@ def test_no_model_then_garbage_then_hot_reload_then_sigterm(
 ) -> None:
     """Starts with no classifier (tracks flow, nobody is named), shrugs off malformed model
     messages, hot-loads a signed model without stopping the video, names Lin-Manuel Miranda,
-    and stops cleanly on SIGTERM."""
+    and stops cleanly on SIGTERM. The clip loops, so it is still playing whenever each step is
+    confirmed, however fast or slow the machine."""
     bundle, public_key = classifier
     sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
     agent = _agent(
         tmp_path,
         mosquitto,
-        ["--input", str(hamilton)],
+        ["--input", str(hamilton), "--loop"],
         FACETRACK_CLASSIFIER__TRUSTED_KEYS=json.dumps([public_key]),
     )
-    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev), timeout=60)
+    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev))
     publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="e2e-publisher")
     publisher.connect(mosquitto.host, mosquitto.port)
     publisher.loop_start()
@@ -351,23 +394,21 @@ def test_no_model_then_garbage_then_hot_reload_then_sigterm(
         ("facetrack/all/model", b"\x80\x04\x95 pickle-looking"),
     ]
     for topic, payload in garbage:
-        publisher.publish(topic, payload, qos=1).wait_for_publish(5)
-    assert sub.wait_for(
-        lambda ev: sum(e["type"] == "model_rejected" for e in ev) >= len(garbage), timeout=20
-    ), "each malformed model message must be answered with model_rejected"
+        publisher.publish(topic, payload, qos=1).wait_for_publish(HANG_S)
+    assert sub.wait_for(lambda ev: sum(e["type"] == "model_rejected" for e in ev) >= len(garbage)), (
+        "each malformed model message must be answered with model_rejected"
+    )
     assert agent.poll() is None, "garbage on a model topic must not stop the agent"
-    publisher.publish(f"facetrack/{DEVICE}/model", bundle, qos=1).wait_for_publish(5)
+    publisher.publish(f"facetrack/{DEVICE}/model", bundle, qos=1).wait_for_publish(HANG_S)
     publisher.loop_stop()
     publisher.disconnect()
-    assert sub.wait_for(lambda ev: any(e["type"] == "model_applied" for e in ev), timeout=30)
-    named = sub.wait_for(
-        lambda ev: any(e["type"] == "identity" and e["label"] == LMM for e in ev), timeout=60
-    )
-    assert agent.poll() is None, "the clip should still be playing"
+    assert sub.wait_for(lambda ev: any(e["type"] == "model_applied" for e in ev))
+    named = sub.wait_for(lambda ev: any(e["type"] == "identity" and e["label"] == LMM for e in ev))
+    assert agent.poll() is None, "the looped clip is still playing"
     agent.send_signal(signal.SIGTERM)
-    code, err = _finish(agent, timeout=30)
+    code, err = _finish(agent)
     assert code == 0, err[-2000:]
-    time.sleep(0.3)
+    sub.wait_stopped()
     sub.close()
     events = sub.events()
     _assert_contract(events)
@@ -376,15 +417,16 @@ def test_no_model_then_garbage_then_hot_reload_then_sigterm(
     rejected = [e for e in events if e["type"] == "model_rejected"]
     assert len(rejected) == len(garbage) and all(e["running_version"] is None for e in rejected)
     (applied,) = [e for e in events if e["type"] == "model_applied"]
-    assert LMM in applied["labels"] and applied["apply_latency_s"] < 10
+    # How fast it applies is measured in bench/reload.py; here: after every refusal, in order.
+    assert LMM in applied["labels"] and applied["seq"] > max(e["seq"] for e in rejected)
     # Before the model arrived nobody could be named; after it, the person on stage was.
     first_identity = min((e["seq"] for e in events if e["type"] == "identity"), default=None)
     assert named and first_identity is not None and first_identity > applied["seq"]
     # Stopping ends every live track, so subscribers are not left with dangling tracks.
     started = {e["track_id"] for e in events if e["type"] == "track_started"}
     assert started == {e["track_id"] for e in events if e["type"] == "track_ended"}
-    # The run was cut short by the signal, not by the end of the clip.
-    assert max(e["frame"] for e in events) < 270
+    # The run was ended by the signal, never by the clip.
+    assert _stopped_by(err) == "SIGTERM"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,7 +439,7 @@ def _run_fast(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess[st
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_S,
     )
 
 
@@ -444,7 +486,7 @@ def test_state_dir_that_cannot_be_created(tmp_path: Path, hamilton: Path) -> Non
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_S,
     )
     line = _one_line_error(result)
     assert str(blocker / "s") in line and "cannot be created" in line
@@ -480,7 +522,7 @@ def test_video_damaged_mid_way_is_an_error_after_what_it_decoded(tmp_path: Path,
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert result.returncode == 1, result.stderr[-2000:]
     logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
@@ -499,13 +541,14 @@ def test_sigint_stops_cleanly_and_keeps_every_event(
     """Ctrl-C (SIGINT) is a clean stop like SIGTERM: exit 0, every started track ended, seq
     contiguous from 1, availability `stopped`."""
     sub = Subscriber(mosquitto, [f"facetrack/{DEVICE}/#"])
-    agent = _agent(tmp_path, mosquitto, ["--input", str(hamilton)])
-    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev), timeout=60)
+    agent = _agent(tmp_path, mosquitto, ["--input", str(hamilton), "--loop"])
+    assert sub.wait_for(lambda ev: any(e["type"] == "track_started" for e in ev))
     agent.send_signal(signal.SIGINT)
-    code, err = _finish(agent, timeout=30)
+    code, err = _finish(agent)
     assert code == 0, err[-2000:]
-    time.sleep(0.3)
+    sub.wait_stopped()
     sub.close()
+    assert _stopped_by(err) == "SIGINT"
     events = sub.events()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     started = {e["track_id"] for e in events if e["type"] == "track_started"}
@@ -527,7 +570,7 @@ def test_json_logs_are_json_only_even_what_the_tflite_runtime_prints(tmp_path: P
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]

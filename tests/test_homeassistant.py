@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.config import HomeAssistantConfig, MqttConfig
@@ -112,8 +111,18 @@ def test_templates_turn_status_and_events_into_entity_states() -> None:
     assert render(event_template, started.model_dump_json()) == ""
 
 
+HANG_S = 120.0  # hang guard only: every wait below is on a message or a state change
+
+
+async def _until(predicate: Any) -> None:
+    # Polling: the announcer's counter and the link's state have no event to wait on.
+    async with asyncio.timeout(HANG_S):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
 async def _collect(
-    client: aiomqtt.Client, count: int, timeout_s: float = 5.0
+    client: aiomqtt.Client, count: int, timeout_s: float = HANG_S
 ) -> list[tuple[str, bytes, bool]]:
     got: list[tuple[str, bytes, bool]] = []
 
@@ -135,6 +144,33 @@ def _link(broker: MosquittoBroker, tmp_path: Path) -> MqttLink:
     return MqttLink(config, TOPICS, Outbox(tmp_path / "outbox.db", max_rows=100, max_bytes=1 << 20))
 
 
+class BirthTap:
+    """The test's own handler for Home Assistant's status topic on the agent's link, subscribed
+    after the announcer's. The link runs handlers one at a time, in arrival order and in the order
+    they subscribed, so once the tap has seen a message the announcer has finished handling it."""
+
+    def __init__(self, link: MqttLink, topic: str = "homeassistant/status") -> None:
+        self.topic = topic
+        self.seen: list[bytes] = []
+        link.subscribe(topic, self)
+
+    async def __call__(self, topic: str, payload: bytes) -> None:
+        self.seen.append(payload)
+
+    async def send(self, client: aiomqtt.Client, payload: bytes) -> None:
+        """Publish on the status topic and wait until the link has handled it."""
+        before = len(self.seen)
+        await client.publish(self.topic, payload, qos=1)
+        await _until(lambda: payload in self.seen[before:])
+
+    async def ready(self, client: aiomqtt.Client) -> None:
+        """The tap's SUBACK comes back in the background: probe until a probe gets through."""
+        async with asyncio.timeout(HANG_S):
+            while b"probe" not in self.seen:
+                await client.publish(self.topic, b"probe", qos=1)
+                await asyncio.sleep(0.05)
+
+
 async def test_announcer_publishes_retained_discovery_and_reannounces_on_ha_birth(
     mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -144,10 +180,8 @@ async def test_announcer_publishes_retained_discovery_and_reannounces_on_ha_birt
     link_task = asyncio.create_task(link.run())
     try:
         await announcer.start()
-        for _ in range(100):
-            if announcer.announcements:
-                break
-            await asyncio.sleep(0.05)
+        tap = BirthTap(link)
+        await _until(lambda: announcer.announcements >= 1)
         assert announcer.announcements == 1
         # Home Assistant starting later still finds every config: they are retained.
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hass:
@@ -155,11 +189,13 @@ async def test_announcer_publishes_retained_discovery_and_reannounces_on_ha_birt
             got = await _collect(hass, len(expected))
             assert {topic: payload for topic, payload, _ in got} == expected
             assert all(retain for _, _, retain in got)
-            await hass.publish("homeassistant/status", b"offline", qos=1)
-            await hass.publish("homeassistant/status", b"online", qos=1)
+            await tap.ready(hass)
+            await tap.send(hass, b"offline")
+            assert announcer.announcements == 1, "only `online` triggers a re-announcement"
+            await tap.send(hass, b"online")
+            assert announcer.announcements == 2
             again = await _collect(hass, len(expected))
             assert {topic: payload for topic, payload, _ in again} == expected
-            assert announcer.announcements == 2, "only `online` triggers a re-announcement"
     finally:
         await announcer.stop()
         await link.stop(flush_timeout_s=1)
@@ -174,14 +210,11 @@ async def test_announcer_reannounces_after_the_broker_lost_its_retained_configs(
     link_task = asyncio.create_task(link.run())
     try:
         await announcer.start()
-        await asyncio.sleep(0.5)
-        assert announcer.announcements == 1
+        await _until(lambda: announcer.announcements >= 1)
+        assert announcer.announcements == 1, "one connection, one announcement"
         mosquitto.stop()  # persistence is off: the retained configs are gone with it
         mosquitto.start()
-        for _ in range(100):
-            if announcer.announcements == 2:
-                break
-            await asyncio.sleep(0.05)
+        await _until(lambda: announcer.announcements >= 2)
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hass:
             await hass.subscribe("homeassistant/#", qos=1)
             got = await _collect(hass, len(announcer.messages))
@@ -198,16 +231,19 @@ async def test_disabled_announcer_publishes_nothing(mosquitto: MosquittoBroker, 
     link_task = asyncio.create_task(link.run())
     try:
         await announcer.start()
-        for _ in range(100):
-            if link.connected:
-                break
-            await asyncio.sleep(0.05)
-        assert link.connected
+        tap = BirthTap(link)
+        await _until(lambda: link.connected)
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as hass:
+            await tap.ready(hass)
             await hass.subscribe("homeassistant/#", qos=1)
-            await hass.publish("homeassistant/status", b"online", qos=1)
-            with pytest.raises(TimeoutError):
-                await _collect(hass, 2, timeout_s=1.0)  # only HA's own birth message ever arrives
+            await tap.send(hass, b"online")
+            # Whatever the link had published by now reaches Home Assistant before this marker.
+            assert await link.publish_raw("homeassistant/zz-marker", b"marker", qos=1)
+            got = await _collect(hass, 2)
+            assert [(t, p) for t, p, _ in got] == [
+                ("homeassistant/status", b"online"),
+                ("homeassistant/zz-marker", b"marker"),
+            ], "only HA's own birth message and the marker may arrive"
         assert announcer.announcements == 0
     finally:
         await announcer.stop()

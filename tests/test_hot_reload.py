@@ -1,6 +1,11 @@
 """Signed model push over a real mosquitto: the agent-side ModelService verifies, installs and
 swaps bundles; bad ones are refused with a precise reason while the old model keeps serving; a
-kill during install never leaves a broken model; and the full agent swaps models mid-video."""
+kill during install never leaves a broken model; and the full agent swaps models mid-video.
+
+No assertion here depends on this machine's speed (docs/testing.md): the full-agent tests loop the
+clip and stop the agent once what they wait for has happened, order is asserted by frame index and
+seq, and how fast a model applies is measured in bench/reload.py, not here. Timeouts are hang guards.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.classifier.classifier import UNKNOWN
 from agent.classifier.errors import RejectCode
 from agent.classifier.keys import key_id
-from agent.classifier.service import ModelService
 from agent.classifier.verify import verify_bundle
 from agent.config import AgentConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase, ModelApplied, ModelRejected, parse_event
+from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
@@ -39,6 +44,20 @@ REPO = Path(__file__).resolve().parent.parent
 V_OLD = "20260101T000000Z"
 V_NEW = "20260201T000000Z"
 V_NEXT = "20260301T000000Z"
+LMM = "lin-manuel-miranda"
+HANG_S = 300.0  # hang guard for waits on the real agent (models on one busy core)
+
+
+async def until(predicate: Any, changed: asyncio.Event | None = None, within: float = HANG_S) -> None:
+    """Wait until predicate() holds: woken by `changed` when given, else polled (a hang guard)."""
+    async with asyncio.timeout(within):
+        while not predicate():
+            if changed is None:
+                await asyncio.sleep(0.02)
+            else:
+                changed.clear()
+                if not predicate():
+                    await changed.wait()
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +138,8 @@ async def agent(
     for topic in agent.service.topics(agent.topics):
         agent.link.subscribe(topic, agent.service.handle_message)
     tasks = [asyncio.create_task(agent.link.run()), asyncio.create_task(agent.frame_loop())]
-    for _ in range(250):
-        if agent.link.connected:
-            break
-        await asyncio.sleep(0.02)
-    assert agent.link.connected
-    await asyncio.sleep(0.2)  # subscriptions in place
+    # `connected` turns true only once every subscription made before run() has its SUBACK.
+    await until(lambda: agent.link.connected)
     yield agent
     await agent.link.stop(2.0)
     for task in tasks:
@@ -142,11 +157,11 @@ async def test_publish_applies_and_prints_table(
 ) -> None:
     data = bundle_from(models["b"], emb, key, version=V_NEW)
     options = BrokerOptions(port=mosquitto.port)
-    topic, answers = await publish_bundle(data, "cam-1", options, wait_s=10)
+    topic, answers = await publish_bundle(data, "cam-1", options, wait_s=HANG_S)
     assert topic == "facetrack/cam-1/model"
     assert [(a.device, a.result, a.version) for a in answers] == [("cam-1", "applied", V_NEW)]
-    assert answers[0].apply_latency_s is not None and answers[0].apply_latency_s < 2.0
-    assert answers[0].seen_after_s < 2.0
+    # How fast is bench/reload.py's business; here the answer carries a latency at all.
+    assert answers[0].apply_latency_s is not None and answers[0].apply_latency_s >= 0
     applied = agent.of(ModelApplied)
     assert len(applied) == 1 and applied[0].labels == models["b"].labels
     assert applied[0].previous_version == V_OLD and not applied[0].already_running
@@ -159,13 +174,13 @@ async def test_publish_applies_and_prints_table(
     assert (agent.config.state_dir / "models" / f"{V_NEW}.ftm").read_bytes() == data
 
     # Re-publishing the same bundle (here to the fleet topic) confirms it: "current", not a failure.
-    _, again = await publish_bundle(data, "all", options, wait_s=3, expect=1)
+    _, again = await publish_bundle(data, "all", options, wait_s=HANG_S, expect=1)
     assert [(a.device, a.result) for a in again] == [("cam-1", "current")]
     assert "already running" in again[0].reason
     assert agent.of(ModelApplied)[-1].already_running
     # A different bundle reusing the running version number is refused.
     clash = bundle_from(models["a"], emb, key, version=V_NEW)
-    _, clashed = await publish_bundle(clash, "cam-1", options, wait_s=3)
+    _, clashed = await publish_bundle(clash, "cam-1", options, wait_s=HANG_S)
     assert [(a.result, a.version) for a in clashed] == [("rejected", V_NEW)]
     assert "already running (with different content)" in clashed[0].reason
     assert agent.service.current.labels == models["b"].labels  # type: ignore[union-attr]
@@ -263,18 +278,19 @@ async def test_a_superseded_bundle_replayed_is_not_a_rejection(
         applied = await _next_model_event(client)
         assert isinstance(applied, ModelApplied) and applied.model_version == V_NEW
         await client.publish("facetrack/all/model", replaced, qos=1, retain=True)
-        with pytest.raises(TimeoutError):
-            await _next_model_event(client, timeout_s=1.5)
+        # The agent handles model messages one at a time in arrival order, so the answer to the
+        # next bundle is the proof that the replayed one was handled, and answered with nothing.
         never_had = bundle_from(models["a"], emb, key, version="20260115T000000Z")
         await client.publish("facetrack/all/model", never_had, qos=1, retain=True)
         rejected = await _next_model_event(client)
         assert isinstance(rejected, ModelRejected) and rejected.code == "older_version"
+        assert rejected.model_version == "20260115T000000Z", "the replayed bundle was answered"
         await client.publish("facetrack/all/model", b"", qos=1, retain=True)
     assert agent.service.current_version == V_NEW
     assert len(agent.of(ModelRejected)) == 1
 
 
-async def _next_model_event(client: aiomqtt.Client, timeout_s: float = 5.0) -> EventBase:
+async def _next_model_event(client: aiomqtt.Client, timeout_s: float = HANG_S) -> EventBase:
     async with asyncio.timeout(timeout_s):
         async for message in client.messages:
             event = parse_event(bytes(message.payload))  # type: ignore[arg-type]
@@ -287,7 +303,7 @@ KILL_CHILD = r"""
 import asyncio, json, os, signal, sys
 from pathlib import Path
 from agent.config import AgentConfig
-from agent.classifier.service import ModelService
+from agent.runtime.model_service import ModelService
 from agent.classifier.verify import verify_bundle
 
 config = AgentConfig(**json.loads(Path(sys.argv[1]).read_text()))
@@ -348,7 +364,7 @@ def test_kill_during_install_runs_old_or_new(
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_S,
     )
     assert child.returncode == -9, (child.returncode, child.stdout, child.stderr[-2000:])
     models_dir = config.state_dir / "models"
@@ -371,40 +387,44 @@ def test_kill_during_install_runs_old_or_new(
 
 def _hamilton_agent_config(
     assets_dir: Path, tmp_path: Path, key: Ed25519PrivateKey, broker: MosquittoBroker
-) -> tuple[AgentConfig, int]:
-    """An agent config for hamilton_clip.mp4 on `broker`, and the clip's frame count (decoded)."""
-    import cv2
-
+) -> AgentConfig:
+    """An agent config for hamilton_clip.mp4, looped (the agent is stopped by the test once what
+    it waits for has happened), on `broker`."""
     video = assets_dir / "data" / "video" / "hamilton_clip.mp4"
-    capture = cv2.VideoCapture(str(video))
-    total_frames = 0
-    while capture.grab():
-        total_frames += 1
-    capture.release()
-    config = agent_config(
+    return agent_config(
         assets_dir,
         tmp_path / "state",
         [key],
         mqtt={"port": broker.port},
-        pipeline={"input": str(video)},
+        pipeline={"input": str(video), "loop": True},
         status={"interval_s": 60},
     )
-    return config, total_frames
 
 
-def _recording_agent(config: AgentConfig) -> tuple[Any, list[EventBase], asyncio.Event]:
-    """The real AgentApp, with every event it emits recorded and a flag for its first track."""
+class Recorder:
+    """Every event the real AgentApp emits, with a wake-up for waiters."""
+
+    def __init__(self) -> None:
+        self.events: list[EventBase] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, event: EventBase) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    def of(self, kind: str) -> list[Any]:
+        return [e for e in self.events if e.type == kind]  # type: ignore[attr-defined]
+
+    async def wait(self, predicate: Any) -> None:
+        await until(lambda: predicate(self), self.changed)
+
+
+def _recording_agent(config: AgentConfig) -> tuple[Any, Recorder]:
+    """The real AgentApp, with every event it emits recorded."""
     from agent.runtime.app import AgentApp
 
-    events: list[EventBase] = []
-    first_track = asyncio.Event()
-
-    def on_event(event: EventBase) -> None:
-        events.append(event)
-        if event.type == "track_started":  # type: ignore[attr-defined]
-            first_track.set()
-
-    return AgentApp(config, install_signal_handlers=False, on_event=on_event), events, first_track
+    recorder = Recorder()
+    return AgentApp(config, install_signal_handlers=False, on_event=recorder), recorder
 
 
 async def test_agent_swaps_model_mid_video(
@@ -416,32 +436,36 @@ async def test_agent_swaps_model_mid_video(
     models: dict[str, Any],
 ) -> None:
     """The real agent (AgentApp: real models, real video, real broker) runs model A; a push of
-    model B after the first track starts is applied within 2 s, no frame is lost, and the next
-    identity events use B's labels (Lin-Manuel Miranda, whom A does not know)."""
-    config, total_frames = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
+    model B after the first track starts is applied between two frames while the video keeps
+    playing, no frame is skipped, and the identity events after the swap use B's labels
+    (Lin-Manuel Miranda, whom A does not know)."""
+    config = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
     from agent.classifier.store import ModelStore
 
     ModelStore(config.state_dir / "models").install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
-    app, events, first_track = _recording_agent(config)
+    app, rec = _recording_agent(config)
     run = asyncio.create_task(app.run())
-    async with asyncio.timeout(60):
-        await first_track.wait()
+    await rec.wait(lambda r: r.of("track_started"))
     data = bundle_from(models["b"], emb, key, version=V_NEW)
-    _, answers = await publish_bundle(data, "cam-1", BrokerOptions(port=mosquitto.port), wait_s=10)
-    assert await asyncio.wait_for(run, 120) == 0
-
+    _, answers = await publish_bundle(data, "cam-1", BrokerOptions(port=mosquitto.port), wait_s=HANG_S)
     assert [(a.device, a.result, a.version) for a in answers] == [("cam-1", "applied", V_NEW)]
-    assert answers[0].seen_after_s < 2.0
-    applied = [e for e in events if isinstance(e, ModelApplied)]
-    assert len(applied) == 1 and applied[0].apply_latency_s < 2.0
-    assert applied[0].frame < total_frames - 50, "the swap must happen mid-video"
-    assert app.summary.frames == total_frames
+    (applied,) = rec.of("model_applied")
+    # The clip loops: it plays on until B has named him, then the agent is stopped.
+    await rec.wait(lambda r: any(e.label == LMM and e.frame > applied.frame for e in r.of("identity")))
+    assert not run.done(), "the looped clip never ends on its own"
+    app.request_stop("test done")
+    assert await asyncio.wait_for(run, HANG_S) == 0
+
+    assert len(rec.of("model_applied")) == 1
+    first_track = rec.of("track_started")[0]
+    assert first_track.frame < applied.frame < app.summary.frames, "the swap must happen mid-video"
+    assert applied.seq > first_track.seq
     assert app.summary.frames_skipped == 0
-    identities = [e for e in events if e.type == "identity"]  # type: ignore[attr-defined]
+    identities = rec.of("identity")
     new_only = set(models["b"].labels) - set(models["a"].labels)
-    assert all(e.label not in new_only for e in identities if e.frame < applied[0].frame)  # type: ignore[attr-defined]
-    after = [e.label for e in identities if e.frame > applied[0].frame]  # type: ignore[attr-defined]
-    assert "lin-manuel-miranda" in after, after
+    assert all(e.label not in new_only for e in identities if e.frame < applied.frame)
+    after = [e.label for e in identities if e.frame > applied.frame]
+    assert LMM in after, after
     assert set(after) <= {*models["b"].labels, UNKNOWN}
 
 
@@ -455,19 +479,19 @@ async def test_agent_rejects_bad_bundles_mid_video(
 ) -> None:
     """The real agent (AgentApp: real models, real video, real broker) runs model B, which knows
     Lin-Manuel Miranda; the eight bad bundles arrive on its model topic while it processes the
-    clip. Each is refused with its own code and reason, B keeps serving every frame, and the
-    identity events after the last refusal still name him."""
+    clip (looped: it plays on until the test has what it waits for). Each is refused with its own
+    code and reason, B keeps serving every frame, and the identity events after the last refusal
+    still name him."""
     from agent.classifier.store import ModelStore
 
-    config, total_frames = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
+    config = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
     ModelStore(config.state_dir / "models").install(bundle_from(models["b"], emb, key, version=V_NEW), V_NEW)
     cases = _bad_bundles(models["b"], emb, key, version=V_NEXT, older=V_OLD, running=V_NEW)
-    app, events, first_track = _recording_agent(config)
+    app, rec = _recording_agent(config)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
         await client.subscribe("facetrack/cam-1/events", qos=1)
         run = asyncio.create_task(app.run())
-        async with asyncio.timeout(60):
-            await first_track.wait()
+        await rec.wait(lambda r: r.of("track_started"))
         received: list[ModelRejected] = []
         for name, data, code, fragment in cases:
             await client.publish("facetrack/cam-1/model", data, qos=1, retain=True)
@@ -476,20 +500,21 @@ async def test_agent_rejects_bad_bundles_mid_video(
             assert (event.code, event.running_version) == (code, V_NEW), f"{name}: {event.reason}"
             assert fragment in event.reason, f"{name}: {event.reason}"
             received.append(event)
-        assert not run.done(), "the clip ended before every bad bundle was refused"
-    assert await asyncio.wait_for(run, 120) == 0
+        assert not run.done(), "the looped clip never ends on its own"
+    last = received[-1].frame
+    await rec.wait(lambda r: any(e.label == LMM and e.frame > last for e in r.of("identity")))
+    app.request_stop("test done")
+    assert await asyncio.wait_for(run, HANG_S) == 0
 
-    rejected = [e for e in events if isinstance(e, ModelRejected)]
+    rejected = rec.of("model_rejected")
     assert [(e.seq, e.code) for e in rejected] == [(e.seq, e.code) for e in received]
-    assert not [e for e in events if isinstance(e, ModelApplied)]
-    assert app.summary.frames == total_frames
+    assert not rec.of("model_applied")
     assert app.summary.frames_skipped == 0
     assert [p.name for p in (config.state_dir / "models").iterdir()] == [f"{V_NEW}.ftm"]
-    identities = [e for e in events if e.type == "identity"]  # type: ignore[attr-defined]
-    assert {e.label for e in identities} <= {*models["b"].labels, UNKNOWN}  # type: ignore[attr-defined]
-    last = rejected[-1].frame
-    after = [e.label for e in identities if e.frame > last]  # type: ignore[attr-defined]
-    assert "lin-manuel-miranda" in after, (last, after)
+    identities = rec.of("identity")
+    assert {e.label for e in identities} <= {*models["b"].labels, UNKNOWN}
+    # Refused mid-video: the first refusal came after the first frames, the last before the end.
+    assert 0 < received[0].frame <= last < app.summary.frames
 
 
 async def test_publish_cli_table_and_exit_codes(
@@ -509,7 +534,7 @@ async def test_publish_cli_table_and_exit_codes(
     older.write_bytes(bundle_from(models["a"], emb, key, version="20251201T000000Z"))
 
     code = await asyncio.to_thread(
-        main, ["publish", str(newer), "--device", "cam-1", "--broker", broker, "--wait", "10"]
+        main, ["publish", str(newer), "--device", "cam-1", "--broker", broker, "--wait", "300"]
     )
     out = capsys.readouterr().out
     assert code == 0, out
@@ -519,7 +544,7 @@ async def test_publish_cli_table_and_exit_codes(
     assert lines[2].split()[:3] == ["cam-1", "applied", V_NEW]
 
     code = await asyncio.to_thread(
-        main, ["publish", str(older), "--device", "all", "--broker", broker, "--wait", "3"]
+        main, ["publish", str(older), "--device", "all", "--broker", broker, "--wait", "300", "--expect", "1"]
     )
     out = capsys.readouterr().out
     assert code == 1, out
@@ -565,7 +590,7 @@ async def test_publish_cli_takes_the_broker_from_config(
     assert agent.service.current_version == V_OLD
     # --prefix overrides the config: the agent applies it.
     args = ["publish", str(newer), "--device", "cam-1", "--config", str(config), "--prefix", "facetrack"]
-    code = await asyncio.to_thread(main, [*args, "--wait", "10"])
+    code = await asyncio.to_thread(main, [*args, "--wait", "300"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.splitlines()[2].split()[:3] == ["cam-1", "applied", V_NEW]

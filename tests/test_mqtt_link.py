@@ -1,6 +1,10 @@
 """MqttLink against a real mosquitto with real subscribers: delivery, outages, availability, auth.
 
 Nothing is mocked. "No PUBACK" is produced by freezing the broker process with SIGSTOP.
+
+No assertion depends on this machine's speed (docs/testing.md): every wait is on a state change or
+a message, with a timeout that only guards against a hang, and "nothing arrived" is checked by
+waiting for a marker sent after whatever must not arrive.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ from agent.runtime.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "pi-1"
+HANG_S = 120.0  # hang guard: a wait that takes this long is a bug, not a slow machine
+
+
+def unread_by_broker(port: int) -> int:
+    """Bytes clients sent to the (frozen) broker on `port` that it has not read: the receive
+    queues of its established loopback sockets, from /proc/net/tcp."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        if local_port == port and fields[3] == "01":  # ESTABLISHED
+            total += int(fields[4].split(":")[1], 16)
+    return total
 
 
 def draft(frame: int) -> TrackStarted:
@@ -89,7 +106,7 @@ class Subscriber:
 
     async def start(self) -> Subscriber:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 5)
+        await asyncio.wait_for(self.subscribed.wait(), HANG_S)
         return self
 
     async def stop(self) -> None:
@@ -108,7 +125,7 @@ class Subscriber:
     def payloads(self, topic: str) -> list[bytes]:
         return [p for t, p, _ in self.received if t == topic]
 
-    async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], within: float = HANG_S) -> None:
         async with asyncio.timeout(within):
             while not predicate():
                 self._changed.clear()
@@ -161,7 +178,7 @@ async def start_link(link: MqttLink) -> asyncio.Task[None]:
     return task
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+async def wait_for(predicate: Callable[[], bool], within: float = HANG_S) -> None:
     # Polling: the predicates read outbox/link state that has no event to wait on.
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110
@@ -221,7 +238,10 @@ async def test_delivers_every_event_in_seq_order_and_acks_only_after_puback(
         for i in range(5):
             outbox.append(draft(n + i))
             link.notify()
-        await asyncio.sleep(0.5)
+        # Wait until the five PUBLISHes sit unread in the frozen broker's socket: the link has
+        # sent them, and no PUBACK can have come back.
+        sent = sum(len(row.payload) for row in outbox.peek(5))
+        await wait_for(lambda: unread_by_broker(mosquitto.port) >= sent)
         assert outbox.depth == 5, "events left the outbox without a PUBACK"
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -255,12 +275,12 @@ async def test_broker_restart_mid_stream_loses_nothing_and_resubscribes(
         link.notify()
         if i == 150:
             broker.stop()
-            await asyncio.sleep(0)
+            await wait_for(lambda: not link.connected)
         if i == 300:
             assert outbox.depth > 0, "events appended during the outage must queue on disk"
             broker.start()
         await asyncio.sleep(0.002 if 150 <= i < 300 else 0)
-    await sub.wait_until(lambda: n in sub.seqs(), within=20)
+    await sub.wait_until(lambda: n in sub.seqs())
     received = sub.seqs()
     assert dedupe_in_order(received) == list(range(1, n + 1)), "an event is missing or out of order"
     await wait_for(lambda: outbox.depth == 0)
@@ -291,13 +311,13 @@ async def test_broker_unreachable_at_start_queues_on_disk_then_delivers(
         for i in range(40):
             outbox.append(draft(i))
             link.notify()
-        await asyncio.sleep(0.8)
+        await wait_for(lambda: link.stats["connect_failures"] >= 2)
         assert not link.connected
         assert outbox.depth == 40
         assert link.stats["connect_failures"] >= 2
         assert link.stats["last_error"]
         broker.start()
-        await wait_for(lambda: outbox.depth == 0, within=10)
+        await wait_for(lambda: outbox.depth == 0)
     attempts = [e for e in logs if e["event"] == "mqtt_connecting"]
     waits = [e for e in logs if e["event"] == "mqtt_reconnect_wait"]
     assert len(attempts) >= 3 and len(waits) >= 2
@@ -324,6 +344,21 @@ structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 async def main() -> None:
     outbox = Outbox(Path(sys.argv[2]), max_rows=1_000_000, max_bytes=1 << 30)
+    pause_at = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if pause_at:
+        # Freeze the drain for good once the PUBACK of `pause_at` is in but before its rows are
+        # deleted, and say so: the test's SIGKILL then lands mid-drain on any machine.
+        real_ack_many = outbox.ack_many
+
+        def ack_many(seqs):
+            seqs = list(seqs)
+            if max(seqs) >= pause_at:
+                print("pausing", min(seqs), flush=True)
+                import time
+                time.sleep(3600)
+            real_ack_many(seqs)
+
+        outbox.ack_many = ack_many
     config = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), keepalive_s=5)
     link = MqttLink(config, Topics("facetrack", "pi-1"), outbox)
     task = asyncio.create_task(link.run())
@@ -354,12 +389,12 @@ async def test_availability_online_offline_on_kill_9_and_stopped_on_clean_stop(
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        line = await asyncio.wait_for(proc.stdout.readline(), HANG_S)
         assert line.strip() == b"connected"
         await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"online"])
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
-        await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"offline"], within=10)
+        await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"offline"])
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -378,8 +413,14 @@ async def test_availability_online_offline_on_kill_9_and_stopped_on_clean_stop(
     await task
     assert task.done() and not link.connected
     await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"stopped"])
-    await asyncio.sleep(0.5)
-    assert sub.payloads(topics.availability)[-1] == b"stopped", "the will fired after a clean stop"
+    # A will would fire when the broker sees the link's connection close, which happened before
+    # this marker was even sent: once the marker is in, nothing came between.
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as marker:
+        await marker.publish(topics.availability, b"marker", qos=1, retain=False)
+    await sub.wait_until(lambda: sub.payloads(topics.availability)[-1:] == [b"marker"])
+    assert sub.payloads(topics.availability)[-2:] == [b"stopped", b"marker"], (
+        "the will fired after a clean stop"
+    )
     late = await Subscriber(mosquitto, topics.availability, "test-avail-late2", persistent=False).start()
     await late.wait_until(lambda: late.received != [])
     assert late.received[0] == (topics.availability, b"stopped", True)
@@ -419,7 +460,15 @@ async def test_handler_errors_and_malformed_messages_do_not_kill_the_link(
     await wait_for(lambda: link.connected)
     link.subscribe(topics.model, strict_json)  # after start: subscribed on the live connection
     link.subscribe(topics.fleet_model, strict_json)
-    await asyncio.sleep(0.2)
+    # The SUBACKs come back in the background: publish a probe on each topic until it arrives.
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+        for topic in (topics.model, topics.fleet_model):
+            probe = {"probe": topic}
+            async with asyncio.timeout(HANG_S):
+                while probe not in seen:
+                    await client.publish(topic, json.dumps(probe).encode(), qos=1)
+                    await asyncio.sleep(0.05)
+    seen.clear()
     with structlog.testing.capture_logs() as logs:
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
             await client.publish(topics.model, b"\xff\xfe not json", qos=1)
@@ -518,17 +567,18 @@ async def test_stop_returns_promptly_when_the_broker_never_answers(
     # A frozen broker accepts the TCP connection (kernel backlog) but never sends CONNACK.
     os.kill(pid, signal.SIGSTOP)
     try:
-        link = MqttLink(fast_config(mosquitto), topics, outbox)
-        task = await start_link(link)
-        link.emit(draft(0))
-        await asyncio.sleep(0.3)
+        with structlog.testing.capture_logs() as logs:
+            link = MqttLink(fast_config(mosquitto), topics, outbox)
+            task = await start_link(link)
+            link.emit(draft(0))
+            # The link is inside its connection attempt, waiting for a CONNACK that cannot come.
+            await wait_for(lambda: any(e["event"] == "mqtt_connecting" for e in logs))
         assert not link.connected
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        await link.stop(flush_timeout_s=0.2)
+        # The broker stays frozen throughout: stop() cannot be waiting for it. (How long stop
+        # takes is the flush timeout's business; HANG_S only catches a hang.)
+        await asyncio.wait_for(link.stop(flush_timeout_s=0.2), HANG_S)
         assert task.done()
         await task  # ends normally, not with CancelledError
-        assert loop.time() - began < 3.0
         assert outbox.depth == 1, "an undelivered event must stay queued for the next start"
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -781,12 +831,17 @@ async def test_kill_9_while_draining_then_restart_delivers_everything(
         str(script),
         str(mosquitto.port),
         str(path),
+        "600",
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
-        await sub.wait_until(lambda: sub.events_received >= 400, within=20)
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), HANG_S)).strip() == b"connected"
+        paused = (await asyncio.wait_for(proc.stdout.readline(), HANG_S)).split()
+        assert paused[0] == b"pausing"
+        first_unacked = int(paused[1])
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
     finally:
@@ -797,8 +852,10 @@ async def test_kill_9_while_draining_then_restart_delivers_everything(
         assert probe.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     outbox = Outbox(path, max_rows=1_000_000, max_bytes=1 << 30)
     left = [row.seq for row in outbox.peek(n)]
-    assert 0 < len(left) < n, "the kill should land mid-drain"
-    assert left == list(range(left[0], n + 1)), "the outbox must hold exactly the unacknowledged tail"
+    # Exactly the tail from the first event whose delete the kill prevented: those were
+    # delivered (PUBACK) but are sent again, at least once; nothing before them is.
+    assert 1 < first_unacked <= 600
+    assert left == list(range(first_unacked, n + 1)), "the outbox must hold exactly the unacknowledged tail"
     assert outbox.last_seq == n
 
     link = MqttLink(fast_config(mosquitto), topics, outbox)

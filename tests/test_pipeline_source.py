@@ -26,7 +26,7 @@ def test_file_delivers_every_frame_in_order(asset: Any) -> None:
     source = FrameSource(str(asset("data/video/hamilton_clip.mp4")), queue_size=2)
     source.start()
     indices = []
-    while (frame := source.get(timeout=10)) is not None:
+    while (frame := source.get(timeout=60)) is not None:
         indices.append(frame.index)
     source.stop()
     assert indices == list(range(275))
@@ -39,7 +39,7 @@ def test_file_stride(asset: Any) -> None:
     source = FrameSource(str(asset("data/video/hamilton_clip.mp4")), frame_stride=10)
     source.start()
     indices = []
-    while (frame := source.get(timeout=10)) is not None:
+    while (frame := source.get(timeout=60)) is not None:
         indices.append(frame.index)
     source.stop()
     assert indices == list(range(0, 275, 10))
@@ -56,8 +56,6 @@ def test_missing_and_corrupt_files_are_clear_errors(tmp_path: Path) -> None:
 
 
 class FakeCamera:
-    """Stands in for cv2.VideoCapture(0): there is no camera here (see module docstring)."""
-
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
         world.opens += 1
@@ -73,7 +71,9 @@ class FakeCamera:
                 return False, None
             self.world.produced += 1
             n = self.world.produced
-        time.sleep(0.002)  # a fast camera
+            self.world.lock.notify_all()
+        # Yield the GIL between frames, as a real capture does while it waits for the device.
+        time.sleep(0)
         return True, np.full((4, 6, 3), n % 256, dtype=np.uint8)
 
     def grab(self) -> bool:
@@ -88,26 +88,34 @@ class FakeCamera:
 
 class FakeWorld:
     def __init__(self, fail_opens: int = 0, drop_after: int | None = None) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.opens = 0
         self.fail_opens = fail_opens
         self.drop_after = drop_after
         self.produced = 0
+
+    def wait_produced(self, count: int) -> None:
+        """Block until the camera has produced `count` frames (a hang guard, not a timing check)."""
+        with self.lock:
+            assert self.lock.wait_for(lambda: self.produced >= count, timeout=60), "the camera stalled"
 
 
 def test_live_source_keeps_newest_frame_and_counts_skips() -> None:
     world = FakeWorld()
     source = FrameSource("0", capture_factory=lambda _t: FakeCamera(world))
     source.start()
-    first = source.get(timeout=5)
+    first = source.get(timeout=60)
     assert first is not None
-    time.sleep(0.2)  # a slow pipeline: the camera keeps producing meanwhile
-    newest = source.get(timeout=5)
+    # A slow pipeline: it comes back only after the camera produced 20 more frames. (Frame n is
+    # surely in the buffer once frame n + 1 was read: the reader puts one before reading the next.)
+    world.wait_produced(first.index + 1 + 20 + 1)
+    newest = source.get(timeout=60)
     source.stop()
     assert newest is not None
-    assert newest.index - first.index > 10
-    # Everything the camera produced in between was dropped and counted, not queued.
-    assert source.stats.frames_skipped >= newest.index - first.index - 2
+    assert newest.index - first.index >= 20
+    # Everything the camera produced in between was dropped and counted, not queued: of the
+    # frames after `first`, only `newest` was delivered.
+    assert source.stats.frames_skipped >= newest.index - first.index - 1
 
 
 def test_live_source_reconnects_with_backoff() -> None:
@@ -120,9 +128,8 @@ def test_live_source_reconnects_with_backoff() -> None:
     )
     source.start()
     got = []
-    deadline = time.monotonic() + 5
-    while len(got) < 12 and time.monotonic() < deadline:
-        frame = source.get(timeout=5)
+    while len(got) < 12:
+        frame = source.get(timeout=60)  # a hang guard: frames come as fast as the camera makes them
         assert frame is not None
         got.append(frame.index)
     source.stop()
@@ -130,3 +137,43 @@ def test_live_source_reconnects_with_backoff() -> None:
     assert world.opens == 4
     assert source.stats.reconnects >= 1 and source.stats.connected
     assert got == sorted(got) and len(got) == 12
+
+
+def test_looped_file_plays_again_with_indices_counting_on(asset: Any) -> None:
+    """`loop`: at the end of the file the first frame comes again, under the next index, the
+    frames are the same pixels as the first pass, and the input never ends until stopped."""
+    source = FrameSource(str(asset("data/video/hamilton_clip.mp4")), frame_stride=10, loop=True)
+    source.start()
+    frames = []
+    for _ in range(3 * 28 + 1):  # 28 strided frames per pass, then the first of a fourth pass
+        frame = source.get(timeout=60)
+        assert frame is not None, "a looped file must not end"
+        frames.append(frame)
+    source.stop()
+    indices = [f.index for f in frames]
+    pass_len = len(range(0, 275, 10))
+    assert indices[:pass_len] == list(range(0, 275, 10))
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    for k in (1, 2, 3):
+        again = frames[k * pass_len]
+        assert np.array_equal(again.image, frames[0].image), f"pass {k + 1} must start at frame 0"
+    assert np.array_equal(frames[pass_len + 5].image, frames[5].image)
+    assert source.passes >= 3 and source.stats.last_error is None
+
+
+def test_loop_is_ignored_for_live_sources_and_damaged_files_stop_looping(asset: Any, tmp_path: Path) -> None:
+    assert FrameSource("0", loop=True).loop is False
+    data = bytearray(Path(asset("data/video/vtest.avi")).read_bytes())
+    damaged = data[: len(data) // 10]
+    damaged[len(damaged) // 2 :] = bytes(len(damaged) - len(damaged) // 2)
+    video = tmp_path / "damaged.avi"
+    video.write_bytes(bytes(damaged))
+    source = FrameSource(str(video), loop=True)
+    source.start()
+    count = 0
+    while source.get(timeout=60) is not None:
+        count += 1
+    source.stop()
+    # The damage ends the input with its error, instead of replaying the good part forever.
+    assert 0 < count < 795 and source.passes == 0
+    assert "truncated or corrupt" in str(source.stats.last_error)

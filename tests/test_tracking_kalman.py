@@ -67,7 +67,25 @@ def test_compact_steps_equal_the_textbook_8x8_formulas() -> None:
     h = np.eye(4, 8)
     for step in range(5):
         dense = kf.dense(cov)
-        q = np.stack([np.diag(s * s) for s in kf._stds(mean[:, 3], 1.0, 1.0, 1e-2, 1e-5)])
+        # Q from the paper's numbers, not from the filter: position and height std h/20, velocity
+        # std h/160, aspect 1e-2 and its velocity 1e-5 (Wojke et al. 2017 / KalmanFilter defaults).
+        q = np.stack(
+            [
+                np.diag(
+                    [
+                        (h_ / 20) ** 2,
+                        (h_ / 20) ** 2,
+                        1e-4,
+                        (h_ / 20) ** 2,
+                        (h_ / 160) ** 2,
+                        (h_ / 160) ** 2,
+                        1e-10,
+                        (h_ / 160) ** 2,
+                    ]
+                )
+                for h_ in mean[:, 3]
+            ]
+        )
         expected_mean = mean @ f.T
         expected_cov = f @ dense @ f.T + q
         mean, cov = kf.predict(mean, cov)

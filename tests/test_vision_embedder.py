@@ -45,7 +45,10 @@ def johns(assets_dir: Path) -> tuple[list[Frame], np.ndarray]:
 
 @pytest.fixture(scope="module")
 def stack(assets_dir: Path) -> tuple[FaceDetector, MobileFaceNetEmbedder]:
-    config = load_config(assets_dir=str(assets_dir))
+    config = load_config(
+        assets_dir=str(assets_dir),
+        models={"embedder_kind": "mobilefacenet", "embedder": "models/mobilefacenet_128d.tflite"},
+    )
     embedder = build_embedder(config)
     assert isinstance(embedder, MobileFaceNetEmbedder)
     return build_face_detector(config), embedder
@@ -86,9 +89,12 @@ def test_detect_align_embed_separates_identities(
         f"\njohns leave-one-out 1-NN: detect+align acc {aligned_acc:.3f} gap {aligned_gap:.3f}; "
         f"centre crop acc {centre_acc:.3f} gap {centre_gap:.3f}"
     )
+    # Measured (float model, deterministic here): acc 1.000 gap 0.658 aligned, gap 0.276 centre crop.
+    # Margins: one of 55 chips, and 0.02 of cosine for another CPU's float kernels (a misaligned
+    # or unnormalised embedding moves the gap by far more).
     assert aligned_acc >= 54 / 55
-    assert aligned_gap >= 0.55
-    assert aligned_gap > centre_gap + 0.2
+    assert aligned_gap >= 0.64
+    assert aligned_gap - centre_gap >= 0.36
 
 
 def test_embeddings_are_unit_vectors_with_a_stable_id(

@@ -173,9 +173,11 @@ def test_keypoints_land_on_the_labelled_landmarks(
         f"\nkeypoint error / inter-ocular distance over {len(table)} faces "
         f"(eyeR, eyeL, nose, mouth): {table.mean(0).round(3)}"
     )
-    assert len(table) >= 35
-    # Measured means 0.125-0.164; a swapped eye order or a wrong anchor offset gives > 0.5.
-    assert table.mean(0).max() < 0.25
+    # Measured: 39 faces, means 0.140 0.135 0.164 0.125 (float model, deterministic here). One face
+    # of slack, as for the recall above, and 0.015 on the worst mean for another CPU's float
+    # kernels; a swapped eye order or a wrong anchor offset gives > 0.5.
+    assert len(table) >= 38
+    assert table.mean(0).max() < 0.18
 
 
 def test_no_face_on_dogs(detectors: dict[str, BlazeFaceDetector], assets_dir: Path) -> None:

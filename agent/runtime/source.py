@@ -1,10 +1,14 @@
 """Frame sources: a video file, a camera index or an rtsp:// / http:// stream, read in a thread.
 
 Files are read in order and every frame is delivered (or every `frame_stride`-th): the reader
-blocks when the pipeline is behind. Live sources deliver only the newest frame: when the pipeline
-falls behind, older frames are overwritten and counted in `frames_skipped`. Live sources that fail
-(device gone, stream dropped) reconnect with exponential backoff and jitter; a file that cannot be
-opened or decoded raises SourceError with one line for the user.
+blocks when the pipeline is behind. With `loop`, a file starts again from its first frame when it
+ends, until the agent is stopped (a demo screen, a soak test, a test that must outlast an action);
+frame indices keep counting up across passes, so events stay ordered.
+
+Live sources deliver only the newest frame: when the pipeline falls behind, older frames are
+overwritten and counted in `frames_skipped`. Live sources that fail (device gone, stream dropped)
+reconnect with exponential backoff and jitter; a file that cannot be opened or decoded raises
+SourceError with one line for the user.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class FrameSource:
         frame_stride: int = 1,
         capture_factory: CaptureFactory | None = None,
         queue_size: int = 4,
+        loop: bool = False,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         logger: Any | None = None,
@@ -96,6 +101,8 @@ class FrameSource:
         self.spec = spec
         self.kind, self.target = classify_input(spec)
         self.frame_stride = max(1, frame_stride)
+        self.loop = loop and self.kind == "file"
+        self.passes = 0  # completed passes over a looped file
         self._factory = capture_factory or _opencv_capture
         self._queue_size = max(1, queue_size)
         self._reconnect_min_s = reconnect_min_s
@@ -227,19 +234,43 @@ class FrameSource:
         assert capture is not None and self._first is not None
         if not self._put_blocking(self._first):
             return
-        index = 0
+        index = 0  # counts on across the passes of a looped file
+        start = 0  # index of this pass's first frame
         while not self._stop.is_set():
+            ok = True
             for _ in range(self.frame_stride - 1):
                 index += 1
                 if not capture.grab():
+                    ok = False
+                    break
+            image = None
+            if ok:
+                ok, image = capture.read()
+                index += 1
+            if ok and image is not None:
+                if not self._put_blocking(self._frame(index, image)):
                     return
+                continue
+            self._note_early_end(index - start)
+            if not self.loop or self.stats.last_error is not None or self._stop.is_set():
+                return
+            capture = self._reopen()
+            self.passes += 1
+            start = index
             ok, image = capture.read()
-            index += 1
             if not ok or image is None:
-                self._note_early_end(index)
+                self.stats.last_error = f"cannot decode {self.target} again to loop it"
                 return
             if not self._put_blocking(self._frame(index, image)):
                 return
+
+    def _reopen(self) -> CaptureLike:
+        """The same file from its first frame: a fresh capture, since seeking is unreliable across
+        containers and codecs."""
+        if self._capture is not None:
+            self._capture.release()
+        self._capture = self._factory(str(Path(str(self.target)).expanduser()))
+        return self._capture
 
     def _note_early_end(self, frames_consumed: int) -> None:
         """A file that stops decoding well before its stated length is damaged: say so, since the

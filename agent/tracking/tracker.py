@@ -22,6 +22,7 @@ from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
 from agent.tracking.linear_assignment import INFEASIBLE, assign, matching_cascade
 from agent.tracking.nn_matching import FeatureGallery, nearest_neighbor_cosine
+from agent.tracking.score_window import ScoreWindow
 from agent.tracking.track import TrackTable
 
 if TYPE_CHECKING:
@@ -50,17 +51,30 @@ class TrackerParams:
         distance over the gate; uses the track's uncertainty, so a track coasting through an
         occlusion can still claim its detection) or "iou" (1 - IoU of the predicted box, SORT's).
         Measured on TUD-Campus: mahalanobis MOTA 63.8 / IDF1 74.8, iou 62.7 / 65.2.
-    min_motion_iou: with motion_cost "mahalanobis" and no appearance, a pair also needs this IoU
-        between the predicted box and the detection (see bench/mot.py numbers in the README).
+    min_motion_iou: with motion_cost "mahalanobis", a cascade pair also needs this IoU between the
+        predicted box and the detection, unless a face decides the pair or the colour distance is
+        within far_cosine_fraction of max_cosine_distance (docs/tracking.md: on PETS09-S2L1 with
+        our own detector, colour allowed anywhere inside the Mahalanobis gate added ID switches).
+    far_cosine_fraction: see min_motion_iou.
     motion_weight: the paper's lambda when appearance is given: cost = lambda * motion + (1 - lambda)
         * appearance, each already gated by its own threshold. The paper uses 0; a little motion
         breaks ties between look-alikes (same clothes) in favour of the better-predicted one.
+    std_weight_position, std_weight_velocity: Kalman noise, as fractions of the box height per
+        frame (position/size measurement and process noise; velocity process noise). The paper's
+        are 1/20 and 1/160.
+    birth_quantile: a detection starts a new track only if its score reaches this quantile of the
+        scores of the detections that confirmed tracks matched lately (the detector's scores for
+        people); weaker ones still continue existing tracks (ByteTrack's rule: a weak box is more
+        often clutter where nobody is, more often a person where a track predicts one). A
+        quantile, not a score, so one setting fits detectors whose scores differ in scale (the
+        Faster R-CNN boxes of MOT15 have a median of 0.96, COCO SSD on vtest.avi 0.67). Until a
+        confirmed track has matched anything, every detection may start a track. 0 disables.
     min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold), carried
         here so one object holds the original script's tracking flags. `update()` never reads them:
         they are applied by the detection filter (`detection.filter_detections`, as bench/mot.py does).
     """
 
-    max_cosine_distance: float = 0.2
+    max_cosine_distance: float = 0.1
     nn_budget: int = 100
     max_iou_distance: float = 0.7
     max_age: int = 30
@@ -69,8 +83,12 @@ class TrackerParams:
     face_budget: int = 30
     gating_threshold: float = CHI2_95[4]
     motion_cost: MotionCost = "mahalanobis"
-    motion_weight: float = 0.1
+    motion_weight: float = 0.3
     min_motion_iou: float = 0.2
+    far_cosine_fraction: float = 0.5
+    std_weight_position: float = 1.0 / 20.0
+    std_weight_velocity: float = 1.0 / 100.0
+    birth_quantile: float = 0.3
     min_confidence: float = 0.5
     nms_max_overlap: float = 1.0
 
@@ -81,8 +99,14 @@ class TrackerParams:
             raise ValueError("distance thresholds must be >= 0 (max_face_distance > 0)")
         if not 0.0 <= self.min_motion_iou <= 1.0:
             raise ValueError(f"min_motion_iou must be in [0, 1], got {self.min_motion_iou}")
+        if not 0.0 <= self.far_cosine_fraction <= 1.0:
+            raise ValueError(f"far_cosine_fraction must be in [0, 1], got {self.far_cosine_fraction}")
         if not 0.0 <= self.motion_weight <= 1.0:
             raise ValueError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
+        if not 0.0 <= self.birth_quantile <= 1.0:
+            raise ValueError(f"birth_quantile must be in [0, 1], got {self.birth_quantile}")
+        if self.std_weight_position <= 0 or self.std_weight_velocity <= 0:
+            raise ValueError("std_weight_position and std_weight_velocity must be > 0")
         if self.motion_cost not in ("iou", "mahalanobis"):
             raise ValueError(f"motion_cost must be 'iou' or 'mahalanobis', got {self.motion_cost!r}")
 
@@ -98,6 +122,8 @@ class TrackerParams:
             n_init=cfg.n_init,
             max_face_distance=cfg.max_face_distance,
             face_budget=cfg.face_budget,
+            std_weight_velocity=cfg.std_weight_velocity,
+            birth_quantile=cfg.birth_quantile,
         )
         if detection is not None:
             params = replace(
@@ -111,12 +137,16 @@ class Tracker:
 
     def __init__(self, params: TrackerParams | None = None, kalman: KalmanFilter | None = None):
         self.params = params or TrackerParams()
-        self.kf = kalman or KalmanFilter()
+        self.kf = kalman or KalmanFilter(
+            std_weight_position=self.params.std_weight_position,
+            std_weight_velocity=self.params.std_weight_velocity,
+        )
         self._tracks = TrackTable()
         self._next_id = 1
         self._frame = 0
         self._feature_dim: int | None = None
         self._face_dim: int | None = None
+        self._scores = ScoreWindow()
 
     @property
     def frame_index(self) -> int:
@@ -150,7 +180,7 @@ class Tracker:
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
         only; face_features (n, k) with NaN rows where a detection has no face, or None.
         """
-        boxes, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        boxes, score_array, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
         # Counted after validation: a refused frame leaves the tracker exactly as it was.
         self._frame += 1
         p = self.params
@@ -169,6 +199,9 @@ class Tracker:
         if n and m:
             innovation = self.kf.innovation(t.mean, t.cov)
             rows, cols = self._associate(t, boxes, measurements, innovation, feats, faces)
+            if p.birth_quantile > 0 and rows.size:
+                # The scores of boxes that confirmed tracks (people, mostly) keep matching.
+                self._scores.add(score_array[cols[t.confirmed[rows]]])
             if rows.size:
                 matched_det[rows] = cols
                 free = np.ones(m, dtype=np.bool_)
@@ -183,6 +216,9 @@ class Tracker:
             t.keep(alive)
             matched_det = matched_det[alive]
 
+        if p.birth_quantile > 0 and unmatched_cols.size:
+            floor = self._scores.quantile(p.birth_quantile)
+            unmatched_cols = unmatched_cols[score_array[unmatched_cols] >= floor]
         if unmatched_cols.size:
             self._start_tracks(unmatched_cols, measurements, feats, faces, events)
             matched_det = np.concatenate([matched_det, unmatched_cols])
@@ -214,28 +250,35 @@ class Tracker:
             # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
             overlap_cost = iou_cost(predicted_tlwh, boxes)
             if p.motion_cost == "iou":
-                motion = overlap_cost / max(p.max_iou_distance, 1e-9)
+                scaled = overlap_cost / max(p.max_iou_distance, 1e-9)
+                far = np.zeros(scaled.shape, dtype=np.bool_)
             else:
-                # The gate of a track missing for many frames grows wide; without appearance it
-                # would snap to any detection inside it. Asking for a little overlap with the
-                # predicted box keeps re-identification local.
-                motion = np.where(
-                    overlap_cost > 1.0 - p.min_motion_iou, INFEASIBLE, mahalanobis / p.gating_threshold
-                )
+                # The gate of a track missing for many frames grows wide; it would snap to any
+                # detection inside it, and colour alone does not stop it (people dress alike).
+                # Asking for a little overlap with the predicted box keeps re-identification
+                # local; only a face may claim a detection beyond it.
+                scaled = mahalanobis / p.gating_threshold
+                far = overlap_cost > 1.0 - p.min_motion_iou
+            motion = np.where(far, INFEASIBLE, scaled)
             cost = motion
             if feats is not None or faces is not None:
                 appearance = np.full_like(motion, np.nan)
+                face_decided = np.zeros(motion.shape, dtype=np.bool_)
                 if feats is not None:
                     # A zero threshold (allowed by the config) accepts only identical features.
                     appearance = nearest_neighbor_cosine(t.galleries, feats) / max(
                         p.max_cosine_distance, 1e-9
                     )
                 if faces is not None:
-                    appearance = self._face_override(t, appearance, faces)
+                    appearance, face_decided = self._face_override(t, appearance, faces)
                 # Refuse pairs whose appearance is beyond its threshold, then blend in motion.
                 # A track with no gallery yet (born while no features came) is matched on motion.
                 known = ~np.isnan(appearance)
-                blended = p.motion_weight * np.minimum(motion, 1.0) + (1.0 - p.motion_weight) * appearance
+                # Beyond the IoU floor only strong evidence may claim a detection: a face, or
+                # colour well inside its gate (a person who turned back while hidden).
+                sure = face_decided | (appearance <= p.far_cosine_fraction)
+                blend_motion = np.where(far & ~sure, INFEASIBLE, np.minimum(scaled, 1.0))
+                blended = p.motion_weight * blend_motion + (1.0 - p.motion_weight) * appearance
                 cost = np.where(known, np.where(appearance > 1.0, INFEASIBLE, blended), motion)
             cost = np.where(gated, INFEASIBLE, cost)
             cascade_rows, cascade_cols = matching_cascade(
@@ -260,22 +303,27 @@ class Tracker:
         iou_rows, iou_cols = candidate_rows[r], remaining[c]
         return np.concatenate([cascade_rows, iou_rows]), np.concatenate([cascade_cols, iou_cols])
 
-    def _face_override(self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]) -> Array:
+    def _face_override(
+        self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]
+    ) -> tuple[Array, npt.NDArray[np.bool_]]:
         """Where a track's face gallery and a detection's face both exist, face distance decides.
 
         A face is far stronger identity evidence than clothing colour: it both rescues a match
         the histogram would refuse (lighting change) and vetoes one it would accept (two people in
-        similar clothes).
+        similar clothes). Returns the costs and where a face decided them.
         """
+        decided = np.zeros(cost.shape, dtype=np.bool_)
         has_face = ~np.isnan(faces).any(axis=1)
         if not has_face.any():
-            return cost
+            return cost, decided
         cols = np.flatnonzero(has_face)
         face_distance = nearest_neighbor_cosine(t.face_galleries, faces[cols]) / self.params.max_face_distance
         out = cost.copy()
         sub = out[:, cols]
-        out[:, cols] = np.where(np.isnan(face_distance), sub, face_distance)
-        return out
+        known = ~np.isnan(face_distance)
+        out[:, cols] = np.where(known, face_distance, sub)
+        decided[:, cols] = known
+        return out, decided
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -409,7 +457,7 @@ class Tracker:
         scores: npt.ArrayLike,
         features: npt.ArrayLike | None,
         face_features: npt.ArrayLike | None,
-    ) -> tuple[Array, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
+    ) -> tuple[Array, Array, npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
         boxes = np.asarray(boxes_tlwh, dtype=np.float64)
         if boxes.size == 0:
             boxes = boxes.reshape(0, 4)
@@ -420,7 +468,7 @@ class Tracker:
             raise ValueError("boxes_tlwh contains NaN or inf")
         if n and (boxes[:, 3] <= 0).any():
             raise ValueError("boxes_tlwh has a box with non-positive height")
-        score_array = np.asarray(scores)
+        score_array = np.asarray(scores, dtype=np.float64)
         if score_array.shape != (n,):
             raise ValueError(f"scores must be ({n},), got shape {score_array.shape}")
         feats = _feature_rows("features", features, n, self._feature_dim)
@@ -429,7 +477,7 @@ class Tracker:
             self._feature_dim = int(feats.shape[1])
         if faces is not None:
             self._face_dim = int(faces.shape[1])
-        return boxes, feats, faces
+        return boxes, score_array, feats, faces
 
 
 def _feature_rows(
