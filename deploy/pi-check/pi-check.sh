@@ -288,7 +288,22 @@ trainer_stage() {
     in_root bash -c "set -e; cd /srv/pi-check && rm -rf keys && time /opt/facetrack/venv/bin/facetrack-trainer keygen --out keys \
         && time /opt/facetrack/venv/bin/facetrack-trainer train $set --out people.ftm --key keys/facetrack.key \
             --assets-dir /opt/facetrack/assets --no-cache --quiet \
-        && test -s people.ftm && ls -l keys people.ftm"
+        && test -s people.ftm && ls -l keys people.ftm" | tee "$work/trainer-aarch64.out"
+    # A bundle is not enough: the same photos on this x86-64 host must give the same confusion
+    # matrix (wrong embeddings still train a bundle, one that names nobody).
+    rm -rf "$work/trainer-host" && mkdir -p "$work/trainer-host"
+    (cd "$work/trainer-host" && "$src/.venv/bin/facetrack-trainer" keygen --out keys >/dev/null \
+        && "$src/.venv/bin/facetrack-trainer" train "$root$set" --out people.ftm --key keys/facetrack.key \
+            --assets-dir "$root/opt/facetrack/assets" --no-cache --quiet) >"$work/trainer-host.out" 2>&1
+    local ours theirs
+    ours="$(sed -n '/^confusion/,/^similarity/p' "$work/trainer-aarch64.out")"
+    theirs="$(sed -n '/^confusion/,/^similarity/p' "$work/trainer-host.out")"
+    if [[ -z "$ours" || "$ours" != "$theirs" ]]; then
+        echo "trainer: the confusion matrix differs from x86-64's on the same photos:"
+        echo "$theirs"
+        return 1
+    fi
+    echo "trainer: the same confusion matrix as on x86-64"
 }
 
 tests_stage() {
