@@ -12,9 +12,9 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto assets demo test test-timing lint bench clean-venv
+.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
 
-setup: venv mosquitto assets
+setup: venv mosquitto shellcheck assets
 
 venv: $(STAMP)
 
@@ -34,6 +34,18 @@ mosquitto:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
 	else \
 	  echo "mosquitto is not installed. Run:  sudo apt-get update && sudo apt-get install -y mosquitto mosquitto-clients  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# Debian's shellcheck: tests/test_deploy_install.py checks the deploy scripts with it.
+shellcheck:
+	@if command -v shellcheck >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing shellcheck (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y shellcheck; \
+	else \
+	  echo "shellcheck is not installed. Run:  sudo apt-get update && sudo apt-get install -y shellcheck  then run make again." >&2; \
 	  exit 1; \
 	fi
 
@@ -80,6 +92,11 @@ bench: setup
 	$(PY) -m bench.reload
 	$(PY) -m bench.fleet --devices 10,100,500
 	$(PY) -m bench.outbox
+
+# The fleet install on the Pi's OS and architecture, under arm64 emulation (docs/pi-check.md).
+# Slow (about 20 min; run it under `nice`), needs root and downloads a Debian root: not part of `make test`.
+pi-check: venv mosquitto
+	FACETRACK_ASSET_MIRROR=$(ASSET_MIRROR) deploy/pi-check/pi-check.sh
 
 clean-venv:
 	rm -rf $(VENV)

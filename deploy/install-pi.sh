@@ -14,9 +14,15 @@
 #                          add-device; copied to /etc/facetrack/tls and used by a new config
 #   --trusted-key FILE     model-signing public key (repeatable), copied to /etc/facetrack/keys
 #   --asset-mirror DIR     offline mirror for `facetrack-agent assets fetch`
+#   --wheel FILE           install this facetrack wheel instead of building the checkout
 #   --no-start             enable the service but do not (re)start it
+#   --no-systemd           systemd is not running here (a container, a chroot, an image being
+#                          built): install the unit file and say what to enable, touch no daemon
 #   -h, --help             this help
 #
+# Every Python dependency installs from a wheel (pip --only-binary): a package without an aarch64
+# wheel for Python 3.11 stops the install instead of compiling for an hour.
+# Without udev (a minimal image) the Coral rule is installed and applies once udev runs.
 # An existing /etc/facetrack/config.toml is never overwritten.
 # For tests: FACETRACK_OS_RELEASE (os-release file), FACETRACK_ARCH (machine and dpkg
 # architecture) and FACETRACK_PYTHON (interpreter) replace what the checks look at.
@@ -46,7 +52,9 @@ video_input="0"
 tls_dir=""
 trusted_keys=()
 asset_mirror=""
+wheel=""
 start=1
+use_systemd=1
 restart_needed=0
 PYTHON=python3
 
@@ -86,8 +94,10 @@ parse_args() {
             --tls-dir) tls_dir="${2:?--tls-dir needs a directory}"; shift 2 ;;
             --trusted-key) trusted_keys+=("${2:?--trusted-key needs a file}"); shift 2 ;;
             --asset-mirror) asset_mirror="${2:?--asset-mirror needs a directory}"; shift 2 ;;
+            --wheel) wheel="${2:?--wheel needs a .whl file}"; shift 2 ;;
             --no-start) start=0; shift ;;
-            -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+            --no-systemd) use_systemd=0; start=0; shift ;;
+            -h | --help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
             *) die "unknown option '$1' (see --help)" ;;
         esac
     done
@@ -99,6 +109,10 @@ parse_args() {
     esac
     [[ -z "$tls_dir" || -d "$tls_dir" ]] || die "--tls-dir $tls_dir is not a directory"
     [[ -z "$edgetpu_deb" || -f "$edgetpu_deb" ]] || die "--edgetpu-deb $edgetpu_deb does not exist"
+    if [[ -n "$wheel" ]]; then
+        [[ -f "$wheel" && "$wheel" == *.whl ]] || die "--wheel $wheel is not a .whl file"
+        wheel="$(realpath "$wheel")"
+    fi
     local key
     for key in "${trusted_keys[@]}"; do [[ -f "$key" ]] || die "--trusted-key $key does not exist"; done
 }
@@ -128,6 +142,10 @@ check_platform() {
     if ((!dry_run)) && [[ $EUID -ne 0 ]]; then
         die "run as root (sudo $0 ...), or add --dry-run to see the plan"
     fi
+    # sd_booted(3): /run/systemd/system exists only when systemd is PID 1.
+    if ((!dry_run && use_systemd)) && [[ ! -d /run/systemd/system ]]; then
+        die "systemd is not running here (PID 1 is $(cat /proc/1/comm 2>/dev/null || echo unknown)); add --no-systemd to install the unit without enabling it"
+    fi
     say "platform ok: $id $codename, $arch, Python $version"
 }
 
@@ -148,7 +166,7 @@ install_packages() {
     say "system packages"
     run apt-get update
     run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3-venv python3-dev ca-certificates curl gnupg libusb-1.0-0 mosquitto-clients
+        python3-venv ca-certificates curl gnupg libusb-1.0-0 mosquitto-clients
 }
 
 install_edgetpu() {
@@ -213,10 +231,16 @@ create_user() {
     for group in plugdev apex video; do
         id -nG "$USER_NAME" 2>/dev/null | tr ' ' '\n' | grep -qx "$group" || run usermod -aG "$group" "$USER_NAME"
     done
+    # systemd's StateDirectory= makes it too; without systemd (or before its first start) this does.
+    [[ -d "$STATE" ]] || run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
 }
 
 source_digest() {
-    # What pip would install: the package sources and metadata, not the rest of the checkout.
+    # What pip would install: the wheel, or the package sources and metadata (not the whole checkout).
+    if [[ -n "$wheel" ]]; then
+        sha256sum "$wheel" | cut -d' ' -f1
+        return
+    fi
     (cd "$src" && find agent trainer pyproject.toml -type f -not -path '*/__pycache__/*' -print0 \
         | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 }
@@ -230,8 +254,10 @@ install_venv() {
         echo "facetrack in $VENV is up to date"
     else
         run "$VENV/bin/pip" install --quiet --upgrade pip
-        # A plain (not editable) install of this checkout.
-        run "$VENV/bin/pip" install --quiet "$src"
+        # A plain (not editable) install of the wheel or this checkout; dependencies only as wheels.
+        if ! run "$VENV/bin/pip" install --quiet --only-binary=:all: "${wheel:-$src}"; then
+            die "pip could not install facetrack and its dependencies from wheels (above: which one); on a 64-bit Raspberry Pi OS bookworm every one has an aarch64 wheel for Python 3.11"
+        fi
         if ((dry_run)); then echo "would write $PREFIX/.source-digest"; else echo "$digest" >"$PREFIX/.source-digest"; fi
         restart_needed=1
     fi
@@ -300,12 +326,20 @@ EOF
 install_service() {
     say "systemd service $SERVICE"
     if install_file "$here/99-facetrack-coral.rules" /etc/udev/rules.d/99-facetrack-coral.rules 0644; then
-        run udevadm control --reload-rules
-        run udevadm trigger --subsystem-match=usb --subsystem-match=apex
+        if ((dry_run)) || [[ -S /run/udev/control ]]; then
+            run udevadm control --reload-rules
+            run udevadm trigger --subsystem-match=usb --subsystem-match=apex
+        else
+            echo "udev is not running here: the Coral rule is installed and applies once udev runs (or re-plug the Coral)"
+        fi
     fi
     if install_file "$here/$SERVICE.service" "/etc/systemd/system/$SERVICE.service" 0644; then
-        run systemctl daemon-reload
+        ((use_systemd)) && run systemctl daemon-reload
         restart_needed=1
+    fi
+    if ((!use_systemd)); then
+        echo "systemd is not running here: /etc/systemd/system/$SERVICE.service is installed; once systemd runs: systemctl enable --now $SERVICE"
+        return 0
     fi
     systemctl is-enabled --quiet "$SERVICE" 2>/dev/null || run systemctl enable "$SERVICE"
     ((start)) || return 0
@@ -330,7 +364,11 @@ main() {
     write_config
     install_service
     check_edgetpu_loads
-    say "done: systemctl status $SERVICE; journalctl -u $SERVICE -f"
+    if ((use_systemd)); then
+        say "done: systemctl status $SERVICE; journalctl -u $SERVICE -f"
+    else
+        say "done (no systemd): run it by hand with: sudo -u $USER_NAME $VENV/bin/facetrack-agent run --config $ETC/config.toml"
+    fi
 }
 
 main "$@"

@@ -12,6 +12,7 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,7 @@ def test_dry_run_prints_the_whole_plan_and_a_valid_config(tmp_path: Path) -> Non
         "useradd --system --user-group --home-dir /var/lib/facetrack",
         "usermod -aG plugdev facetrack",
         "-m venv /opt/facetrack/venv",
-        f"/opt/facetrack/venv/bin/pip install --quiet {REPO_ROOT}",
+        f"/opt/facetrack/venv/bin/pip install --quiet --only-binary=:all: {REPO_ROOT}",
         "facetrack-agent assets fetch --group runtime --dest /opt/facetrack/assets",
         "/etc/facetrack/tls/client.key",
         "would write /etc/facetrack/config.toml",
@@ -177,21 +178,93 @@ def test_bad_options_get_one_clear_line(tmp_path: Path, args: list[str], message
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_without_root_only_the_dry_run_is_allowed(tmp_path: Path) -> None:
+NOBODY = 65534
+
+
+def test_without_root_only_the_dry_run_is_allowed() -> None:
+    # CI runs as root: the refusal is then observed as the unprivileged user nobody (setpriv, from
+    # util-linux), with the platform inputs in a folder that user can read.
+    as_user: list[str] = []
     if os.geteuid() == 0:
-        pytest.skip("running as root: the non-root refusal cannot be observed")
-    result = run_install(tmp_path)
-    assert result.returncode == 1
-    assert "run as root" in result.stderr
+        setpriv = shutil.which("setpriv")
+        assert setpriv is not None, "setpriv (util-linux) is needed to drop root for this test"
+        as_user = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    with tempfile.TemporaryDirectory() as folder:
+        readable = Path(folder)
+        readable.chmod(0o755)
+        (readable / "os-release").write_text(BOOKWORM)
+        python = fake_python(readable, "3.11")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACK_")}
+        env.update(
+            FACETRACK_OS_RELEASE=str(readable / "os-release"),
+            FACETRACK_ARCH="aarch64",
+            FACETRACK_PYTHON=str(python),
+        )
+        for path in (readable / "os-release", python):
+            path.chmod(0o755)
+        result = subprocess.run(
+            [*as_user, str(INSTALL)], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "run as root (sudo" in result.stderr
+        assert "==>" not in result.stdout.replace("==> platform", "")
+        # The same user may see the plan.
+        result = subprocess.run(
+            [*as_user, str(INSTALL), "--dry-run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "would run:" in result.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("shellcheck") is None, reason="shellcheck not installed (apt-get install shellcheck)"
-)
 def test_deploy_scripts_pass_shellcheck() -> None:
-    scripts = [INSTALL, REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh"]
-    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
+    # `make setup` installs Debian's shellcheck; a machine without it fails here instead of skipping.
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck is not None, (
+        "shellcheck is not installed: run `make setup` (apt-get install shellcheck)"
+    )
+    scripts = [
+        INSTALL,
+        REPO_ROOT / "deploy" / "mosquitto" / "facetrack-broker.sh",
+        REPO_ROOT / "deploy" / "pi-check" / "pi-check.sh",
+    ]
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_without_systemd_the_unit_is_installed_and_enabling_is_left_to_the_operator(tmp_path: Path) -> None:
+    # A container, a chroot (make pi-check) or an image build: no daemon to talk to.
+    result = run_install(tmp_path, "--dry-run", "--no-systemd", "--edgetpu", "no")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "/etc/systemd/system/facetrack-agent.service" in out
+    assert "systemctl enable --now facetrack-agent" in out
+    assert "would run: systemctl" not in out
+    assert "install -d -m 0750 -o facetrack -g facetrack /var/lib/facetrack" in out
+    assert "run it by hand with: sudo -u facetrack /opt/facetrack/venv/bin/facetrack-agent run" in out
+
+
+def test_a_wheel_is_installed_instead_of_the_checkout_and_only_from_wheels(tmp_path: Path) -> None:
+    wheel = tmp_path / "facetrack-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    result = run_install(tmp_path, "--dry-run", "--edgetpu", "no", "--wheel", str(wheel))
+    assert result.returncode == 0, result.stderr
+    assert f"/opt/facetrack/venv/bin/pip install --quiet --only-binary=:all: {wheel}" in result.stdout
+    result = run_install(tmp_path, "--dry-run", "--edgetpu", "no")
+    assert f"pip install --quiet --only-binary=:all: {REPO_ROOT}" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["missing.whl", "model-signing.pub"])
+def test_a_bad_wheel_gets_one_clear_line(tmp_path: Path, name: str) -> None:
+    (tmp_path / "model-signing.pub").write_text("key")
+    result = run_install(tmp_path, "--dry-run", "--wheel", str(tmp_path / name))
+    assert result.returncode == 1
+    assert f"--wheel {tmp_path / name} is not a .whl file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_the_test_overrides() -> None:

@@ -222,6 +222,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         from agent.config import ConfigError, load_config
         from agent.logging_setup import configure_logging
+        from agent.vision.inference import enable_crash_reports
 
         try:
             config = load_config(args.config, **overrides_from_args(args))
@@ -230,6 +231,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
         # Also keeps OpenCV's and FFmpeg's native log lines off stderr (JSON logs stay JSON).
         configure_logging(config.log.level, config.log.format)
+        enable_crash_reports()  # a runtime segfault prints the Python stack, never a silent exit 139
         return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
     except StoppedEarly as stop:
         print(f"facetrack-agent: stopped by {stop} while starting", file=sys.stderr)

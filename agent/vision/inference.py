@@ -7,6 +7,7 @@ already ships. The Edge TPU path is only: load the delegate, or fail/fall back t
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import sys
 import tempfile
@@ -150,12 +151,38 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
     )
 
 
+def enable_crash_reports() -> None:
+    """Have a crash in native code (a runtime segfault, SIGSEGV/SIGBUS/SIGFPE/SIGABRT/SIGILL) print
+    every thread's Python stack on stderr instead of dying silently with exit 139. Called once by
+    the agent at start; the model loader keeps the report on the real stderr while it captures fd 2."""
+    faulthandler.enable(file=2, all_threads=True)
+
+
+@contextlib.contextmanager
+def _crash_report_to(fd: int) -> Iterator[None]:
+    """While fd 2 is captured, point faulthandler at the real stderr (`fd`, a duplicate of it): a
+    crash inside the runtime would otherwise write its report into the capture, which dies with
+    the process. Afterwards faulthandler writes to fd 2 again (or stays off if it was off)."""
+    was_enabled = faulthandler.is_enabled()
+    faulthandler.enable(file=fd, all_threads=True)
+    try:
+        yield
+    finally:
+        if was_enabled:
+            faulthandler.enable(file=2, all_threads=True)
+        else:
+            faulthandler.disable()
+
+
 @contextlib.contextmanager
 def _native_stderr_as_log(model: str) -> Iterator[None]:
     """LiteRT's C++ runtime writes to file descriptor 2 itself (for example "INFO: Created
     TensorFlow Lite XNNPACK delegate for CPU."), which would put a plain-text line into the JSON
     log stream and after one-line CLI errors. While a model is built, fd 2 goes to a temporary
-    file; what the runtime said is then logged as structured lines (INFO at debug level)."""
+    file; what the runtime said is then logged as structured lines (INFO at debug level).
+
+    If the runtime crashes the process meanwhile, the crash report (faulthandler: the Python stack
+    down to the loader, naming the call that crashed) still reaches the real stderr."""
     try:
         saved = os.dup(2)
     except OSError:  # no usable stderr: nothing to protect
@@ -165,7 +192,8 @@ def _native_stderr_as_log(model: str) -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(capture.fileno(), 2)
         try:
-            yield
+            with _crash_report_to(saved):
+                yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
