@@ -36,6 +36,7 @@ from agent.runtime.event_builder import FrameStamp
 from agent.runtime.pipeline import (
     Analysis,
     ClassifierLike,
+    DetectionOptions,
     FrameAnalyzer,
     StepResult,
     TrackHint,
@@ -149,6 +150,9 @@ class AgentApp:
         self._stop = asyncio.Event()
         self.stopped_by = "end of input"
         self.summary = RunSummary()
+        # Since start: faces kept from voting per reason, and person detector runs.
+        self.faces_skipped: dict[str, int] = {}
+        self.person_passes = 0
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -177,7 +181,9 @@ class AgentApp:
         first = self._vision or build_vision_stack(cfg)
         workers = 1 if first.backend == "edgetpu" or self._vision is not None else cfg.inference.workers
         stacks = [first] + [build_vision_stack(cfg) for _ in range(workers - 1)]
-        analyzers = [FrameAnalyzer.from_stack(s) for s in stacks]
+        # One motion background and detection schedule for the camera, shared by the workers.
+        options = DetectionOptions.from_config(cfg.detection, _input_side(first))
+        analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]
         return analyzers, first
 
     async def run(self) -> int:
@@ -317,6 +323,8 @@ class AgentApp:
             "events_dropped": r.outbox.dropped_total,
             "last_seq": r.outbox.last_seq,
             "frames_skipped": r.source.stats.frames_skipped,
+            "faces_skipped": dict(sorted(self.faces_skipped.items())),
+            "person_detector_runs": self.person_passes,
             "source": {
                 "input": self.config.pipeline.input,
                 "kind": r.source.kind,
@@ -387,6 +395,9 @@ class AgentApp:
         while (item := await r.in_flight.get()) is not None:
             frame, future = item
             analysis = await future
+            self.person_passes += analysis.person_passes
+            for reason, count in analysis.faces_skipped.items():
+                self.faces_skipped[reason] = self.faces_skipped.get(reason, 0) + count
             stamp = FrameStamp(frame.index, datetime.now(UTC) if not r.source.is_live else frame.ts)
             result = r.stage.step(analysis, stamp)
             for event in result.events:
@@ -469,6 +480,13 @@ class AgentApp:
         r.inference.shutdown(wait=True, cancel_futures=True)
         r.drawing.shutdown(wait=True)
         r.outbox.close()
+
+
+def _input_side(stack: VisionStack) -> int:
+    """The person detector's input height (the smallest useful region); 300 when unknown."""
+    model = getattr(stack.person_detector, "model", None)
+    shape = getattr(getattr(model, "input", None), "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 4 else 300
 
 
 def _annotate(writer: AnnotatedVideoWriter, analysis: Analysis, result: StepResult, fps: float) -> None:

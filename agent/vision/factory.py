@@ -21,6 +21,9 @@ class VisionStack:
     # "edgetpu" when any model runs on the Coral, else "cpu"; per model in `backends`.
     backend: str
     backends: dict[str, str] = field(default_factory=dict)
+    # Face detector for head crops of person boxes ([detection] face_crop_detector); None = the
+    # face detector above.
+    crop_face_detector: FaceDetector | None = None
 
 
 def _load(config: AgentConfig, path: Path) -> TfliteModel:
@@ -56,6 +59,21 @@ def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetec
     )
 
 
+def build_crop_face_detector(config: AgentConfig) -> BlazeFaceDetector | None:
+    """The BlazeFace variant for head crops, when one is configured and the face detector is one."""
+    detection = config.detection
+    if (
+        not (detection.face_crops and detection.face_crop_detector)
+        or config.models.face_detector_kind != "blazeface"
+    ):
+        return None
+    return BlazeFaceDetector(
+        _load(config, Path(detection.face_crop_detector)),
+        min_score=detection.face_confidence,
+        nms_threshold=detection.face_nms_threshold,
+    )
+
+
 def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder:
     """The configured embedder; its crop follows the face detector (no keypoints -> margin crop)."""
     models = config.models
@@ -79,5 +97,8 @@ def build_vision_stack(config: AgentConfig) -> VisionStack:
         "face_detector": face.model.backend,
         "embedder": embedder.backend,
     }
+    crop = build_crop_face_detector(config)
+    if crop is not None:
+        backends["crop_face_detector"] = crop.model.backend
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, face, embedder, backend, dict(backends))
+    return VisionStack(person, face, embedder, backend, dict(backends), crop)
