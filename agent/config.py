@@ -119,7 +119,7 @@ class DetectionConfig(Section):
     # A whole-frame pass at least every n frames; 0 = only when motion is unknown.
     full_frame_every: int = Field(50, ge=0)
     # A person standing still is re-detected every n frames and held in between; 1 = every frame.
-    still_check_every: int = Field(5, ge=1, le=1000)
+    still_check_every: int = Field(25, ge=1, le=1000)
     # Faces looked for in the head region of each person box; false = on the whole frame.
     face_crops: bool = True
     face_crop_margin: float = Field(0.2, ge=0.0, le=2.0)

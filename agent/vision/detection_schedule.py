@@ -42,7 +42,7 @@ class ScheduleParams:
     # A full-frame pass at least every this many frames (0: only when motion is unknown).
     full_frame_every: int = 50
     # A still track is checked every this many frames (1: every frame, i.e. never held).
-    still_check_every: int = 5
+    still_check_every: int = 25
     motion_params: MotionParams = field(default_factory=MotionParams)
 
 
@@ -92,7 +92,8 @@ class DetectionScheduler:
         held: list[int] = []
         for i, track in enumerate(tracks):
             still = track.confirmed and track.updated and not motion.overlaps(track.box, MOVING_SHARE)
-            if still and p.still_check_every > 1 and (frame_index + track.track_id) % p.still_check_every:
+            # All still tracks are due on the same frames, so their regions share detector runs.
+            if still and p.still_check_every > 1 and frame_index % p.still_check_every:
                 held.append(i)
             else:
                 wanted.append(track.box)
