@@ -82,8 +82,8 @@ def today(config: AgentConfig) -> AgentConfig:
 
 
 def photo_chips(assets: Path) -> list[tuple[str, str, Frame]]:
-    """The hand-labelled faces of data/photos/dlib_faces (boxes of 35 px or more), cut as chips with
-    the same geometry as dlib's (face 0.62 of the chip height, centre at 0.55)."""
+    """The hand-labelled faces of data/photos/dlib_faces (boxes of 35 px or more), each cut as a
+    square chip around its box with context (face about 0.6 of the chip's side)."""
     root = assets / "data" / "photos" / "dlib_faces"
     chips: list[tuple[str, str, Frame]] = []
     for xml_name in ("training.xml", "testing.xml"):
@@ -124,8 +124,8 @@ def bench_faces(config: AgentConfig, stack: VisionStack) -> dict[str, Any]:
         )
         for v in VARIANTS
     }
-    johns = scenes.johns_chips(assets)
-    sets = {"johns": johns, "photos": photo_chips(assets)}
+    johns = scenes.measure_chips(detectors["back"], scenes.johns_chips(assets))
+    sets = {"johns": johns, "photos": scenes.measure_chips(detectors["back"], photo_chips(assets))}
     quality = DetectionOptions.from_config(config.detection).quality or QualityParams()
     # Recognition gallery: each John's full-resolution chips, embedded once.
     gallery, labels = _johns_gallery(detectors["back"], stack, johns)
@@ -164,7 +164,7 @@ def bench_faces(config: AgentConfig, stack: VisionStack) -> dict[str, Any]:
                     if set_name != "johns":
                         continue
                     rec["faces"] += 1
-                    index = next(i for i, c in enumerate(johns) if c[1] == p.source)
+                    index = next(i for i, c in enumerate(johns) if c.source == p.source)
                     if whole_hit is not None and _named(stack, frame, whole_hit, gallery, labels, index):
                         rec["whole"] += 1
                     crop_hit = _hit(found[crop_variant], p.face) if crop_variant in found else None
@@ -187,15 +187,15 @@ def bench_faces(config: AgentConfig, stack: VisionStack) -> dict[str, Any]:
 
 
 def _johns_gallery(
-    detector: BlazeFaceDetector, stack: VisionStack, chips: list[tuple[str, str, Frame]]
+    detector: BlazeFaceDetector, stack: VisionStack, chips: list[scenes.Chip]
 ) -> tuple[np.ndarray[Any, Any], list[str]]:
     rows = []
-    for _, _, chip in chips:
-        border = int(chip.shape[0] * 0.6)
-        padded = np.asarray(cv2.copyMakeBorder(chip, *(border,) * 4, cv2.BORDER_REPLICATE))
+    for chip in chips:
+        border = int(chip.image.shape[0] * 0.6)
+        padded = np.asarray(cv2.copyMakeBorder(chip.image, *(border,) * 4, cv2.BORDER_REPLICATE))
         face = max(detector.detect(padded), key=lambda f: f.score)
         rows.append(stack.embedder.embed(padded, [face])[0])
-    return np.asarray(rows, dtype=np.float64), [label for label, _, _ in chips]
+    return np.asarray(rows, dtype=np.float64), [chip.label for chip in chips]
 
 
 def _named(

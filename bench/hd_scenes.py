@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agent.vision.types import BBox, Frame
+from agent.vision.types import BBox, FaceDetector, Frame
 
 HD = (1920, 1080)
 
@@ -73,17 +73,49 @@ class PastedFace:
     person: BBox
 
 
-def chip_face_ratio(chip: Frame) -> tuple[float, float, float]:
-    """Where the face sits in a dlib 150x150 chip: (height share, centre x share, centre y share).
+@dataclass(frozen=True, slots=True)
+class Chip:
+    """A labelled face photo and where BlazeFace boxes the face in it (shares of the side)."""
 
-    dlib's chips put the eyes and mouth at fixed places; its 5-point template puts the face box
-    (brow to chin) at about 0.62 of the chip height, centred, a little below the middle."""
-    return 0.62, 0.5, 0.55
+    label: str
+    source: str
+    image: Frame
+    height_share: float
+    width_share: float
+    cx_share: float
+    cy_share: float
+
+
+def measure_chips(detector: FaceDetector, chips: list[tuple[str, str, Frame]]) -> list[Chip]:
+    """Each square chip with its face box as the detector sees it at full resolution (on the chip
+    padded with its own border); chips where it finds no face are left out. Face heights in the
+    benchmarks are then in the unit the quality gate uses: the detector's box height."""
+    out: list[Chip] = []
+    for label, source, image in chips:
+        side = image.shape[0]
+        border = int(side * 0.6)
+        padded = np.asarray(cv2.copyMakeBorder(image, *(border,) * 4, cv2.BORDER_REPLICATE))
+        faces = detector.detect(padded)
+        if not faces:
+            continue
+        box = max(faces, key=lambda f: f.score).box
+        out.append(
+            Chip(
+                label,
+                source,
+                image,
+                box.height / side,
+                box.width / side,
+                ((box.x1 + box.x2) / 2 - border) / side,
+                ((box.y1 + box.y2) / 2 - border) / side,
+            )
+        )
+    return out
 
 
 def paste_faces(
     background: Frame,
-    chips: list[tuple[str, str, Frame]],
+    chips: list[Chip],
     face_height: int,
     seed: int = 0,
 ) -> Iterator[tuple[Frame, list[PastedFace]]]:
@@ -91,27 +123,24 @@ def paste_faces(
     fit side by side on one row of synthetic people (each in its own column, heads at random
     heights). Yields (frame, faces) until every chip was used once."""
     rng = np.random.default_rng(seed)
-    height_share, cx_share, cy_share = chip_face_ratio(chips[0][2]) if chips else (0.62, 0.5, 0.55)
     frame_w, frame_h = background.shape[1], background.shape[0]
     column = int(face_height * 4.5)
     per_frame = max(1, (frame_w - column // 2) // column)
     for start in range(0, len(chips), per_frame):
         frame = background.copy()
         faces: list[PastedFace] = []
-        for slot, (label, source, chip) in enumerate(chips[start : start + per_frame]):
-            side = max(2, round(face_height / height_share))
-            resized = cv2.resize(chip, (side, side), interpolation=cv2.INTER_AREA)
+        for slot, chip in enumerate(chips[start : start + per_frame]):
+            side = max(2, round(face_height / chip.height_share))
+            resized = cv2.resize(chip.image, (side, side), interpolation=cv2.INTER_AREA)
             cx = column // 2 + slot * column + column // 4
             body_h = 7.5 * face_height
             top_max = max(0, int(frame_h - body_h))
             head_top = int(rng.integers(face_height // 2, max(face_height // 2 + 1, top_max + 1)))
-            fy = min(head_top, frame_h - side)
-            x0 = int(cx - side * cx_share)
-            y0 = int(fy)
-            x0 = min(max(0, x0), frame_w - side)
+            y0 = min(head_top, frame_h - side)
+            x0 = min(max(0, int(cx - side * chip.cx_share)), frame_w - side)
             frame[y0 : y0 + side, x0 : x0 + side] = resized
-            fcx, fcy = x0 + side * cx_share, y0 + side * cy_share
-            half_w, half_h = face_height * 0.45, face_height / 2
+            fcx, fcy = x0 + side * chip.cx_share, y0 + side * chip.cy_share
+            half_w, half_h = side * chip.width_share / 2, face_height / 2
             face = BBox(fcx - half_w, fcy - half_h, fcx + half_w, fcy + half_h)
             top = face.y1 - 0.15 * face_height
             person = BBox(
@@ -120,7 +149,7 @@ def paste_faces(
                 min(float(frame_w), fcx + 1.5 * face_height),
                 min(float(frame_h), top + body_h),
             )
-            faces.append(PastedFace(label, source, face, person))
+            faces.append(PastedFace(chip.label, chip.source, face, person))
         yield frame, faces
 
 
