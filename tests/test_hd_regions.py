@@ -3,6 +3,7 @@ real 1080p frames built from vtest.avi at test time (counted detector runs, neve
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,7 @@ def test_still_scene_runs_the_detector_far_less_than_a_moving_one(
     moving_runs, moving_events, _ = _run(assets_dir, moving_frames)
     still_runs, still_events, still_tracks = _run(assets_dir, still_frames)
     assert moving_runs >= len(moving_frames)  # someone walks on every frame
-    assert still_runs * 4 <= moving_runs, (still_runs, moving_runs)
+    assert still_runs * 3 <= moving_runs, (still_runs, moving_runs)
     # The still scene's people were found (the first frame is a full pass) and kept.
     assert still_tracks and any(e.type == "track_started" for e in still_events)
     assert any(e.type == "track_started" for e in moving_events)
@@ -183,3 +184,35 @@ def test_bad_detection_settings_are_one_line(tmp_path: Path, line: str, fragment
         load_config(path)
     message = str(info.value)
     assert "\n" not in message and fragment in message, message
+
+
+def test_agent_keeps_the_people_of_a_still_1080p_scene_with_frames_in_flight(
+    assets_dir: Path, tmp_path: Path, mosquitto: Any, still_frames: list[Frame]
+) -> None:
+    """The real agent (two inference workers, frames in flight, so the tracks the scheduler sees
+    lag the frames it plans): the people standing in a still scene get tracks that last, while
+    the person detector runs on a fraction of the frames."""
+    from agent.runtime.app import AgentApp
+
+    video = tmp_path / "still_1080p.mp4"
+    frames = 60
+    assert scenes.write_video(video, iter(still_frames + still_frames[:20]), 10.0) == frames
+    config = load_config(
+        None,
+        assets_dir=assets_dir,
+        device_id="still",
+        state_dir=tmp_path / "state",
+        mqtt={"port": mosquitto.port},
+        pipeline={"input": str(video)},
+        status={"interval_s": 3600.0},
+    )
+    events: list[Any] = []
+    app = AgentApp(config, install_signal_handlers=False, on_event=events.append, flush_timeout_s=5.0)
+    assert asyncio.run(app.run()) == 0
+    started = [e for e in events if e.type == "track_started"]
+    ended = [e for e in events if e.type == "track_ended"]
+    assert len(started) >= 2, events
+    # Nobody left: every track lasts until the input ends, on its last frame.
+    assert {e.track_id for e in ended} == {e.track_id for e in started}
+    assert all(e.frame == frames - 1 for e in ended), [(e.track_id, e.frame) for e in ended]
+    assert app.person_passes <= frames / 3, app.person_passes

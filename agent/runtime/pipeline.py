@@ -197,6 +197,8 @@ class FrameAnalyzer:
         tracks = [TrackBox(h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated) for h in hints]
         plan = scheduler.plan(frame.index, frame.image, tracks)
         detections = run_plan(self.person_detector, frame.image, plan.plan)
+        if plan.plan.passes:
+            scheduler.record(frame.index, [d.box for d in detections], tracks)
         held = [
             Detection(tracks[i].box, hints[i].score, -1)
             for i in plan.held

@@ -9,6 +9,9 @@ Per frame, from the motion mask and the live tracks of the previous frame:
   is checked (a region around it) every `still_check_every` frames and held (its last box is
   reported again) in between, so a person standing still keeps their track at a fraction of the
   cost;
+- a person found where no track was (a newcomer) is looked for again on the next
+  `newcomer_frames` frames, whatever the motion says: the tracker needs a few hits in a row to
+  confirm a track, and with frames in flight the tracks the scheduler sees lag a frame or two;
 - nothing moving and no track due: the detector does not run at all.
 On frames shorter than `regions_min_height` regions gain too little resolution to pay for several
 detector runs: whatever needs a look gets one full-frame pass instead.
@@ -29,6 +32,8 @@ from agent.vision.types import BBox, Detection, Frame, PersonDetector
 
 # Share of a track's box that motion must cover for the track to count as moving.
 MOVING_SHARE = 0.1
+# A detection overlapping every known track less than this is someone new.
+NEWCOMER_IOU = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ class ScheduleParams:
     full_frame_every: int = 50
     # A still track is checked every this many frames (1: every frame, i.e. never held).
     still_check_every: int = 25
+    # Frames a newcomer's box stays a region to look at (tracker n_init + frames in flight).
+    newcomer_frames: int = 5
     motion_params: MotionParams = field(default_factory=MotionParams)
 
 
@@ -71,7 +78,18 @@ class DetectionScheduler:
         self.params = params
         self._motion = MotionDetector(params.motion_params) if params.motion else None
         self._last_full: int | None = None
+        # (frame index, box) of recent detections that matched no track.
+        self._newcomers: list[tuple[int, BBox]] = []
         self._lock = threading.Lock()
+
+    def record(self, frame_index: int, detections: Sequence[BBox], tracks: Sequence[TrackBox]) -> None:
+        """Remember this frame's detections that overlap no known track (someone new)."""
+        fresh = [
+            (frame_index, box) for box in detections if all(box.iou(t.box) < NEWCOMER_IOU for t in tracks)
+        ]
+        with self._lock:
+            horizon = frame_index - self.params.newcomer_frames
+            self._newcomers = [(i, b) for i, b in self._newcomers if i > horizon] + fresh
 
     def plan(self, frame_index: int, frame: Frame, tracks: Sequence[TrackBox]) -> FramePlan:
         with self._lock:
@@ -89,6 +107,11 @@ class DetectionScheduler:
             reason = "motion unknown" if not motion.known else "periodic"
             return FramePlan(RegionPlan(full_frame=True), (), motion, reason)
         wanted: list[BBox] = list(motion.boxes)
+        # A newcomer the tracks now know about is looked after as a track.
+        self._newcomers = [
+            (i, b) for i, b in self._newcomers if all(b.iou(t.box) < NEWCOMER_IOU for t in tracks)
+        ]
+        wanted += [b for i, b in self._newcomers if 0 < frame_index - i <= p.newcomer_frames]
         held: list[int] = []
         for i, track in enumerate(tracks):
             still = track.confirmed and track.updated and not motion.overlaps(track.box, MOVING_SHARE)
