@@ -12,8 +12,11 @@ for each step the accuracy and the median sharpness (variance of the Laplacian o
 grey face) are printed. The size and sharpness thresholds are the smallest size / sharpness that
 keeps the accuracy within 5 points of the full-resolution accuracy.
 - turn: on every frame of data/video/hamilton_clip.mp4 (one person, Lin-Manuel Miranda, turning
-  his head) the demo classifier's answer per turn bin; the turn threshold is the first bin where
+  his head), faces found as the agent finds them (COCO SSD person boxes, head crops, the crop face
+  detector), the demo classifier's answer per turn bin; the turn threshold is the first bin where
   fewer than half of the faces are named right.
+Faces are detected with the detector the agent runs on head crops ([detection] face_crop_detector),
+so sizes, sharpness and keypoints are those the quality gate will see.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ import numpy as np
 
 from agent.config import load_config
 from agent.vision.blazeface import BlazeFaceDetector
+from agent.vision.face_crops import faces_in_crops, head_region
 from agent.vision.face_quality import sharpness_of, turn_of
-from agent.vision.factory import build_vision_stack
+from agent.vision.factory import build_person_detector, build_vision_stack
 from agent.vision.inference import load_model
 from agent.vision.types import FaceDetection, FaceEmbedder, Frame
 from bench.hd_scenes import johns_chips
@@ -165,14 +169,21 @@ def measure_turn(config: Any, detector: BlazeFaceDetector, embedder: FaceEmbedde
     capture = cv2.VideoCapture(str(config.resolve_asset("data/video/hamilton_clip.mp4")))
     bins: dict[str, dict[str, Any]] = {}
     edges = list(TURN_BINS)
+    person_detector = build_person_detector(config)
     while True:
         ok, image = capture.read()
         if not ok:
             break
         frame = np.asarray(image, dtype=np.uint8)
-        face = _face(detector, frame)
-        if face is None:
+        size = (frame.shape[1], frame.shape[0])
+        crops = [
+            head_region(p.box, size, margin=config.detection.face_crop_margin)
+            for p in person_detector.detect(frame)
+        ]
+        faces = faces_in_crops(detector, frame, [c for c in crops if c is not None])
+        if not faces:
             continue
+        face = max(faces, key=lambda f: f.score)
         turn = turn_of(face)
         pred = clf.predict(embedder.embed(frame, [face]))[0]
         k = next(j for j in range(len(edges) - 1) if edges[j] <= turn < edges[j + 1])
@@ -213,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides["assets_dir"] = args.assets
     config = load_config(None, **overrides)
     stack = build_vision_stack(config)
-    detector = BlazeFaceDetector(load_model(config.resolve_asset(config.models.face_detector), threads=1))
+    crop_model = config.detection.face_crop_detector or str(config.models.face_detector)
+    detector = BlazeFaceDetector(load_model(config.resolve_asset(crop_model), threads=1))
     report: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "detector": Path(crop_model).name,
         "chips": measure_chips(detector, stack.embedder, johns_chips(config.assets_dir)),
         "turn": measure_turn(config, detector, stack.embedder),
     }
@@ -234,7 +247,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"{r['command']}  ({r['machine']}; load average {r['load_average_before']} -> "
         f"{r['load_average_after']})",
-        f"dlib_johns leave-one-out, full resolution (face {c['native_face_height_median']} px): "
+        f"face detector {r['detector']}; dlib_johns leave-one-out, full resolution "
+        f"(face {c['native_face_height_median']} px): "
         f"accuracy {c['baseline']['accuracy']}, sharpness median {c['baseline']['sharpness_median']}",
         "",
         "face height px | found | accuracy | sharpness median | p10",
