@@ -44,7 +44,7 @@ from bench.hd_scenes import johns_chips
 
 SIZES = (12, 16, 20, 24, 28, 32, 40, 48, 64, 96)
 SIGMAS = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
-TURN_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 10.0)
+TURN_BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, float("inf"))
 TOLERANCE = 0.05
 
 
