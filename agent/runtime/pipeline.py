@@ -169,6 +169,7 @@ class FrameAnalyzer:
         embedder: FaceEmbedder,
         appearance: AppearanceLike | None,
         options: DetectionOptions | None = None,
+        crop_face_detector: FaceDetector | None = None,
     ) -> None:
         self.person_detector = person_detector
         self.face_detector = face_detector
@@ -176,17 +177,20 @@ class FrameAnalyzer:
         self.appearance = appearance
         self.options = options or DetectionOptions()
         # What looks at head crops (a variant suited to faces that fill the crop).
-        self.crop_face_detector: FaceDetector = face_detector
+        self.crop_face_detector: FaceDetector = crop_face_detector or face_detector
 
     @classmethod
     def from_stack(cls, stack: VisionStack, options: DetectionOptions | None = None) -> FrameAnalyzer:
         """An analyzer on one vision stack's models, with the tracker's colour-histogram appearance.
         Without `options` it looks at whole frames, as the original script did."""
-        analyzer = cls(
-            stack.person_detector, stack.face_detector, stack.embedder, ColorHistogramEncoder(), options
+        return cls(
+            stack.person_detector,
+            stack.face_detector,
+            stack.embedder,
+            ColorHistogramEncoder(),
+            options,
+            stack.crop_face_detector,
         )
-        analyzer.crop_face_detector = stack.crop_face_detector or stack.face_detector
-        return analyzer
 
     def _detect_people(self, frame: SourceFrame, hints: list[TrackHint]) -> tuple[list[Detection], int, int]:
         """Fresh detections followed by held still-track boxes; also the detector passes and the
