@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.config import AgentConfig
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder
-from agent.vision.inference import Backend, TfliteModel, load_model
+from agent.vision.inference import Backend, ModelLoadError, TfliteModel, load_model
 from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
 from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
 
@@ -54,9 +54,7 @@ def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetec
                 nms_threshold=config.detection.face_nms_threshold,
             )
         )
-    return BlazeFaceDetector(
-        model, min_score=config.detection.face_confidence, nms_threshold=config.detection.face_nms_threshold
-    )
+    return _blazeface(config, model, "models.face_detector")
 
 
 def build_crop_face_detector(config: AgentConfig) -> BlazeFaceDetector | None:
@@ -67,11 +65,20 @@ def build_crop_face_detector(config: AgentConfig) -> BlazeFaceDetector | None:
         or config.models.face_detector_kind != "blazeface"
     ):
         return None
-    return BlazeFaceDetector(
-        _load(config, Path(detection.face_crop_detector)),
-        min_score=detection.face_confidence,
-        nms_threshold=detection.face_nms_threshold,
+    return _blazeface(
+        config, _load(config, Path(detection.face_crop_detector)), "detection.face_crop_detector"
     )
+
+
+def _blazeface(config: AgentConfig, model: TfliteModel, key: str) -> BlazeFaceDetector:
+    try:
+        return BlazeFaceDetector(
+            model,
+            min_score=config.detection.face_confidence,
+            nms_threshold=config.detection.face_nms_threshold,
+        )
+    except ValueError as exc:  # not a BlazeFace: one line naming the setting, not a traceback
+        raise ModelLoadError(f"{exc} (check {key})") from None
 
 
 def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder:
