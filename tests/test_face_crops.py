@@ -133,3 +133,18 @@ def test_face_crops_flag_off_looks_at_the_whole_frame(assets_dir: Path) -> None:
     # A crop with no face in it finds nothing (no ghost faces on an empty background crop).
     empty = np.full((120, 120, 3), 128, np.uint8)
     assert detector.detect(empty) == []
+
+
+def test_a_crop_detector_that_is_not_a_blazeface_is_one_line(assets_dir: Path) -> None:
+    from agent.vision.inference import ModelLoadError
+
+    config = load_config(
+        None,
+        assets_dir=assets_dir,
+        detection={"face_crop_detector": "models/coco_ssd_mobilenet_v1_1.0_quant.tflite"},
+    )
+    with pytest.raises(ModelLoadError) as info:
+        build_vision_stack(config)
+    message = str(info.value)
+    assert "\n" not in message and "not a known BlazeFace" in message
+    assert "detection.face_crop_detector" in message
