@@ -148,3 +148,11 @@ def test_a_crop_detector_that_is_not_a_blazeface_is_one_line(assets_dir: Path) -
     message = str(info.value)
     assert "\n" not in message and "not a known BlazeFace" in message
     assert "detection.face_crop_detector" in message
+
+
+def test_a_person_too_narrow_for_a_voting_face_gets_no_face_look() -> None:
+    from agent.vision.face_crops import may_show_a_face
+
+    assert may_show_a_face(BBox(0, 0, 90, 69), 20.0)  # the demo clip's seated pianist: 31 px face
+    assert not may_show_a_face(BBox(0, 0, 40, 110), 20.0)  # a walker far away in vtest.avi
+    assert may_show_a_face(BBox(0, 0, 1, 1), 0.0)  # the size check off: everyone is looked at

@@ -34,7 +34,7 @@ from agent.runtime.source import SourceFrame
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams, TrackView
 from agent.tracking.iou_matching import iou_matrix
 from agent.vision.detection_schedule import DetectionScheduler, ScheduleParams, TrackBox, run_plan
-from agent.vision.face_crops import faces_in_crops, head_region
+from agent.vision.face_crops import faces_in_crops, head_region, may_show_a_face
 from agent.vision.face_quality import QualityParams, Reason, measure
 from agent.vision.motion import MotionParams
 from agent.vision.types import (
@@ -218,7 +218,10 @@ class FrameAnalyzer:
         if margin is None:
             return self.face_detector.detect(image)
         size = (image.shape[1], image.shape[0])
-        crops = [head_region(detections[i].box, size, margin=margin, person_index=i) for i in sorted(needing)]
+        min_height = self.options.quality.min_height if self.options.quality is not None else 0.0
+        # Someone too small to show a face that may vote costs no face look.
+        looked = [i for i in sorted(needing) if may_show_a_face(detections[i].box, min_height)]
+        crops = [head_region(detections[i].box, size, margin=margin, person_index=i) for i in looked]
         return faces_in_crops(self.crop_face_detector, image, [c for c in crops if c is not None])
 
     def analyze(

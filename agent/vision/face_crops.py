@@ -21,6 +21,17 @@ from agent.vision.types import BBox, FaceDetection, FaceDetector, Frame
 MIN_CROP_SIDE = 48
 
 
+# A face is at most this share of its person box's width (shoulders are 2.5-3 face heights wide;
+# a close-up box is wider still). A person box narrower than 2.5x the smallest face that may vote
+# cannot show such a face, so it gets no face look at all.
+FACE_SHARE_OF_PERSON_WIDTH = 0.4
+
+
+def may_show_a_face(person: BBox, min_face_height: float) -> bool:
+    """Could this person box hold a face at least `min_face_height` px tall?"""
+    return person.width * FACE_SHARE_OF_PERSON_WIDTH >= min_face_height
+
+
 @dataclass(frozen=True, slots=True)
 class HeadCrop:
     """A crop of the frame (integer pixels, x2/y2 exclusive) for person `person_index`."""
