@@ -38,10 +38,10 @@ from typing import Any
 
 import aiomqtt
 
-from agent.classifier.service import ModelService
 from agent.config import AgentConfig, MqttConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase, IdentityEvent, utc_now
+from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics

@@ -12,7 +12,17 @@ in one run, so their ratios are comparable even on a busy machine.
 `--quality` instead measures what chose the defaults: for each BlazeFace variant, face recall and
 precision at IoU >= 0.5 on dlib's labelled group photos, and for each alignment, leave-one-out
 1-NN accuracy and the same-minus-different cosine gap on the dlib "johns" chips (detected with that
-variant), next to a plain centre crop of the chip.
+variant), next to a plain centre crop of the chip. Then MobileFaceNet and SFace side by side on the
+shared identity protocol (bench/identities.py), from the same detections and alignment:
+
+- d': (mean genuine - mean impostor) / sqrt of the mean of their variances, over all face pairs
+  (genuine = same person; impostor = different people, strangers included);
+- margin: the lowest similarity of a held-out face to its own person's nearest enrolled face minus
+  the highest similarity of an unseen person's face to any enrolled face (> 0: one threshold
+  separates them all);
+- EER and the true-accept rate at a 1 % false-accept rate, over the same pairs;
+- ms per face: median embed() time of one face at 1 thread (alignment included), measured
+  alternately in one run, so the ratio is what to quote; the load average is printed beside it.
 """
 
 from __future__ import annotations
@@ -31,9 +41,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from agent.config import AgentConfig, load_config
+from agent.config import EMBEDDER_EXAMPLES, AgentConfig, load_config
 from agent.vision.blazeface import BlazeFaceDetector
-from agent.vision.embedder import MobileFaceNetEmbedder
+from agent.vision.embedder import MobileFaceNetEmbedder, SFaceEmbedder
 from agent.vision.inference import TfliteModel, load_model
 from agent.vision.ssd_detector import SsdPostprocessDetector
 from agent.vision.types import BBox, Frame
@@ -79,8 +89,17 @@ def _measure_with_threads(
         )
         for v in FACE_VARIANTS
     }
-    embedder = MobileFaceNetEmbedder(load(config.models.embedder), alignment=config.models.face_alignment)
+    mobilefacenet = MobileFaceNetEmbedder(
+        load(Path(EMBEDDER_EXAMPLES["mobilefacenet"])), alignment=config.models.face_alignment
+    )
+    # OpenCV's DNN (SFace) takes its thread count from one process-wide setting.
+    cv2.setNumThreads(threads)
+    sface = SFaceEmbedder(
+        config.resolve_asset(Path(EMBEDDER_EXAMPLES["sface"])), alignment=config.models.face_alignment
+    )
+    embedder = sface if config.models.embedder_kind == "sface" else mobilefacenet
     one_face = max(faces["back"].detect(stage), key=lambda f: f.score)
+    sface_crop = sface.crops(stage, [one_face])
 
     def bare(model: TfliteModel) -> Callable[[], object]:
         tensor = np.zeros(model.input.shape, dtype=model.input.dtype)
@@ -89,8 +108,14 @@ def _measure_with_threads(
     cases: list[tuple[str, TfliteModel, Callable[[], object]]] = [
         ("person_detector coco_ssd_v1_quant", person.model, lambda: person.detect(street)),
         *[(f"face_detector {v}", d.model, lambda d=d: d.detect(stage)) for v, d in faces.items()],
-        ("embedder mobilefacenet (1 face)", embedder.model, lambda: embedder.embed(stage, [one_face])),
     ]
+    cases.append(
+        (
+            "embedder mobilefacenet (1 face)",
+            mobilefacenet.model,
+            lambda: mobilefacenet.embed(stage, [one_face]),
+        )
+    )
     rows = [
         {
             "model": name,
@@ -102,6 +127,17 @@ def _measure_with_threads(
         }
         for name, model, call in cases
     ]
+    rows.append(
+        {
+            "model": "embedder sface (1 face)",
+            "file": sface.path.name,
+            "threads": threads,
+            "backend": sface.backend,
+            "median_ms": round(_median_ms(lambda: sface.embed(stage, [one_face]), repeat), 2),
+            # The forward pass alone, on an already aligned crop.
+            "invoke_ms": round(_median_ms(lambda: sface.embed_crops(sface_crop), repeat), 2),
+        }
+    )
 
     def whole_frame() -> None:
         person.detect(street)
@@ -121,7 +157,14 @@ def measure(assets: Path, repeat: int, thread_counts: tuple[int, ...] = (1, 2)) 
         model_rows, frame_row = _measure_with_threads(config, threads, street, stage, repeat)
         rows += model_rows
         frames.append(frame_row)
-    return {"repeat": repeat, "models": rows, "frame": frames, "face_detector_in_frame": "back"}
+    return {
+        "repeat": repeat,
+        "models": rows,
+        "frame": frames,
+        "face_detector_in_frame": "back",
+        "embedder_in_frame": config.models.embedder_kind,
+        "load_average": os.getloadavg(),
+    }
 
 
 def _image(path: Path) -> Frame:
@@ -165,7 +208,7 @@ def measure_quality(assets: Path) -> dict[str, Any]:
             chips.append(_image(path))
             labels.append(label)
     label_array = np.array(labels)
-    embed_model = load_model(config.resolve_asset(config.models.embedder))
+    embed_model = load_model(config.resolve_asset(Path(EMBEDDER_EXAMPLES["mobilefacenet"])))
     centre = MobileFaceNetEmbedder(embed_model).embed_crops(
         [np.asarray(cv2.resize(c, (112, 112), interpolation=cv2.INTER_AREA), dtype=np.uint8) for c in chips]
     )
@@ -223,6 +266,98 @@ def measure_quality(assets: Path) -> dict[str, Any]:
     return {"detectors": detectors, "alignments": alignments, "chips": len(chips)}
 
 
+def _pair_scores(x: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    sims = x @ x.T
+    labels = np.asarray(groups)
+    upper = np.triu(np.ones_like(sims, dtype=bool), k=1)
+    same = labels[:, None] == labels[None, :]
+    return sims[upper & same], sims[upper & ~same]
+
+
+def _eer_and_tar(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    fars = np.array([(impostor >= t).mean() for t in thresholds])
+    frrs = np.array([(genuine < t).mean() for t in thresholds])
+    i = int(np.argmin(np.abs(fars - frrs)))
+    ok = thresholds[fars <= far]
+    tar = float((genuine >= ok.min()).mean()) if ok.size else 0.0
+    return float((fars[i] + frrs[i]) / 2), tar
+
+
+def measure_embedders(assets: Path, repeat: int = 30) -> list[dict[str, Any]]:
+    """MobileFaceNet vs SFace on the shared identity protocol; see the module docstring."""
+    import tempfile
+
+    from bench.heldout import EMBEDDERS, embedding_for
+    from bench.identities import build, embed
+
+    stage = _frame(assets / "data/video/hamilton_clip.mp4", 100)
+    rows: list[dict[str, Any]] = []
+    embeddings = {kind: embedding_for(kind, assets, None) for kind in EMBEDDERS}
+    with tempfile.TemporaryDirectory(prefix="facetrack-quality-") as tmp:
+        proto = build(assets, Path(tmp))
+        for emb in embeddings.values():
+            data = embed(proto, emb)
+            x = np.vstack([data.enrol_x, data.held_x, data.unseen_x])
+            groups = [*data.enrol_y, *data.held_y, *data.unseen_groups]
+            genuine, impostor = _pair_scores(x, groups)
+            d_prime = (genuine.mean() - impostor.mean()) / np.sqrt((genuine.var() + impostor.var()) / 2)
+            owners = np.asarray(data.enrol_y)
+            sims = data.held_x @ data.enrol_x.T
+            own = [sims[i, owners == t].max() for i, t in enumerate(data.held_y)]
+            worst_stranger = float((data.unseen_x @ data.enrol_x.T).max())
+            eer, tar = _eer_and_tar(genuine, impostor, 0.01)
+            rows.append(
+                {
+                    "embedder": emb.embedder_id,
+                    "faces": len(groups),
+                    "genuine_pairs": int(genuine.size),
+                    "impostor_pairs": int(impostor.size),
+                    "d_prime": round(float(d_prime), 2),
+                    "margin": round(float(min(own)) - worst_stranger, 3),
+                    "lowest_genuine": round(float(min(own)), 3),
+                    "highest_stranger": round(worst_stranger, 3),
+                    "eer": round(eer, 4),
+                    "tar_at_far_1pct": round(tar, 4),
+                }
+            )
+    # Timing: one face, alternating the embedders so both see the same machine load; both on one
+    # thread (TFLite: inference.threads = 1; OpenCV's DNN: its process-wide thread setting).
+    cv2.setNumThreads(1)
+    face = max(embeddings["mobilefacenet"].detector.detect(stage), key=lambda f: f.score)
+    times: dict[str, list[float]] = {kind: [] for kind in EMBEDDERS}
+    for emb in embeddings.values():
+        for _ in range(3):
+            emb.embedder.embed(stage, [face])
+    for _ in range(repeat):
+        for kind, emb in embeddings.items():
+            start = time.perf_counter()
+            emb.embedder.embed(stage, [face])
+            times[kind].append((time.perf_counter() - start) * 1000)
+    for row, kind in zip(rows, EMBEDDERS, strict=True):
+        row["ms_per_face"] = round(statistics.median(times[kind]), 2)
+    return rows
+
+
+def render_embedders(rows: list[dict[str, Any]], load: tuple[float, float, float]) -> str:
+    lines = [
+        f"{'embedder':<34} {'d-prime':>7} {'margin':>7} {'EER':>7} {'TAR@FAR1%':>9} {'ms/face':>8}",
+        "-" * 77,
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['embedder']:<34} {r['d_prime']:>7.2f} {r['margin']:>+7.3f} {r['eer']:>7.4f} "
+            f"{r['tar_at_far_1pct']:>9.4f} {r['ms_per_face']:>8.2f}"
+        )
+    r = rows[0]
+    lines.append(
+        f"({r['faces']} faces: {r['genuine_pairs']} genuine and {r['impostor_pairs']} impostor pairs; "
+        f"margin = lowest held-out genuine minus highest stranger similarity; 1 thread; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+    )
+    return "\n".join(lines)
+
+
 def render_quality(result: dict[str, Any]) -> str:
     lines = [f"{'face detector':<14} {'min score':>9} {'recall':>8} {'precision':>9} {'dogs':>5}", "-" * 50]
     for row in result["detectors"]:
@@ -250,12 +385,17 @@ def render(result: dict[str, Any]) -> str:
             f"{row['median_ms']:>10.2f} {row['invoke_ms']:>10.2f}"
         )
     lines.append("-" * 75)
+    label = "frame: person+face(back)+1 " + result["embedder_in_frame"]
     for frame in result["frame"]:
         lines.append(
-            f"{'frame: person + face(back) + 1 embed':<36} {frame['threads']:>7} {'':>8} "
+            f"{label:<36} {frame['threads']:>7} {'':>8} "
             f"{frame['median_ms']:>10.2f}   = {frame['fps']:.1f} fps"
         )
-    lines.append(f"(median of {result['repeat']} runs each, after 3 warm-up runs)")
+    load = result["load_average"]
+    lines.append(
+        f"(median of {result['repeat']} runs each, after 3 warm-up runs; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
+    )
     return "\n".join(lines)
 
 
@@ -278,13 +418,23 @@ def main(argv: list[str] | None = None) -> int:
         help="assets directory (default $FACETRACK_ASSETS_DIR or models/assets)",
     )
     args = parser.parse_args(argv)
+    from agent.logging_setup import configure_logging
+
+    configure_logging("warning", "console")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if not (args.assets / "models").is_dir():
         parser.error(f"no models under {args.assets}: run `make setup` (facetrack-agent assets fetch)")
     if args.quality:
         quality = measure_quality(args.assets)
-        print(json.dumps(quality, indent=2) if args.json else render_quality(quality))
+        quality["embedders"] = measure_embedders(args.assets, args.repeat)
+        quality["load_average"] = os.getloadavg()
+        if args.json:
+            print(json.dumps(quality, indent=2))
+        else:
+            print(render_quality(quality))
+            print()
+            print(render_embedders(quality["embedders"], quality["load_average"]))
         return 0
     result = measure(args.assets, args.repeat)
     print(json.dumps(result, indent=2) if args.json else render(result))

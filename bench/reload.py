@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.classifier.bundle import new_version
 from agent.classifier.keys import public_key_text
-from agent.classifier.service import ModelService
 from agent.config import AgentConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase
 from agent.logging_setup import configure_logging
+from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics

@@ -120,6 +120,7 @@ def test_manifest_covers_the_mirror_with_the_same_hashes(manifest: Manifest, mir
         "models/face_detection_full_range.tflite",
         "models/face_detection_short_range.tflite",
         "models/mobilefacenet_128d.tflite",
+        "models/face_recognition_sface_2021dec_int8bq.onnx",
     }
     coral = manifest.select(["coral"])
     assert len(coral) == 4 and all(a.sha256 is None and a.git_blob_sha1 for a in coral)
@@ -230,7 +231,7 @@ def test_mirror_fallback_by_sha256_when_the_path_differs(tmp_path: Path, mirror:
 def test_mirror_from_environment(tmp_path: Path, mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACETRACK_ASSET_MIRROR", str(mirror))
     report = fetch_assets(tmp_path / "a", ["runtime"], None, upstream=False, progress=False)
-    assert report.ok and len(report.by_status("fetched")) == 6
+    assert report.ok and len(report.by_status("fetched")) == 7
 
 
 def test_http_and_zip_upstreams_on_loopback(
@@ -339,7 +340,7 @@ def test_asset_path_by_name_or_path(tmp_path: Path, mirror: Path) -> None:
 def test_cli_list_and_bad_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["assets", "fetch", "--list", "--group", "runtime", "--dest", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 6 and all("missing" in line for line in out)
+    assert len(out) == 7 and all("missing" in line for line in out)
     assert cli_main(["assets", "fetch", "--group", "bogus", "--dest", str(tmp_path)]) == 2
     assert "unknown asset group 'bogus'" in capsys.readouterr().err
 
@@ -350,7 +351,7 @@ def test_cli_dest_defaults_to_the_configured_assets_dir(
     monkeypatch.setenv("FACETRACK_ASSETS_DIR", str(tmp_path / "configured"))
     monkeypatch.setenv("FACETRACK_ASSET_MIRROR", str(mirror))
     assert cli_main(["assets", "fetch", "--group", "runtime", "--offline"]) == 0
-    assert "6 fetched (6 from mirror)" in capsys.readouterr().out
+    assert "7 fetched (7 from mirror)" in capsys.readouterr().out
     assert sha256(tmp_path / "configured" / MODEL) == sha256(mirror / MODEL)
 
 

@@ -506,7 +506,7 @@ async def test_shared_subscription_delivers_each_event_to_exactly_one_consumer(
     count = 40
     async with (
         connect(fleet_broker, "viewer") as consumer_1,
-        connect(fleet_broker, "viewer", cert_of="viewer") as consumer_2,
+        connect(fleet_broker, "dashboard") as consumer_2,
         connect(fleet_broker, "pi-a") as device_a,
         connect(fleet_broker, "pi-b") as device_b,
     ):

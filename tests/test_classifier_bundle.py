@@ -91,7 +91,7 @@ def test_manifest_fields(good: bytes, key: Ed25519PrivateKey, emb: FaceEmbedding
     manifest = parsed.manifest
     assert good.startswith(MAGIC)
     assert manifest.format_version == 1
-    assert manifest.embedder_id == emb.embedder_id == "mobilefacenet-128-arcface112-v1"
+    assert manifest.embedder_id == emb.embedder_id == "sface-int8bq-128-arcface112-v1"
     assert manifest.dim == 128
     assert manifest.key_id == key_id(key.public_key())
     assert manifest.payload_sha256 == hashlib.sha256(parsed.payload).hexdigest()

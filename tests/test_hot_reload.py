@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.classifier.classifier import UNKNOWN
 from agent.classifier.errors import RejectCode
 from agent.classifier.keys import key_id
-from agent.classifier.service import ModelService
 from agent.classifier.verify import verify_bundle
 from agent.config import AgentConfig
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.events.schema import EventBase, ModelApplied, ModelRejected, parse_event
+from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
@@ -287,7 +287,7 @@ KILL_CHILD = r"""
 import asyncio, json, os, signal, sys
 from pathlib import Path
 from agent.config import AgentConfig
-from agent.classifier.service import ModelService
+from agent.runtime.model_service import ModelService
 from agent.classifier.verify import verify_bundle
 
 config = AgentConfig(**json.loads(Path(sys.argv[1]).read_text()))

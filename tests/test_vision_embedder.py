@@ -45,7 +45,10 @@ def johns(assets_dir: Path) -> tuple[list[Frame], np.ndarray]:
 
 @pytest.fixture(scope="module")
 def stack(assets_dir: Path) -> tuple[FaceDetector, MobileFaceNetEmbedder]:
-    config = load_config(assets_dir=str(assets_dir))
+    config = load_config(
+        assets_dir=str(assets_dir),
+        models={"embedder_kind": "mobilefacenet", "embedder": "models/mobilefacenet_128d.tflite"},
+    )
     embedder = build_embedder(config)
     assert isinstance(embedder, MobileFaceNetEmbedder)
     return build_face_detector(config), embedder

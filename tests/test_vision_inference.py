@@ -144,8 +144,8 @@ def test_garbage_model_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_factory_reports_missing_model_path(assets_dir: Path, tmp_path: Path) -> None:
-    config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.tflite")})
-    with pytest.raises(ModelNotFoundError, match=r"absent\.tflite.*make setup"):
+    config = load_config(assets_dir=str(assets_dir), models={"embedder": str(tmp_path / "absent.onnx")})
+    with pytest.raises(ModelNotFoundError, match=r"absent\.onnx.*make setup"):
         build_vision_stack(config)
 
 
@@ -181,7 +181,7 @@ def test_ssd_face_kind_builds_a_keypointless_detector_and_margin_embedder(assets
     )
     stack = build_vision_stack(config)
     assert isinstance(stack.face_detector, SsdFaceDetector)
-    assert stack.embedder.embedder_id == "mobilefacenet-128-margin112m10-v1"
+    assert stack.embedder.embedder_id == "sface-int8bq-128-margin112m10-v1"
     capture = cv2.VideoCapture(str(assets_dir / "data/video/vtest.avi"))
     ok, frame = capture.read()
     capture.release()

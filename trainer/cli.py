@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="model version YYYYMMDDTHHMMSS[.ffffff]Z (default: now, UTC); agents refuse older ones",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed for the cross-validation splits")
+    train.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse to train when the hygiene check finds suspicious photos (near-duplicates, "
+        "probably misfiled photos, a person whose photos disagree); without it they are listed only",
+    )
     _add_vision(train)
     train.set_defaults(handler=cmd_train)
 
@@ -146,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--impostors", type=Path, metavar="DIR", help="photos of people not in the bundle")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="where to draw the similarity histograms, TAR-vs-FAR curve and confusion matrix "
+        "(default: BUNDLE.evaluate.png)",
+    )
     _add_vision(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -320,6 +333,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     x = np.array([s.embedding for s in usable], dtype=np.float64).reshape(-1, embedding.dim)
     y = [str(s.label) for s in usable]
     x_neg = np.array([s.embedding for s in neg_usable], dtype=np.float64).reshape(-1, embedding.dim)
+    from trainer import hygiene
+
+    findings = hygiene.check(x, y, [s.path for s in usable])
+    for line in findings.lines():
+        print(f"suspicious: {line}")
+    if findings.count and args.strict:
+        return _error(f"{findings.count} suspicious finding(s) above and --strict: fix the folders first")
     try:
         result = train(
             x,
@@ -332,6 +352,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as exc:
         return _error(str(exc))
     result.report["skipped"] = [describe_skipped(s) for s in skipped + neg_skipped]
+    result.report["hygiene"] = findings.as_dict()
     result.report["embedder_id"] = embedding.embedder_id
     summary = result.summary()
     summary["skipped"] = len(skipped) + len(neg_skipped)
@@ -359,6 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(args.out) else ""
         return _error(f"cannot write {args.out}: {where}{exc.strerror or exc}")
     print(format_report(result.report))
+    _draw_train_plot(args.out, result, manifest.model_version)
     cache = embedding.cache
     print(f"embeddings: {cache.hits} from cache, {cache.misses} computed")
     print(
@@ -366,6 +388,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"and {report_path}"
     )
     return 0
+
+
+def _draw_train_plot(bundle: Path, result: Any, version: str) -> None:
+    from trainer.plots import PlotUnavailable, draw
+
+    confusion = result.report["confusion"]
+    path = bundle.with_name(bundle.name + ".png")
+    try:
+        draw(
+            path,
+            title=f"facetrack-trainer train {bundle.name} (version {version}; cross-validated)",
+            genuine=result.genuine_scores,
+            impostor=result.impostor_scores,
+            threshold=result.threshold,
+            genuine_total=result.report["genuine_faces"],
+            rows=confusion["rows"],
+            columns=confusion["columns"],
+            matrix=confusion["matrix"],
+        )
+    except (PlotUnavailable, OSError) as exc:
+        print(f"facetrack-trainer: warning: no picture: {exc}", file=sys.stderr)
+        return
+    print(f"picture: {path}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -393,6 +438,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         why = ", ".join(f"{n} {kind}" for kind, n in result["skipped_by_reason"].items())
         return _error(f"no usable face in any of {result['skipped']} photo(s), nothing measured ({why})")
     print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
+    from trainer.plots import PlotUnavailable, draw
+
+    plot = args.plot or args.bundle.with_name(args.bundle.name + ".evaluate.png")
+    confusion = result["confusion"]
+    try:
+        draw(
+            plot,
+            title=f"facetrack-trainer evaluate {args.bundle.name} on {args.test_dir}",
+            genuine=result["genuine_scores"],
+            impostor=result["impostor_scores"],
+            threshold=result["threshold"],
+            genuine_total=result["enrolled_faces"],
+            rows=confusion["rows"],
+            columns=confusion["columns"],
+            matrix=confusion["matrix"],
+        )
+    except (PlotUnavailable, OSError) as exc:
+        print(f"facetrack-trainer: warning: no picture: {exc}", file=sys.stderr)
+        return 0
+    # With --json stdout stays one JSON document; the path goes to stderr.
+    print(f"picture: {plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -453,7 +519,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             "tls.key_file": args.key is not None,
         }
         labels = {key: flag for key, flag in _PUBLISH_FILE_FLAGS.items() if given[key]}
-        login = resolve_login(mqtt, labels=labels)
+        login = resolve_login(
+            mqtt, labels=labels, warn=lambda m: print(f"facetrack-trainer: warning: {m}", file=sys.stderr)
+        )
         context = tls_context(mqtt, labels=labels)
     except (ConfigError, BundleError) as exc:
         return _error(str(exc))

@@ -13,6 +13,9 @@ from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_estimator
 from agent.classifier.verify import VerifiedBundle
 from trainer.dataset import DatasetError, FaceEmbedding, describe_skipped, scan_people, skip_kind
 
+# Confusion-matrix row of the faces of people the bundle does not know.
+IMPOSTOR_ROW = "(not enrolled)"
+
 
 def load_bundle_unverified(path: Path) -> VerifiedBundle:
     """A bundle from the trainer's own disk: parsed and loaded with skops trusted types, but the
@@ -71,6 +74,15 @@ def evaluate(
         row["identified"] += int(p.candidate == s.label)
         row["accepted"] += int(p.label == s.label)
 
+    people = sorted(known)
+    columns = [*people, UNKNOWN]
+    rows = [*people, IMPOSTOR_ROW] if impostors else people
+    matrix = [[0] * len(columns) for _ in rows]
+    for s, p in enrolled:
+        matrix[rows.index(str(s.label))][columns.index(p.label)] += 1
+    for _, p in impostors:
+        matrix[rows.index(IMPOSTOR_ROW)][columns.index(p.label)] += 1
+
     def rate(numerator: int, denominator: int) -> float | None:
         return round(numerator / denominator, 4) if denominator else None
 
@@ -91,6 +103,10 @@ def evaluate(
             f"{s.path} named {p.label} (similarity {p.confidence:.3f})" for s, p in false_accepts
         ],
         "per_person": per_person,
+        "confusion": {"rows": rows, "columns": columns, "matrix": matrix},
+        # For the picture: similarities of correctly picked enrolled faces, and of impostor faces.
+        "genuine_scores": [round(p.confidence, 4) for s, p in enrolled if p.candidate == s.label],
+        "impostor_scores": [round(p.confidence, 4) for _, p in impostors],
     }
 
 

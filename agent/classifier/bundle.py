@@ -119,6 +119,35 @@ def _sniff(data: bytes) -> str:
     return f"bad magic {data[:8].hex()}"
 
 
+# A real manifest nests 3 levels; anything deeper than this is refused before it is parsed.
+MAX_MANIFEST_DEPTH = 32
+
+
+def _nesting_depth(text: bytes) -> int:
+    """The deepest `[`/`{` nesting outside JSON strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_MANIFEST_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def parse_bundle(data: bytes) -> ParsedBundle:
     """Split a bundle into its parts; raises BundleError with a precise reason on any defect."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
@@ -168,16 +197,27 @@ def parse_bundle(data: bytes) -> ParsedBundle:
         raise BundleError(
             RejectCode.TRAILING_DATA, f"{len(data) - offset} unexpected bytes after the signature"
         )
+    if _nesting_depth(manifest_bytes) > MAX_MANIFEST_DEPTH:
+        # json.loads would recurse once per level (a RecursionError, or worse, in the MQTT handler).
+        raise BundleError(
+            RejectCode.BAD_MANIFEST,
+            f"manifest nests JSON arrays/objects more than {MAX_MANIFEST_DEPTH} levels deep",
+        )
     try:
         manifest = Manifest.model_validate(json.loads(manifest_bytes.decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest is not UTF-8 JSON: {exc}") from None
-    except ValidationError as exc:
+    except ValidationError as exc:  # a ValueError too: caught first
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise BundleError(
             RejectCode.BAD_MANIFEST, f"invalid manifest field {where}: {first['msg']}"
         ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest is not UTF-8 JSON: {exc}") from None
+    except ValueError as exc:
+        # json.loads refuses some valid JSON: an integer of more than 4300 digits.
+        raise BundleError(RejectCode.BAD_MANIFEST, f"manifest JSON cannot be read: {exc}") from None
+    except RecursionError:
+        raise BundleError(RejectCode.BAD_MANIFEST, "manifest nests too deeply to parse") from None
     if manifest.format_version != format_version:
         raise BundleError(
             RejectCode.BAD_MANIFEST,

@@ -1,7 +1,13 @@
 """The face classifier the pipeline calls: embeddings in, (label, confidence) out.
 
-Two parts, both in the skops payload (a dict): an SVC with calibrated probabilities that *names*
-the face, and the gallery of enrolled embeddings that decides whether it is anyone at all. The
+Two parts, both in the skops payload (a dict): an SVC that *names* the face, and the gallery of
+enrolled embeddings that decides whether it is anyone at all.
+
+The named person is the SVM's own decision (argmax of its decision function), made by the SVC fitted
+on all enrolled photos. The estimator is usually a `CalibratedClassifierCV(SVC, ensemble=False)`:
+its probabilities are reported as `Prediction.probability`, but its `predict()` (the argmax of
+sigmoids fitted per class on cross-validated scores) is never used: with 5 photos per person those
+fits reorder the classes, and a held-out 30-person set lost 11 % of its picks to that. The
 open-set decision uses the cosine similarity to the named person's nearest enrolled face because
 the SVM probability does not separate strangers: leaving identities out on dlib_johns, strangers
 got probabilities up to 0.87 while enrolled faces went down to 0.68, whereas similarities were
@@ -42,9 +48,9 @@ class Prediction:
 
     `confidence` is the cosine similarity (clipped to [0, 1]) to the nearest enrolled face of the
     person the SVM picked; the label is that person when it reaches the bundle's threshold.
-    `probability` is the SVM's calibrated probability for that person (None when the training set
-    was too small to calibrate); `candidate` is the person the SVM picked, also when the label is
-    "unknown" (None when a --negatives person won).
+    `probability` is the calibrated probability for that person (None when the training set was too
+    small to calibrate); it never changes the pick. `candidate` is the person the SVM picked, also
+    when the label is "unknown" (None when a --negatives person won).
     """
 
     label: str
@@ -114,8 +120,12 @@ class FaceClassifier:
                 RejectCode.BAD_PAYLOAD,
                 f"estimator expects {features} features but the manifest says dim {manifest.dim}",
             )
-        if not callable(getattr(estimator, "predict", None)):
-            raise BundleError(RejectCode.BAD_PAYLOAD, "estimator cannot predict")
+        svm = svm_of(estimator)
+        if not callable(getattr(svm, "decision_function", None)):
+            raise BundleError(RejectCode.BAD_PAYLOAD, "estimator has no SVM decision function")
+        if getattr(svm, "decision_function_shape", "ovr") != "ovr":
+            # One column per class is what svm_pick reads; "ovo" gives one per pair of classes.
+            raise BundleError(RejectCode.BAD_PAYLOAD, "SVM decision function is not one-vs-rest")
         self._estimator = estimator
         self._gallery = gallery.astype(np.float64)
         self._gallery_labels = np.array([str(v) for v in gallery_labels], dtype=object)
@@ -163,12 +173,38 @@ class FaceClassifier:
         return out
 
 
+def svm_of(estimator: Any) -> Any:
+    """The SVC whose decision names the face.
+
+    For `CalibratedClassifierCV(ensemble=False)` that is the one SVC it refits on all photos
+    (`calibrated_classifiers_[0].estimator`); the calibration is fitted on cross-validated scores
+    and only maps them to probabilities. This is the one place that reads that attribute; the
+    tests pin it (tests/test_classifier_pick.py).
+    """
+    calibrated = getattr(estimator, "calibrated_classifiers_", None)
+    if calibrated is None:
+        return estimator
+    if len(calibrated) != 1:
+        raise BundleError(
+            RejectCode.BAD_PAYLOAD, "calibrated estimator is an ensemble; the trainer saves ensemble=False"
+        )
+    return calibrated[0].estimator
+
+
+def svm_pick(estimator: Any, x: npt.NDArray[np.float64]) -> list[str]:
+    """The SVM's own decision per row: the class with the largest decision value."""
+    svm = svm_of(estimator)
+    classes = [str(c) for c in svm.classes_]
+    scores = np.asarray(svm.decision_function(x), dtype=np.float64)
+    if scores.ndim == 1:  # two classes: positive means classes_[1]
+        return [classes[int(v > 0)] for v in scores]
+    return [classes[int(i)] for i in scores.argmax(axis=1)]
+
+
 def decide(estimator: Any, x: npt.NDArray[np.float64]) -> tuple[list[str], list[float | None]]:
-    """The SVM's class per row and its probability (None when the model has no calibration)."""
-    named = [str(c) for c in estimator.predict(x)]
-    if not callable(getattr(estimator, "predict_proba", None)) or (
-        isinstance(getattr(estimator, "probability", None), bool) and not estimator.probability
-    ):
+    """The SVM's pick per row and its calibrated probability (None when the model has none)."""
+    named = svm_pick(estimator, x)
+    if getattr(estimator, "calibrated_classifiers_", None) is None:
         return named, [None] * len(named)
     proba = np.asarray(estimator.predict_proba(x), dtype=np.float64)
     index = {str(c): i for i, c in enumerate(estimator.classes_)}

@@ -9,9 +9,11 @@ Concurrency (one asyncio loop):
 - annotated-video drawing and encoding run on one more thread;
 - the MQTT link and the status publisher are loop tasks.
 
-Stop (SIGINT/SIGTERM, end of file, --max-frames): stop reading, finish the frames in flight, end
-every live track (track_ended), flush the outbox for up to `flush_timeout_s`, publish `stopped`.
-Undelivered events stay in the SQLite outbox and go out on the next start.
+Stop (SIGINT/SIGTERM/SIGHUP, end of file, --max-frames): stop reading, finish the frames in flight,
+end every live track (track_ended), wait up to `flush_timeout_s` for the broker to take the queued
+events (also while it is down), publish `stopped`. Undelivered events stay in the SQLite outbox and
+go out on the next start. A second signal skips the wait. The handlers are installed before the
+input opens and the models load, so a signal at any moment is a clean stop (exit 0).
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentApp._start`, after the input is open: they are slow to import.
-    from agent.classifier.service import ModelService
     from agent.runtime.homeassistant import HomeAssistantAnnouncer
+    from agent.runtime.model_service import ModelService
     from agent.runtime.mqtt_link import MqttLink
     from agent.runtime.outbox import Outbox
+    from agent.runtime.state_lock import StateLock
     from agent.runtime.topics import Topics
 
 # stopped_by prefix for an input that failed after it had started decoding (exit code 1).
@@ -59,6 +62,12 @@ INPUT_ERROR = "input error"
 
 # Frames submitted to inference ahead of the one being tracked: enough to keep the executor busy.
 IN_FLIGHT = 2
+
+# Signals that stop the agent cleanly. SIGHUP too: a closed terminal or `kill -HUP` must not kill it
+# without track_ended and `stopped` (there is no reload: a restart re-reads everything).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Bound on a best-effort publish while stopping (a broker that stopped answering).
+STOP_PUBLISH_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -114,9 +123,9 @@ class _Resources:
     monitor: StatusMonitor
     inference: ThreadPoolExecutor
     drawing: ThreadPoolExecutor
+    lock: StateLock
     in_flight: asyncio.Queue[_InFlight] = field(default_factory=lambda: asyncio.Queue(maxsize=IN_FLIGHT))
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    signals: list[signal.Signals] = field(default_factory=list)
     pending_writes: list[Future[None]] = field(default_factory=list)
 
 
@@ -148,6 +157,8 @@ class AgentApp:
         # Frames the status fps and latencies average over (the benchmark uses the whole run).
         self._status_window = max(2, status_window)
         self._stop = asyncio.Event()
+        # Set by a second stop signal: skip waiting for the broker.
+        self._hurry = asyncio.Event()
         self.stopped_by = "end of input"
         self.summary = RunSummary()
         # Since start: faces kept from voting per reason, and person detector runs.
@@ -159,6 +170,24 @@ class AgentApp:
             self.stopped_by = reason
             self.log.info("agent_stopping", reason=reason)
             self._stop.set()
+
+    def _on_signal(self, name: str) -> None:
+        if not self._stop.is_set():
+            self.request_stop(name)
+        elif not self._hurry.is_set():
+            self.log.warning("agent_stopping_now", reason=name, note="not waiting for the broker")
+            self._hurry.set()
+
+    def _install_signal_handlers(self) -> list[signal.Signals]:
+        installed: list[signal.Signals] = []
+        if not self._install_signals:
+            return installed
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig.name)
+                installed.append(sig)
+        return installed
 
     # ------------------------------------------------------------------------------------------
     def open_source(self) -> FrameSource:
@@ -190,33 +219,51 @@ class AgentApp:
         """Run until the input ends or a stop is requested. Raises SourceError, OutputError,
         ModelLoadError, OutboxError, ConfigError for problems found while starting."""
         started = time.monotonic()
-        self._res = self._start()
+        # First: a signal while the input opens or the models load is then a clean stop, handled
+        # as soon as the loop runs again (the frame loop sees the stop before its first frame).
+        signals = self._install_signal_handlers()
         try:
-            await self._start_tasks()
-            await self._process_frames()
-            await self._finish(started)
-            # A file that broke off mid-way still published what it decoded, but must not look
-            # like a clean run to whoever started it.
-            return 1 if self.stopped_by.startswith(INPUT_ERROR) else 0
+            self._res = self._start()
+            try:
+                await self._start_tasks()
+                await self._process_frames()
+                await self._finish(started)
+                # A file that broke off mid-way still published what it decoded, but must not look
+                # like a clean run to whoever started it.
+                return 1 if self.stopped_by.startswith(INPUT_ERROR) else 0
+            finally:
+                await self._close()
+                # Callers keep the app to read `summary`: don't keep the models and the outbox alive.
+                del self._res
         finally:
-            await self._close()
-            # Callers keep the app to read `summary`: don't keep the models and the outbox alive too.
-            del self._res
+            loop = asyncio.get_running_loop()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     # -- start -----------------------------------------------------------------------------------
     def _start(self) -> _Resources:
         """Open the input, output, models, model service and outbox; on failure close what was opened."""
         cfg = self.config
-        # First, before the slow imports and model loading: a bad input fails within a second.
-        source = self.open_source()
+        from agent.runtime.state_lock import StateLock
 
-        from agent.classifier.service import ModelService
+        # One agent per state directory, checked before a second one touches the camera or the
+        # state directory's files.
+        lock = StateLock.acquire(cfg.state_dir)
+        try:
+            # Then, before the slow imports and model loading: a bad input fails within a second.
+            source = self.open_source()
+        except BaseException:
+            lock.release()
+            raise
+
         from agent.runtime.homeassistant import HomeAssistantAnnouncer
+        from agent.runtime.model_service import ModelService
         from agent.runtime.mqtt_link import MqttLink
         from agent.runtime.outbox import Outbox
         from agent.runtime.topics import Topics
 
         with contextlib.ExitStack() as undo:
+            undo.callback(lock.release)
             undo.callback(source.stop)
             writer: AnnotatedVideoWriter | None = None
             if cfg.pipeline.output:
@@ -259,6 +306,7 @@ class AgentApp:
                 monitor=StatusMonitor(window=self._status_window),
                 inference=inference,
                 drawing=drawing,
+                lock=lock,
             )
             undo.pop_all()
         return resources
@@ -273,11 +321,6 @@ class AgentApp:
             r.link.subscribe(topic, r.service.handle_message)
         r.tasks.append(asyncio.create_task(r.link.run(), name="mqtt"))
         await r.announcer.start()  # does nothing unless [homeassistant] enabled = true
-        if self._install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self.request_stop, sig.name)
-                    r.signals.append(sig)
         r.tasks.append(asyncio.create_task(self._publish_status_loop(), name="status"))
         self.log.info(
             "agent_started",
@@ -321,6 +364,9 @@ class AgentApp:
             "model_version": r.service.current_version,
             "outbox_depth": r.outbox.depth,
             "events_dropped": r.outbox.dropped_total,
+            # Not None while the disk refuses writes; events_unstored wait in memory meanwhile.
+            "outbox_error": r.outbox.write_error,
+            "events_unstored": r.outbox.unstored,
             "last_seq": r.outbox.last_seq,
             "frames_skipped": r.source.stats.frames_skipped,
             "faces_skipped": dict(sorted(self.faces_skipped.items())),
@@ -385,9 +431,17 @@ class AgentApp:
                 future = loop.run_in_executor(r.inference, r.pool.analyze, frame, hints, clf)
                 await r.in_flight.put((frame, future))
                 submitted += 1
-        finally:
+        except asyncio.CancelledError:
+            # Only `_process_frames` cancels us, once the consumer is gone: nobody would take the
+            # end marker from a full queue, so waiting to put it would hang the stop for good.
+            stop_wait.cancel()
+            raise
+        except BaseException:
             stop_wait.cancel()
             await r.in_flight.put(None)
+            raise
+        stop_wait.cancel()
+        await r.in_flight.put(None)
 
     async def _consume(self) -> None:
         """Track each analysed frame in order, emit its events, and hand it to the video writer."""
@@ -437,14 +491,29 @@ class AgentApp:
         summary.stopped_by = self.stopped_by
         summary.output = str(r.writer.path) if r.writer is not None else None
         # Let the link drain the outbox first, so the last status shows what really stayed queued.
+        # A broker that is down gets the whole timeout to come back (the link keeps reconnecting).
         flush_deadline = time.monotonic() + self.flush_timeout_s
+        if r.outbox.depth and self.flush_timeout_s > 0:
+            self.log.info(
+                "agent_flushing",
+                queued=r.outbox.depth,
+                timeout_s=self.flush_timeout_s,
+                broker_connected=r.link.connected,
+            )
         # Polled: the outbox has no "drained" notification, and this runs once per process.
         for _ in range(int(self.flush_timeout_s / 0.02) + 1):
-            if not (r.outbox.depth and r.link.connected and time.monotonic() < flush_deadline):
+            if not (r.outbox.depth and time.monotonic() < flush_deadline) or self._hurry.is_set():
                 break
             await asyncio.sleep(0.02)
-        await r.link.publish_status(r.monitor.snapshot(**self._status_fields()))
-        await r.announcer.stop()
+        if self._hurry.is_set():
+            flush_deadline = time.monotonic()
+        # Both best effort and bounded: a broker that stopped answering must not hold the stop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                r.link.publish_status(r.monitor.snapshot(**self._status_fields())), STOP_PUBLISH_TIMEOUT_S
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(r.announcer.stop(), STOP_PUBLISH_TIMEOUT_S)
         await r.link.stop(max(0.0, flush_deadline - time.monotonic()))
         summary.outbox_depth = r.outbox.depth
         if r.outbox.depth:
@@ -463,12 +532,9 @@ class AgentApp:
     async def _close(self) -> None:
         """Release everything, whether the run finished or failed part-way (stops are idempotent)."""
         r = self._res
-        loop = asyncio.get_running_loop()
-        for sig in r.signals:
-            loop.remove_signal_handler(sig)
         # `_finish` stops it on a clean run; a failed frame loop never gets there.
         with contextlib.suppress(Exception):
-            await r.announcer.stop()
+            await asyncio.wait_for(r.announcer.stop(), STOP_PUBLISH_TIMEOUT_S)
         for task in r.tasks:
             task.cancel()
         for task in r.tasks:
@@ -480,6 +546,7 @@ class AgentApp:
         r.inference.shutdown(wait=True, cancel_futures=True)
         r.drawing.shutdown(wait=True)
         r.outbox.close()
+        r.lock.release()
 
 
 def _input_side(stack: VisionStack) -> int:

@@ -2,7 +2,9 @@
 
 Settings come from, lowest to highest: built-in defaults < the TOML file (--config) <
 FACETRACK_* environment variables (FACETRACK_MQTT__HOST=...) < these flags.
-Exit codes: 0 done or stopped by SIGINT/SIGTERM; 2 bad configuration, input, output or model.
+Exit codes: 0 done or stopped by SIGINT/SIGTERM/SIGHUP (at any moment, also while starting); 1 an
+input that broke off mid-way, or an unexpected failure (logged with its traceback); 2 bad
+configuration, input, output, model, or a state directory in use by another agent.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 EXAMPLES = """\
@@ -159,20 +163,40 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(args: argparse.Namespace) -> int:
-    from agent.config import ConfigError, load_config
-    from agent.logging_setup import configure_logging
+class StoppedEarly(Exception):
+    """A stop signal arrived before the agent had opened anything."""
 
+
+def _stop_early(signum: int, frame: FrameType | None) -> None:
+    raise StoppedEarly(signal.Signals(signum).name)
+
+
+def main(args: argparse.Namespace) -> int:
+    # Until the app installs its own handlers (the first thing it does), a stop signal interrupts
+    # the imports and the config load, where there is nothing to clean up: exit 0, not 143.
+    previous = {
+        sig: signal.signal(sig, _stop_early) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
-        config = load_config(args.config, **overrides_from_args(args))
-    except ConfigError as exc:
-        print(f"facetrack-agent: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.log.level, config.log.format)
-    if config.log.level != "debug":
-        # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
+        from agent.config import ConfigError, load_config
+        from agent.logging_setup import configure_logging
+
+        try:
+            config = load_config(args.config, **overrides_from_args(args))
+        except ConfigError as exc:
+            print(f"facetrack-agent: {exc}", file=sys.stderr)
+            return 2
+        configure_logging(config.log.level, config.log.format)
+        if config.log.level != "debug":
+            # FFmpeg's own chatter ("moov atom not found") would precede our one-line input error.
+            os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
+    except StoppedEarly as stop:
+        print(f"facetrack-agent: stopped by {stop} while starting", file=sys.stderr)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: float = 10.0) -> int:
@@ -192,3 +216,9 @@ def run_agent(config: Any, *, max_frames: int | None = None, flush_timeout_s: fl
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"facetrack-agent: {message}", file=sys.stderr)
         return 2
+    except StoppedEarly:
+        raise
+    except Exception as exc:
+        # A bug, not a bad input: the traceback goes to the log; never a silent exit or a hang.
+        app.log.error("agent_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        return 1

@@ -1,16 +1,21 @@
 """MQTT login and TLS material from an `[mqtt]` config, shared by the agent and the trainer.
 
 The password is read from a file or an environment variable and never shown. Every unusable file
-becomes one line naming the setting (or the flag) it came from.
+becomes one line naming the setting (or the flag) it came from. A password file that every user of
+the machine may read is used with a warning; one that every user may write is refused, since
+anyone could swap in their own password (and so learn what the client connects to and as whom).
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from agent.config import ConfigError, MqttConfig
 
@@ -46,8 +51,39 @@ def _what(key: str, labels: Labels | None) -> str:
     return label if label is not None else f"config error: mqtt.{key}"
 
 
+Warn = Callable[[str], None]
+"""Where a warning about the password file goes; default: a `credentials_warning` log record."""
+
+
+def _log_warning(message: str) -> None:
+    structlog.get_logger("facetrack.credentials").warning("credentials_warning", message=message)
+
+
+def check_password_file_mode(path: Path, what: str, warn: Warn | None = None) -> None:
+    """Refuse a world-writable password file; warn about a world-readable one."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it reports the real problem
+    if mode & stat.S_IWOTH:
+        raise CredentialsError(
+            f"{what} {path} is writable by every user on this machine (anyone could replace the "
+            f"password): chmod o-w {path}"
+        )
+    if mode & stat.S_IROTH:
+        setting = what.removeprefix("config error: ")
+        (warn or _log_warning)(
+            f"{setting} {path} is readable by every user on this machine: chmod 600 {path} "
+            "(or 640 with the client's group)"
+        )
+
+
 def resolve_password(
-    config: MqttConfig, environ: Mapping[str, str] | None = None, *, labels: Labels | None = None
+    config: MqttConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    labels: Labels | None = None,
+    warn: Warn | None = None,
 ) -> Secret | None:
     """The password from `password_file` (wins) or `$password_env`; None when neither is set.
 
@@ -57,6 +93,7 @@ def resolve_password(
     if config.password_file is not None:
         path = Path(config.password_file).expanduser()
         what = _what("password_file", labels)
+        check_password_file_mode(path, what, warn)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -84,10 +121,14 @@ class Login:
 
 
 def resolve_login(
-    config: MqttConfig, environ: Mapping[str, str] | None = None, *, labels: Labels | None = None
+    config: MqttConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    labels: Labels | None = None,
+    warn: Warn | None = None,
 ) -> Login:
     """The user name and password to connect with, resolved the same way for every client."""
-    password = resolve_password(config, environ, labels=labels)
+    password = resolve_password(config, environ, labels=labels, warn=warn)
     username = config.username or None
     if password is not None and username is None:
         if config.protocol == "3.1.1":

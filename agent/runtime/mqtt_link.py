@@ -125,6 +125,10 @@ class PahoLogTap(logging.Handler):
         self._sink(record)
 
 
+def _quiet(message: str) -> None:
+    del message
+
+
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter, never below min_s nor above max_s.
 
@@ -382,7 +386,8 @@ class MqttLink:
 
     def _make_client(self) -> MqttClient:
         cfg = self._config
-        login = resolve_login(cfg)
+        # The file's permissions were checked (and warned about) once, when the link was made.
+        login = resolve_login(cfg, warn=_quiet)
         if login.password_dropped:
             self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
         v5 = cfg.protocol == "5"

@@ -5,6 +5,8 @@ deleted only after the broker's PUBACK. The sequence counter lives in the same d
 advanced in the same transaction as the insert, so a kill -9 at any instant leaves either the
 whole event (with its seq) or nothing, and seq never repeats or skips across restarts, even when
 the queue was empty.
+
+A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_spill`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from agent.events.schema import EventBase
+from agent.runtime.outbox_spill import SeqReserve, Spill, SpilledRow
 
 E = TypeVar("E", bound=EventBase)
 
@@ -40,6 +43,10 @@ _DROPPED = "dropped_total"
 # as is in the INTEGER-affinity column.
 _OWNER = "owner"
 _SCHEMA_VERSION = 1
+# Events kept in memory while the disk refuses writes (also bounded by the outbox's own limits):
+# about a megabyte, minutes of a busy camera.
+SPILL_MAX_ROWS = 2000
+SPILL_MAX_BYTES = 1 << 20
 
 
 class OutboxError(Exception):
@@ -92,6 +99,25 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
         if owner is not None:
             self._claim(owner)
+        self._dropped_stored = self._dropped
+        self._spill = Spill(min(max_rows, SPILL_MAX_ROWS), min(max_bytes, SPILL_MAX_BYTES))
+        # Rows the broker acknowledged whose DELETE the disk refused: not sent again by this process.
+        self._acked_unstored: dict[int, int] = {}
+        self._write_error: str | None = None
+        reserve_path = self.path.with_name(self.path.name + ".seq")
+        try:
+            self._reserve: SeqReserve | None = SeqReserve.open(reserve_path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            self._db.close()
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a seq number"
+            raise OutboxError(f"outbox seq file {reserve_path} cannot be used: {why}") from None
+        self._dropped = max(self._dropped, self._reserve.dropped)
+        if self._reserve.value > self._last_seq:
+            # The previous run handed these seqs to events the disk could not take: never reuse them.
+            self._log.warning(
+                "outbox_seq_reserved", last_stored_seq=self._last_seq, last_seq=self._reserve.value
+            )
+            self._last_seq = self._reserve.value
         if self._depth:
             self._log.info("outbox_reopened", path=str(self.path), depth=self._depth, last_seq=self._last_seq)
 
@@ -119,6 +145,10 @@ class Outbox:
                 raise OutboxError(
                     f"outbox {self.path} has schema version {version}, expected {_SCHEMA_VERSION}"
                 )
+        except sqlite3.OperationalError as exc:
+            # The file may be fine; its disk is not (full, read-only, I/O error).
+            db.close()
+            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
         except sqlite3.DatabaseError as exc:
             db.close()
             raise OutboxError(f"outbox {self.path} is not a usable SQLite database: {exc}") from None
@@ -130,7 +160,13 @@ class Outbox:
     def _claim(self, owner: str) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_OWNER,)).fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
+            try:
+                self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
+            except sqlite3.DatabaseError as exc:
+                # At start, with nothing running yet, a state directory that takes no write is
+                # reported (exit 2) rather than run around; mid-run the outbox degrades instead.
+                self._db.close()
+                raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
         elif str(row[0]) != owner:
             self._db.close()
             raise OutboxError(
@@ -155,6 +191,8 @@ class Outbox:
 
         When the bounds are exceeded the oldest queued events are deleted in the same transaction
         and counted in `dropped_total` (and logged), so a full outbox never blocks the pipeline.
+        When the disk refuses the write the event waits in memory instead (`write_error` says
+        why); if even its seq cannot be reserved it is dropped, counted, and returned with seq 0.
         """
         if draft.seq != 0:
             raise ValueError(f"event already has seq {draft.seq}; only drafts with seq=0 can be appended")
@@ -163,39 +201,96 @@ class Outbox:
         payload = event.model_dump_json().encode()
         if len(payload) > self.max_bytes:
             raise ValueError(f"event of {len(payload)} bytes exceeds the outbox max_bytes={self.max_bytes}")
+        try:
+            depth, total, dropped_now, first_dropped = self._commit(seq, topic, payload)
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:
+            return self._spill_one(event, topic, payload, exc)
+        self._last_seq, self._depth, self._bytes = seq, depth, total
+        self._dropped_stored = self._dropped
+        if self._write_error is not None:
+            self._log.info("outbox_write_recovered", stored=len(self._spill) + 1, depth=depth)
+            self._write_error = None
+        self._spill.clear()
+        self._acked_unstored.clear()
+        if dropped_now:
+            self._note_dropped(dropped_now, first_dropped)
+        return event
+
+    def _commit(self, seq: int, topic: str | None, payload: bytes) -> tuple[int, int, int, int]:
+        """One transaction: what waited in memory, the new row, the seq counter, the bounds."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            for row in self._spill.rows():
+                db.execute(
+                    "INSERT OR IGNORE INTO events (seq, topic, payload) VALUES (?, ?, ?)",
+                    (row.seq, row.topic, row.payload),
+                )
+            for acked in self._acked_unstored:
+                db.execute("DELETE FROM events WHERE seq = ?", (acked,))
             db.execute("INSERT INTO events (seq, topic, payload) VALUES (?, ?, ?)", (seq, topic, payload))
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_LAST_SEQ, seq))
-            depth, total = self._depth + 1, self._bytes + len(payload)
-            dropped_now, dropped_bytes, first_dropped = 0, 0, 0
+            depth = self._depth + len(self._spill) + 1
+            total = self._bytes + self._spill.bytes + len(payload)
+            dropped_now, first_dropped = 0, 0
             if depth > self.max_rows or total > self.max_bytes:
                 dropped_now, dropped_bytes, first_dropped = self._drop_oldest(depth, total)
                 depth -= dropped_now
                 total -= dropped_bytes
+            if dropped_now or self._dropped != self._dropped_stored:
                 db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_DROPPED, self._dropped + dropped_now),
                 )
             db.execute("COMMIT")
         except BaseException:
+            # SQLite asks for an explicit ROLLBACK after a full disk or an I/O error.
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
-        self._last_seq, self._depth, self._bytes = seq, depth, total
-        if dropped_now:
-            self._dropped += dropped_now
-            self._log.warning(
-                "outbox_full_dropped_oldest",
-                dropped=dropped_now,
-                first_seq=first_dropped,
-                last_seq=first_dropped + dropped_now - 1 if dropped_now else None,
-                dropped_total=self._dropped,
-                max_rows=self.max_rows,
-                max_bytes=self.max_bytes,
+        return depth, total, dropped_now, first_dropped
+
+    def _spill_one(self, event: E, topic: str | None, payload: bytes, exc: BaseException) -> E:
+        error = f"{type(exc).__name__}: {exc}"
+        if self._write_error is None:
+            self._log.error(
+                "outbox_write_failed",
+                path=str(self.path),
+                error=error,
+                note=(
+                    f"events wait in memory (up to {self._spill.max_rows}) and are published while "
+                    "the broker is up; they are written to disk once it has room again"
+                ),
             )
+        self._write_error = error
+        seq = event.seq
+        if self._reserve is None or not self._reserve.store(seq, self._dropped):
+            self._dropped += 1
+            self._log.warning(
+                "outbox_event_dropped", reason="its seq cannot be recorded", dropped_total=self._dropped
+            )
+            return event.model_copy(update={"seq": 0})
+        self._last_seq = seq
+        lost = self._spill.add(SpilledRow(seq, topic, payload))
+        if lost:
+            self._note_dropped(len(lost), lost[0].seq)
         return event
+
+    def _note_dropped(self, count: int, first_seq: int) -> None:
+        self._dropped += count
+        self._log.warning(
+            "outbox_full_dropped_oldest",
+            dropped=count,
+            first_seq=first_seq,
+            last_seq=first_seq + count - 1,
+            dropped_total=self._dropped,
+            max_rows=self.max_rows,
+            max_bytes=self.max_bytes,
+            in_memory=self._write_error is not None,
+        )
 
     def _drop_oldest(self, depth: int, total: int) -> tuple[int, int, int]:
         """Choose the fewest oldest rows that bring the queue within bounds; delete them."""
@@ -220,18 +315,45 @@ class Outbox:
 
     def ack_many(self, seqs: Iterable[int]) -> None:
         """Forget several acknowledged events in one transaction (one fsync for a whole window)."""
-        wanted = [(int(s),) for s in seqs]
+        wanted = [int(s) for s in seqs]
+        in_memory, _ = self._spill.remove(wanted)
+        wanted = [s for s in wanted if s not in in_memory and s not in self._acked_unstored]
         if not wanted:
             return
+        db = self._db
+        try:
+            removed, freed = self._delete(wanted)
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:
+            # The disk refuses even a DELETE: remember the acks so this process does not send the
+            # events again; the next write that succeeds deletes them (a restart before that
+            # re-sends them: at least once, consumers dedupe by seq).
+            if self._write_error is None:
+                self._log.error(
+                    "outbox_write_failed", path=str(self.path), error=f"{type(exc).__name__}: {exc}"
+                )
+                self._write_error = f"{type(exc).__name__}: {exc}"
+            removed, freed = 0, 0
+            for seq in wanted:
+                row = db.execute("SELECT LENGTH(payload) FROM events WHERE seq = ?", (seq,)).fetchone()
+                if row is not None:
+                    self._acked_unstored[seq] = int(row[0])
+                    removed += 1
+                    freed += int(row[0])
+        self._depth -= removed
+        self._bytes -= freed
+
+    def _delete(self, seqs: list[int]) -> tuple[int, int]:
         db = self._db
         # An ack lost to a power cut only means the event is sent again (consumers dedupe by seq),
         # so acks skip the fsync; the next append's FULL commit makes them durable anyway. WAL
         # with synchronous=NORMAL never corrupts the database.
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             removed, freed = 0, 0
-            for (seq,) in wanted:
+            for seq in seqs:
                 row = db.execute(
                     "DELETE FROM events WHERE seq = ? RETURNING LENGTH(payload)", (seq,)
                 ).fetchone()
@@ -241,30 +363,50 @@ class Outbox:
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
         finally:
             db.execute("PRAGMA synchronous = FULL")
-        self._depth -= removed
-        self._bytes -= freed
+        return removed, freed
 
     # -- reading -------------------------------------------------------------------------------
 
     def peek(self, limit: int, after_seq: int = 0) -> list[OutboxRow]:
         """Up to `limit` queued events with seq > after_seq, oldest first, without removing them."""
+        limit = max(0, int(limit))
+        skip = self._acked_unstored
         rows = self._db.execute(
             "SELECT seq, topic, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, max(0, int(limit))),
+            (after_seq, limit + len(skip)),
         ).fetchall()
-        return [OutboxRow(int(seq), topic, bytes(payload)) for seq, topic, payload in rows]
+        queued = [
+            OutboxRow(int(seq), topic, bytes(payload)) for seq, topic, payload in rows if seq not in skip
+        ]
+        if len(self._spill):
+            spilled = self._spill.after(after_seq, limit)
+            queued = sorted(
+                queued + [OutboxRow(r.seq, r.topic, r.payload) for r in spilled], key=lambda r: r.seq
+            )
+        return queued[:limit]
 
     @property
     def depth(self) -> int:
-        return self._depth
+        return self._depth + len(self._spill)
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self._bytes + self._spill.bytes
+
+    @property
+    def unstored(self) -> int:
+        """Queued events held in memory because the disk refused them (lost if the process dies)."""
+        return len(self._spill)
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write to disk failed; None once writes succeed again."""
+        return self._write_error
 
     @property
     def last_seq(self) -> int:
@@ -281,6 +423,16 @@ class Outbox:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        if len(self._spill):
+            # Counted (kept across the restart by the seq file): the seq gap tells consumers.
+            self._log.warning("outbox_unstored_lost", events=len(self._spill), last_seq=self._last_seq)
+            self._dropped += len(self._spill)
+            self._spill.clear()
+            if self._reserve is not None:
+                self._reserve.store(self._last_seq, self._dropped)
+        if self._reserve is not None:
+            self._reserve.close()
+            self._reserve = None
 
     def __enter__(self) -> Outbox:
         return self

@@ -1,4 +1,5 @@
-"""Face embedders: MobileFaceNet on TFLite (default) and OpenFace nn4.small2 through OpenCV DNN.
+"""Face embedders: SFace through OpenCV (`cv2.FaceRecognizerSF`), MobileFaceNet on TFLite, and
+OpenFace nn4.small2 through OpenCV DNN. docs/recognition.md compares the first two.
 
 Each has a stable `embedder_id` naming model, dimension and preprocessing (crop, size, scaling):
 a classifier trained on one id must never be fed vectors from another.
@@ -147,6 +148,69 @@ class OpenFaceEmbedder(_AlignedCropEmbedder):
             self._net.setInput(openface_blob(crops))
             output = np.asarray(self._net.forward(), dtype=np.float32)
         return l2_normalize(output.reshape(len(crops), -1))
+
+
+class SFaceEmbedder(_AlignedCropEmbedder):
+    """SFace (OpenCV model zoo, int8 block-quantized ONNX): 112x112 BGR, 128-d.
+
+    SFace was trained on faces that `FaceRecognizerSF.alignCrop` warps onto the ArcFace 5-point
+    template. BlazeFace has no mouth corners, so the crop comes from `align_face`: a least-squares
+    similarity of eyes, nose tip and mouth centre onto the same template, which is where alignCrop's
+    two mouth corners average to. tests/test_vision_sface.py pins that the two crops agree.
+    `FaceRecognizerSF.feature` swaps BGR to RGB itself and returns an unnormalised vector.
+    """
+
+    name = "sface"
+    size = 112
+
+    def __init__(self, path: Path, *, alignment: Alignment = "keypoints", margin: float = 0.1) -> None:
+        if not path.is_file():
+            raise ModelNotFoundError(missing_model_message(path))
+        try:
+            recognizer = cv2.FaceRecognizerSF.create(str(path), "")
+        except cv2.error as exc:
+            lines = str(exc).strip().splitlines()
+            reason = lines[-1] if lines else "unreadable"
+            raise ModelLoadError(
+                f"model file {path} is not a loadable SFace ONNX network (OpenCV {cv2.__version__}; "
+                f"the int8 files need 4.11 or later): {reason}"
+            ) from None
+        self._recognizer = recognizer
+        # One network instance: OpenCV's forward pass is not safe to run from two threads at once.
+        self._lock = threading.Lock()
+        self.path = path
+        self.alignment: Alignment = alignment
+        self.margin = margin
+
+    @property
+    def dim(self) -> int:
+        return 128
+
+    @property
+    def backend(self) -> Backend:
+        # OpenCV's DNN module runs it on the CPU; there is no Edge TPU build of SFace.
+        return "cpu"
+
+    @property
+    def embedder_id(self) -> str:
+        crop = "arcface112" if self.alignment == "keypoints" else f"{self.alignment}112"
+        if self.alignment == "margin":
+            crop += f"m{round(self.margin * 100)}"
+        return f"{self.name}-int8bq-{self.dim}-{crop}-v1"
+
+    def embed_crops(self, crops: Sequence[Frame]) -> FloatArray:
+        """Embed already aligned 112x112 BGR crops (what `crops` returns), one forward pass each."""
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows: list[FloatArray] = []
+        with self._lock:
+            for crop in crops:
+                if crop.shape[:2] != (self.size, self.size):
+                    crop = np.asarray(
+                        cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA), dtype=np.uint8
+                    )
+                rows.append(np.array(self._recognizer.feature(crop), dtype=np.float32).reshape(1, -1))
+        return l2_normalize(np.concatenate(rows, axis=0))
 
 
 def openface_embedder_id(alignment: Alignment, margin: float) -> str:

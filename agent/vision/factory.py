@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.vision.blazeface import BlazeFaceDetector
-from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder
+from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, SFaceEmbedder
 from agent.vision.inference import Backend, ModelLoadError, TfliteModel, load_model
 from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
 from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
@@ -81,7 +81,7 @@ def _blazeface(config: AgentConfig, model: TfliteModel, key: str) -> BlazeFaceDe
         raise ModelLoadError(f"{exc} (check {key})") from None
 
 
-def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder:
+def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder | SFaceEmbedder:
     """The configured embedder; its crop follows the face detector (no keypoints -> margin crop)."""
     models = config.models
     alignment = "margin" if models.face_detector_kind == "ssd" else models.face_alignment
@@ -89,6 +89,10 @@ def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbed
         # OpenFace was trained on its own (larger) face template, not ArcFace's; the original
         # script fed it the bare detector box, so that is what its users' classifiers expect.
         return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment="margin", margin=0.0)
+    if models.embedder_kind == "sface":
+        return SFaceEmbedder(
+            config.resolve_asset(models.embedder), alignment=alignment, margin=models.face_margin
+        )
     return MobileFaceNetEmbedder(
         _load(config, models.embedder), alignment=alignment, margin=models.face_margin
     )
