@@ -127,6 +127,30 @@ class DetectionConfig(Section):
     # --nms_threshold: detections overlapping more than this are suppressed (1.0 disables).
     nms_threshold: float = Field(1.0, ge=0.0, le=1.0)
     person_class_id: int = Field(0, ge=0)
+    # HD frames (docs/detection.md). Motion mask on a small grey copy; false = the person detector
+    # runs on every frame.
+    motion: bool = True
+    motion_height: int = Field(180, ge=32, le=1080)
+    motion_threshold: int = Field(25, ge=1, le=255)
+    # Detector-sized regions around motion and tracks; false = whole-frame passes only.
+    regions: bool = True
+    # Frames shorter than this get one whole-frame pass instead of regions (0 = always regions).
+    regions_min_height: int = Field(720, ge=0)
+    max_regions: int = Field(4, ge=1, le=32)
+    # A whole-frame pass at least every n frames; 0 = only when motion is unknown.
+    full_frame_every: int = Field(50, ge=0)
+    # A person standing still is re-detected every n frames and held in between; 1 = every frame.
+    still_check_every: int = Field(25, ge=1, le=1000)
+    # Faces looked for in the head region of each person box; false = on the whole frame.
+    face_crops: bool = True
+    face_crop_margin: float = Field(0.2, ge=0.0, le=2.0)
+    # BlazeFace variant run on the crops (short range: as good as `back` there, 4x cheaper;
+    # bench/hd.py). "" = models.face_detector. Unused with an SSD face detector.
+    face_crop_detector: str = "models/face_detection_short_range.tflite"
+    # Faces below these do not vote (0 switches a check off); measured by bench/face_quality.py.
+    face_min_height: float = Field(20.0, ge=0.0)
+    face_min_sharpness: float = Field(6.8, ge=0.0)
+    face_max_turn: float = Field(0.6, ge=0.0, le=10.0)
 
 
 class TrackerConfig(Section):

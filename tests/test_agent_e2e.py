@@ -41,6 +41,7 @@ from agent.events.schema import parse_event
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "e2e"
 LMM = "lin-manuel-miranda"
+ALEX = "alex-lacamoire"
 # Hang guard for anything that waits on the agent (model loading and inference on one busy core).
 HANG_S = 300.0
 
@@ -274,8 +275,11 @@ def test_hamilton_identity_end_to_end(
         assert sum(label == LMM for label in labels.values()) <= 1, (
             f"two live tracks named {LMM} at seq {e['seq']}"
         )
-    # Nobody else in the clip is enrolled: no other name may appear.
-    assert {e["label"] for e in events if e["type"] == "identity"} <= {LMM, "unknown"}
+    # The pianist on the left is Alex Lacamoire (ageitgey/face_recognition's
+    # examples/facerec_from_video_file.py names both in this clip; his face is about 31 px tall, found
+    # since faces are looked for in person crops, docs/detection.md). Nobody else is enrolled.
+    assert {e["label"] for e in events if e["type"] == "identity"} <= {LMM, ALEX, "unknown"}
+    assert all(e["track_id"] != track for e in events if e["type"] == "identity" and e["label"] == ALEX)
     # Every started track is ended (the input ended) and nothing ends twice.
     assert sorted(e["track_id"] for e in events if e["type"] == "track_started") == sorted(
         e["track_id"] for e in events if e["type"] == "track_ended"

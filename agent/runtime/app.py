@@ -38,6 +38,7 @@ from agent.runtime.event_builder import FrameStamp, SourceClock
 from agent.runtime.pipeline import (
     Analysis,
     ClassifierLike,
+    DetectionOptions,
     FrameAnalyzer,
     StepResult,
     TrackHint,
@@ -170,6 +171,9 @@ class AgentApp:
         # Set as the frames end, and once they are done: the status says "stopping", then "stopped".
         self._winding_down = False
         self._finished = False
+        # Since start: faces kept from voting per reason, and person detector runs.
+        self.faces_skipped: dict[str, int] = {}
+        self.person_passes = 0
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -217,7 +221,9 @@ class AgentApp:
         first = self._vision or build_vision_stack(cfg)
         workers = 1 if first.backend == "edgetpu" or self._vision is not None else cfg.inference.workers
         stacks = [first] + [build_vision_stack(cfg) for _ in range(workers - 1)]
-        analyzers = [FrameAnalyzer.from_stack(s) for s in stacks]
+        # One motion background and detection schedule for the camera, shared by the workers.
+        options = DetectionOptions.from_config(cfg.detection, _input_side(first))
+        analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]
         return analyzers, first
 
     async def run(self) -> int:
@@ -376,6 +382,8 @@ class AgentApp:
             "events_unstored": r.outbox.unstored,
             "last_seq": r.outbox.last_seq,
             "frames_skipped": r.source.stats.frames_skipped,
+            "faces_skipped": dict(sorted(self.faces_skipped.items())),
+            "person_detector_runs": self.person_passes,
             "source": {
                 "input": self.config.pipeline.input,
                 "kind": r.source.kind,
@@ -454,6 +462,9 @@ class AgentApp:
         while (item := await r.in_flight.get()) is not None:
             frame, future = item
             analysis = await future
+            self.person_passes += analysis.person_passes
+            for reason, count in analysis.faces_skipped.items():
+                self.faces_skipped[reason] = self.faces_skipped.get(reason, 0) + count
             now = datetime.now(UTC) if not r.source.is_live else frame.ts
             stamp = self._last_stamp = self._clock.stamp(frame.index, now, frame.media_s)
             result = r.stage.step(analysis, stamp)
@@ -561,6 +572,13 @@ class AgentApp:
         r.drawing.shutdown(wait=True)
         r.outbox.close()
         r.lock.release()
+
+
+def _input_side(stack: VisionStack) -> int:
+    """The person detector's input height (the smallest useful region); 300 when unknown."""
+    model = getattr(stack.person_detector, "model", None)
+    shape = getattr(getattr(model, "input", None), "shape", None)
+    return int(shape[1]) if shape is not None and len(shape) == 4 else 300
 
 
 def _annotate(writer: AnnotatedVideoWriter, analysis: Analysis, result: StepResult, fps: float) -> None:

@@ -10,6 +10,11 @@ Which people need a face look is decided from the previous frame's tracks (`Trac
 unidentified tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown)
 every `face_recheck_every` frames, and any person box that does not overlap a known track. When
 nobody needs a face, the face models do not run at all.
+
+On HD frames (docs/detection.md) a shared `DetectionScheduler` decides where the person detector
+looks (motion, regions around tracks, periodic whole-frame passes; still tracks are held with
+their last box), faces are looked for in the head region of each person box, and faces too small,
+blurred or turned are counted and kept from voting.
 """
 
 from __future__ import annotations
@@ -28,10 +33,22 @@ from agent.runtime.identity import IdentityResolver
 from agent.runtime.source import SourceFrame
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams, TrackView
 from agent.tracking.iou_matching import iou_matrix
-from agent.vision.types import FaceDetection, FaceDetector, FaceEmbedder, Frame, PersonDetector
+from agent.vision.detection_schedule import DetectionScheduler, ScheduleParams, TrackBox, run_plan
+from agent.vision.face_crops import faces_in_crops, head_region, may_show_a_face
+from agent.vision.face_quality import QualityParams, Reason, measure
+from agent.vision.motion import MotionParams
+from agent.vision.types import (
+    BBox,
+    Detection,
+    FaceDetection,
+    FaceDetector,
+    FaceEmbedder,
+    Frame,
+    PersonDetector,
+)
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.config import AgentConfig, DetectionConfig
     from agent.vision.factory import VisionStack
 
 # A person box overlapping a known track less than this is treated as someone new.
@@ -57,6 +74,45 @@ class TrackHint:
 
     tlwh: tuple[float, float, float, float]
     needs_face: bool
+    track_id: int = -1
+    confirmed: bool = False
+    # Matched to a detection on its frame (a still track is held only while it keeps being found).
+    updated: bool = False
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionOptions:
+    """How the analyzer looks at a frame; `scheduler` is shared by every worker of one camera."""
+
+    scheduler: DetectionScheduler | None = None
+    # Margin of the head crop around each person box; None = faces on the whole frame.
+    face_crop_margin: float | None = None
+    quality: QualityParams | None = None
+
+    @classmethod
+    def from_config(cls, detection: DetectionConfig, region_size: int = 300) -> DetectionOptions:
+        params = ScheduleParams(
+            motion=detection.motion,
+            regions=detection.regions,
+            regions_min_height=detection.regions_min_height,
+            region_size=region_size,
+            max_regions=detection.max_regions,
+            full_frame_every=detection.full_frame_every,
+            still_check_every=detection.still_check_every,
+            motion_params=MotionParams(height=detection.motion_height, threshold=detection.motion_threshold),
+        )
+        quality = QualityParams(
+            min_height=detection.face_min_height,
+            min_sharpness=detection.face_min_sharpness,
+            max_turn=detection.face_max_turn,
+        )
+        return cls(
+            # Without motion every frame gets the detector on the whole frame, as before.
+            scheduler=DetectionScheduler(params) if detection.motion else None,
+            face_crop_margin=detection.face_crop_margin if detection.face_crops else None,
+            quality=quality if quality != QualityParams() else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +137,12 @@ class Analysis:
     classifier_version: str | None = None
     faces_checked: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Person detector runs on this frame (0: nothing moved and no track was due).
+    person_passes: int = 1
+    # Rows at the end of boxes_tlwh that are still tracks' last boxes, not fresh detections.
+    held: int = 0
+    # Faces kept from voting, per reason (small, blurred, turned).
+    faces_skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _needing_face(boxes_tlwh: npt.NDArray[np.float64], hints: list[TrackHint]) -> npt.NDArray[np.bool_]:
@@ -106,16 +168,61 @@ class FrameAnalyzer:
         face_detector: FaceDetector,
         embedder: FaceEmbedder,
         appearance: AppearanceLike | None,
+        options: DetectionOptions | None = None,
+        crop_face_detector: FaceDetector | None = None,
     ) -> None:
         self.person_detector = person_detector
         self.face_detector = face_detector
         self.embedder = embedder
         self.appearance = appearance
+        self.options = options or DetectionOptions()
+        # What looks at head crops (a variant suited to faces that fill the crop).
+        self.crop_face_detector: FaceDetector = crop_face_detector or face_detector
 
     @classmethod
-    def from_stack(cls, stack: VisionStack) -> FrameAnalyzer:
-        """An analyzer on one vision stack's models, with the tracker's colour-histogram appearance."""
-        return cls(stack.person_detector, stack.face_detector, stack.embedder, ColorHistogramEncoder())
+    def from_stack(cls, stack: VisionStack, options: DetectionOptions | None = None) -> FrameAnalyzer:
+        """An analyzer on one vision stack's models, with the tracker's colour-histogram appearance.
+        Without `options` it looks at whole frames, as the original script did."""
+        return cls(
+            stack.person_detector,
+            stack.face_detector,
+            stack.embedder,
+            ColorHistogramEncoder(),
+            options,
+            stack.crop_face_detector,
+        )
+
+    def _detect_people(self, frame: SourceFrame, hints: list[TrackHint]) -> tuple[list[Detection], int, int]:
+        """Fresh detections followed by held still-track boxes; also the detector passes and the
+        number held."""
+        scheduler = self.options.scheduler
+        if scheduler is None:
+            return self.person_detector.detect(frame.image), 1, 0
+        tracks = [TrackBox(h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated) for h in hints]
+        plan = scheduler.plan(frame.index, frame.image, tracks)
+        detections = run_plan(self.person_detector, frame.image, plan.plan)
+        if plan.plan.passes:
+            scheduler.record(frame.index, [d.box for d in detections], tracks)
+        held = [
+            Detection(tracks[i].box, hints[i].score, -1)
+            for i in plan.held
+            # A region around someone else may have found this person anew.
+            if all(tracks[i].box.iou(d.box) < NEWCOMER_IOU for d in detections)
+        ]
+        return detections + held, plan.plan.passes, len(held)
+
+    def _find_faces(
+        self, image: Frame, detections: list[Detection], needing: set[int]
+    ) -> list[FaceDetection]:
+        margin = self.options.face_crop_margin
+        if margin is None:
+            return self.face_detector.detect(image)
+        size = (image.shape[1], image.shape[0])
+        min_height = self.options.quality.min_height if self.options.quality is not None else 0.0
+        # Someone too small to show a face that may vote costs no face look.
+        looked = [i for i in sorted(needing) if may_show_a_face(detections[i].box, min_height)]
+        crops = [head_region(detections[i].box, size, margin=margin, person_index=i) for i in looked]
+        return faces_in_crops(self.crop_face_detector, image, [c for c in crops if c is not None])
 
     def analyze(
         self,
@@ -126,7 +233,7 @@ class FrameAnalyzer:
         timings: dict[str, float] = {}
         image = frame.image
         t0 = time.perf_counter()
-        detections = self.person_detector.detect(image)
+        detections, passes, held = self._detect_people(frame, hints)
         t1 = time.perf_counter()
         timings["person_ms"] = (t1 - t0) * 1000
         n = len(detections)
@@ -136,16 +243,19 @@ class FrameAnalyzer:
         if self.appearance is not None:
             features = self.appearance.encode(image, boxes) if n else None
             timings["appearance_ms"] = (time.perf_counter() - t1) * 1000
-        analysis = Analysis(frame, boxes, scores, features, None, timings_ms=timings)
+        analysis = Analysis(
+            frame, boxes, scores, features, None, timings_ms=timings, person_passes=passes, held=held
+        )
         if classifier is not None:
             analysis.classifier_version = classifier.version
 
-        needing = set(np.flatnonzero(_needing_face(boxes, hints)).tolist())
+        # A held box shows the same pixels as when it was last looked at: no new face to see.
+        needing = {i for i in np.flatnonzero(_needing_face(boxes, hints)).tolist() if i < n - held}
         if not needing:
             return analysis
         analysis.faces_checked = True
         t2 = time.perf_counter()
-        faces = self.face_detector.detect(image)
+        faces = self._find_faces(image, detections, needing)
         t3 = time.perf_counter()
         timings["face_ms"] = (t3 - t2) * 1000
         if not faces:
@@ -154,6 +264,16 @@ class FrameAnalyzer:
         bindings = bind_faces([f.box for f in faces], persons)
         analysis.faces = {b.person_index: faces[b.face_index] for b in bindings}
         wanted = [(b.person_index, faces[b.face_index]) for b in bindings if b.person_index in needing]
+        quality = self.options.quality
+        if quality is not None:
+            good: list[tuple[int, FaceDetection]] = []
+            for det_index, face in wanted:
+                reason: Reason | None = measure(image, face).rejected(quality)
+                if reason is None:
+                    good.append((det_index, face))
+                else:
+                    analysis.faces_skipped[reason] = analysis.faces_skipped.get(reason, 0) + 1
+            wanted = good
         if not wanted:
             return analysis
         embeddings = self.embedder.embed(image, [face for _, face in wanted])
@@ -195,6 +315,8 @@ class TrackingStage:
         self.face_recheck_every = max(1, face_recheck_every)
         self._tracks: list[TrackView] = []
         self._last_face_check: dict[int, int] = {}
+        # Last detection score per track: a held still track reports it again.
+        self._scores: dict[int, float] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
         self.last_index = 0
 
@@ -225,7 +347,16 @@ class TrackingStage:
             if needs:
                 self._last_face_check[tid] = frame_index
             tlwh = tuple(float(v) for v in track.tlwh[:4])
-            out.append(TrackHint(tlwh=(tlwh[0], tlwh[1], tlwh[2], tlwh[3]), needs_face=needs))
+            out.append(
+                TrackHint(
+                    tlwh=(tlwh[0], tlwh[1], tlwh[2], tlwh[3]),
+                    needs_face=needs,
+                    track_id=tid,
+                    confirmed=track.is_confirmed,
+                    updated=track.detection_index is not None,
+                    score=self._scores.get(tid, 1.0),
+                )
+            )
         return out
 
     def step(self, analysis: Analysis, stamp: FrameStamp) -> StepResult:
@@ -243,6 +374,7 @@ class TrackingStage:
                 for change in resolver.remove(life.track_id):
                     events.extend(builder.identity(change, stamp))
         det_to_track = {t.detection_index: t.track_id for t in update.tracks if t.detection_index is not None}
+        self._scores = {tid: float(analysis.scores[det]) for det, tid in det_to_track.items()}
         for det_index, pred in sorted(analysis.predictions.items()):
             track_id = det_to_track.get(det_index)
             if track_id is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.config import AgentConfig
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, SFaceEmbedder
-from agent.vision.inference import Backend, TfliteModel, load_model
+from agent.vision.inference import Backend, ModelLoadError, TfliteModel, load_model
 from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
 from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
 
@@ -21,6 +21,9 @@ class VisionStack:
     # "edgetpu" when any model runs on the Coral, else "cpu"; per model in `backends`.
     backend: str
     backends: dict[str, str] = field(default_factory=dict)
+    # Face detector for head crops of person boxes ([detection] face_crop_detector); None = the
+    # face detector above.
+    crop_face_detector: FaceDetector | None = None
 
 
 def _load(config: AgentConfig, path: Path) -> TfliteModel:
@@ -51,9 +54,31 @@ def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetec
                 nms_threshold=config.detection.face_nms_threshold,
             )
         )
-    return BlazeFaceDetector(
-        model, min_score=config.detection.face_confidence, nms_threshold=config.detection.face_nms_threshold
+    return _blazeface(config, model, "models.face_detector")
+
+
+def build_crop_face_detector(config: AgentConfig) -> BlazeFaceDetector | None:
+    """The BlazeFace variant for head crops, when one is configured and the face detector is one."""
+    detection = config.detection
+    if (
+        not (detection.face_crops and detection.face_crop_detector)
+        or config.models.face_detector_kind != "blazeface"
+    ):
+        return None
+    return _blazeface(
+        config, _load(config, Path(detection.face_crop_detector)), "detection.face_crop_detector"
     )
+
+
+def _blazeface(config: AgentConfig, model: TfliteModel, key: str) -> BlazeFaceDetector:
+    try:
+        return BlazeFaceDetector(
+            model,
+            min_score=config.detection.face_confidence,
+            nms_threshold=config.detection.face_nms_threshold,
+        )
+    except ValueError as exc:  # not a BlazeFace: one line naming the setting, not a traceback
+        raise ModelLoadError(f"{exc} (check {key})") from None
 
 
 def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbedder | SFaceEmbedder:
@@ -83,5 +108,8 @@ def build_vision_stack(config: AgentConfig) -> VisionStack:
         "face_detector": face.model.backend,
         "embedder": embedder.backend,
     }
+    crop = build_crop_face_detector(config)
+    if crop is not None:
+        backends["crop_face_detector"] = crop.model.backend
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, face, embedder, backend, dict(backends))
+    return VisionStack(person, face, embedder, backend, dict(backends), crop)
