@@ -136,3 +136,15 @@ def test_embedder_kind_and_file_must_agree() -> None:
         models={"embedder_kind": "mobilefacenet", "embedder": "models/mobilefacenet_128d.tflite"}
     )
     assert config.models.embedder_kind == "mobilefacenet"
+
+
+def test_sface_gets_the_per_model_thread_budget(assets_dir: Path) -> None:
+    """OpenCV's pool is process-wide and defaults to every core; the agent's layout (workers x
+    threads) must hold for SFace as for the TFLite models, or a Pi is oversubscribed."""
+    previous = cv2.getNumThreads()
+    try:
+        for threads in (1, 2):
+            build_embedder(load_config(assets_dir=str(assets_dir), inference={"threads": threads}))
+            assert cv2.getNumThreads() == threads
+    finally:
+        cv2.setNumThreads(previous)

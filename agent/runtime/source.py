@@ -264,7 +264,7 @@ class FrameSource:
                 ok, image = capture.read()
                 index += 1
             if ok and image is not None:
-                if not self._put_blocking(self._frame(index, image)):
+                if not self._put_blocking(self._frame(index, image, self._media_time(capture, index))):
                     return
                 continue
             self._note_early_end(index - start)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+
 from agent.config import AgentConfig
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, SFaceEmbedder
@@ -90,6 +92,10 @@ def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbed
         # script fed it the bare detector box, so that is what its users' classifiers expect.
         return OpenFaceEmbedder(config.resolve_asset(models.embedder), alignment="margin", margin=0.0)
     if models.embedder_kind == "sface":
+        # OpenCV runs SFace on its own process-wide thread pool, which defaults to every core. The
+        # agent already runs one network per inference worker, so more threads per network only
+        # oversubscribe a Pi: give OpenCV the same per-model budget as the TFLite interpreters.
+        cv2.setNumThreads(config.inference.threads)
         return SFaceEmbedder(
             config.resolve_asset(models.embedder), alignment=alignment, margin=models.face_margin
         )
