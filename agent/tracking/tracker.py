@@ -4,6 +4,8 @@ Per frame: predict every track with the Kalman filter; gate track/detection pair
 distance; match confirmed tracks in a cascade ordered by time since update, on appearance (or on
 motion when no appearance is given); match the rest (tentative tracks, and confirmed tracks that
 missed only the last frame) by IoU; update, age and create tracks; report lifecycle events.
+The matching (cascade, IoU stage, cost and gate assembly) is `association.Associator`; this module
+owns the tracks: their filter state, galleries, lifecycle and the birth rule.
 
 Pure: no I/O, no images. Appearance arrives as feature vectors.
 """
@@ -16,12 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from agent.tracking.association import Associator
 from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
-from agent.tracking.iou_matching import iou_cost
 from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
-from agent.tracking.linear_assignment import INFEASIBLE, assign, matching_cascade
-from agent.tracking.nn_matching import FeatureGallery, nearest_neighbor_cosine
+from agent.tracking.nn_matching import FeatureGallery
 from agent.tracking.score_window import ScoreWindow
 from agent.tracking.track import TrackTable
 
@@ -141,6 +142,7 @@ class Tracker:
             std_weight_position=self.params.std_weight_position,
             std_weight_velocity=self.params.std_weight_velocity,
         )
+        self._associator = Associator(self.params, self.kf)
         self._tracks = TrackTable()
         self._next_id = 1
         self._frame = 0
@@ -198,7 +200,7 @@ class Tracker:
         unmatched_cols = np.arange(m, dtype=np.intp)
         if n and m:
             innovation = self.kf.innovation(t.mean, t.cov)
-            rows, cols = self._associate(t, boxes, measurements, innovation, feats, faces)
+            rows, cols = self._associator.associate(t, boxes, measurements, innovation, feats, faces)
             if p.birth_quantile > 0 and rows.size:
                 # The scores of boxes that confirmed tracks (people, mostly) keep matching.
                 self._scores.add(score_array[cols[t.confirmed[rows]]])
@@ -224,106 +226,6 @@ class Tracker:
             matched_det = np.concatenate([matched_det, unmatched_cols])
 
         return TrackUpdate(self._frame, self._views(matched_det), events)
-
-    # -- association -------------------------------------------------------------------------
-
-    def _associate(
-        self,
-        t: TrackTable,
-        boxes: Array,
-        measurements: Array,
-        innovation: tuple[Array, Array, Array],
-        feats: npt.NDArray[np.float32] | None,
-        faces: npt.NDArray[np.float32] | None,
-    ) -> tuple[IntArray, IntArray]:
-        p = self.params
-        m = boxes.shape[0]
-        all_cols = np.arange(m, dtype=np.intp)
-        mahalanobis = self.kf.gating_distance(t.mean, t.cov, measurements, innovation=innovation)
-        gated = mahalanobis > p.gating_threshold
-        predicted_tlwh = xyah_to_tlwh(t.mean)
-
-        confirmed_rows = t.confirmed.nonzero()[0]
-        cascade_rows: IntArray = np.empty(0, dtype=np.intp)
-        cascade_cols: IntArray = np.empty(0, dtype=np.intp)
-        if confirmed_rows.size:
-            # Every cost is scaled by its own threshold so the cascade has one ceiling, 1.0.
-            overlap_cost = iou_cost(predicted_tlwh, boxes)
-            if p.motion_cost == "iou":
-                scaled = overlap_cost / max(p.max_iou_distance, 1e-9)
-                far = np.zeros(scaled.shape, dtype=np.bool_)
-            else:
-                # The gate of a track missing for many frames grows wide; it would snap to any
-                # detection inside it, and colour alone does not stop it (people dress alike).
-                # Asking for a little overlap with the predicted box keeps re-identification
-                # local; only a face may claim a detection beyond it.
-                scaled = mahalanobis / p.gating_threshold
-                far = overlap_cost > 1.0 - p.min_motion_iou
-            motion = np.where(far, INFEASIBLE, scaled)
-            cost = motion
-            if feats is not None or faces is not None:
-                appearance = np.full_like(motion, np.nan)
-                face_decided = np.zeros(motion.shape, dtype=np.bool_)
-                if feats is not None:
-                    # A zero threshold (allowed by the config) accepts only identical features.
-                    appearance = nearest_neighbor_cosine(t.galleries, feats) / max(
-                        p.max_cosine_distance, 1e-9
-                    )
-                if faces is not None:
-                    appearance, face_decided = self._face_override(t, appearance, faces)
-                # Refuse pairs whose appearance is beyond its threshold, then blend in motion.
-                # A track with no gallery yet (born while no features came) is matched on motion.
-                known = ~np.isnan(appearance)
-                # Beyond the IoU floor only strong evidence may claim a detection: a face, or
-                # colour well inside its gate (a person who turned back while hidden).
-                sure = face_decided | (appearance <= p.far_cosine_fraction)
-                blend_motion = np.where(far & ~sure, INFEASIBLE, np.minimum(scaled, 1.0))
-                blended = p.motion_weight * blend_motion + (1.0 - p.motion_weight) * appearance
-                cost = np.where(known, np.where(appearance > 1.0, INFEASIBLE, blended), motion)
-            cost = np.where(gated, INFEASIBLE, cost)
-            cascade_rows, cascade_cols = matching_cascade(
-                cost, 1.0, confirmed_rows, t.time_since_update[confirmed_rows], all_cols
-            )
-
-        # IoU stage: tentative tracks and confirmed ones that missed only the previous frame.
-        candidate = ~t.confirmed | (t.time_since_update == 1)
-        if cascade_rows.size:
-            candidate[cascade_rows] = False
-            free = np.ones(m, dtype=np.bool_)
-            free[cascade_cols] = False
-            remaining = free.nonzero()[0]
-        else:
-            remaining = all_cols
-        candidate_rows = candidate.nonzero()[0]
-        if candidate_rows.size == 0 or remaining.size == 0:
-            return cascade_rows, cascade_cols
-        # Only the few leftover pairs need an IoU: most frames the cascade has matched everyone.
-        iou = iou_cost(predicted_tlwh[candidate_rows], boxes[remaining])
-        r, c = assign(iou, p.max_iou_distance)
-        iou_rows, iou_cols = candidate_rows[r], remaining[c]
-        return np.concatenate([cascade_rows, iou_rows]), np.concatenate([cascade_cols, iou_cols])
-
-    def _face_override(
-        self, t: TrackTable, cost: Array, faces: npt.NDArray[np.float32]
-    ) -> tuple[Array, npt.NDArray[np.bool_]]:
-        """Where a track's face gallery and a detection's face both exist, face distance decides.
-
-        A face is far stronger identity evidence than clothing colour: it both rescues a match
-        the histogram would refuse (lighting change) and vetoes one it would accept (two people in
-        similar clothes). Returns the costs and where a face decided them.
-        """
-        decided = np.zeros(cost.shape, dtype=np.bool_)
-        has_face = ~np.isnan(faces).any(axis=1)
-        if not has_face.any():
-            return cost, decided
-        cols = np.flatnonzero(has_face)
-        face_distance = nearest_neighbor_cosine(t.face_galleries, faces[cols]) / self.params.max_face_distance
-        out = cost.copy()
-        sub = out[:, cols]
-        known = ~np.isnan(face_distance)
-        out[:, cols] = np.where(known, face_distance, sub)
-        decided[:, cols] = known
-        return out, decided
 
     # -- lifecycle ---------------------------------------------------------------------------
 
