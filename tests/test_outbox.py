@@ -51,7 +51,7 @@ def test_ack_removes_and_seq_survives_an_empty_reopen(tmp_path: Path) -> None:
     outbox.ack_many([2, 3])
     outbox.ack(3)  # acking twice (a redelivered PUBACK) is harmless
     # Acks commit without fsync; appends must still be fully synchronous afterwards.
-    assert outbox._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert outbox._store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert outbox.depth == 0 and outbox.bytes == 0 and outbox.peek(10) == []
     outbox.close()
 

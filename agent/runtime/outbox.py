@@ -6,17 +6,15 @@ advanced in the same transaction as the insert, so a kill -9 at any instant leav
 whole event (with its seq) or nothing, and seq never repeats or skips across restarts, even when
 the queue was empty.
 
-A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_spill`.
+A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_spill`. The
+SQLite file itself (schema, integrity, owner, epoch, the SQL) is `outbox_store`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,38 +23,17 @@ from structlog.typing import FilteringBoundLogger
 
 from agent.events.schema import EventBase
 from agent.runtime.outbox_spill import SeqReserve, Spill, SpilledRow
+from agent.runtime.outbox_store import OutboxError, OutboxStore
+
+# OutboxError is raised by the store but is part of this module's API (callers import it here).
+__all__ = ["SPILL_MAX_BYTES", "SPILL_MAX_ROWS", "Outbox", "OutboxError", "OutboxRow"]
 
 E = TypeVar("E", bound=EventBase)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    seq     INTEGER PRIMARY KEY,
-    topic   TEXT,
-    payload BLOB NOT NULL
-);
-"""
-_LAST_SEQ = "last_seq"
-_DROPPED = "dropped_total"
-# Who the queued events and the seq counter belong to (the events topic); SQLite stores the text
-# as is in the INTEGER-affinity column.
-_OWNER = "owner"
-# The outbox's id, made with it and stamped on every event: seq restarts at 1 only in a new outbox,
-# so consumers dedupe on (device, epoch, seq) and tell a reset from a duplicate. Text, like owner.
-_EPOCH = "epoch"
-_TEXT_KEYS = (_OWNER, _EPOCH)
-_SCHEMA_VERSION = 1
 # Events kept in memory while the disk refuses writes (also bounded by the outbox's own limits):
 # about a megabyte, minutes of a busy camera.
 SPILL_MAX_ROWS = 2000
 SPILL_MAX_BYTES = 1 << 20
-
-
-class OutboxError(Exception):
-    """The outbox file cannot be used; phrased as one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -93,19 +70,14 @@ class Outbox:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._log: FilteringBoundLogger = logger or structlog.get_logger("facetrack.outbox")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutboxError(f"outbox directory {self.path.parent} cannot be created: {exc}") from None
-        self._db = self._open()
-        try:
-            self._last_seq, self._dropped, self._depth, self._bytes = self._load_state()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
-        if owner is not None:
-            self._claim(owner)
-        self.epoch = self._load_epoch()
+        self._store = OutboxStore(self.path, owner)
+        # From here on these are the live values: spilled events and unstored acks never reach
+        # the store, so its counters are only where the queue starts from.
+        self._last_seq = self._store.last_seq
+        self._dropped = self._store.dropped
+        self._depth = self._store.depth
+        self._bytes = self._store.bytes
+        self.epoch = self._store.epoch
         self._dropped_stored = self._dropped
         self._spill = Spill(min(max_rows, SPILL_MAX_ROWS), min(max_bytes, SPILL_MAX_BYTES))
         # Rows the broker acknowledged whose DELETE the disk refused: not sent again by this process.
@@ -115,7 +87,7 @@ class Outbox:
         try:
             self._reserve: SeqReserve | None = SeqReserve.open(reserve_path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            self._db.close()
+            self._store.db.close()
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a seq number"
             raise OutboxError(f"outbox seq file {reserve_path} cannot be used: {why}") from None
         self._dropped = max(self._dropped, self._reserve.dropped)
@@ -127,88 +99,6 @@ class Outbox:
             self._last_seq = self._reserve.value
         if self._depth:
             self._log.info("outbox_reopened", path=str(self.path), depth=self._depth, last_seq=self._last_seq)
-
-    def _open(self) -> sqlite3.Connection:
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves so every transaction is explicit.
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"outbox {self.path} cannot be opened: {exc}") from None
-        try:
-            db.execute("PRAGMA busy_timeout = 5000")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise OutboxError(f"outbox {self.path}: filesystem does not support WAL (got {mode})")
-            # FULL: a power cut right after append() returns must not lose the event.
-            db.execute("PRAGMA synchronous = FULL")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise OutboxError(f"outbox {self.path} failed its integrity check: {check}")
-            db.executescript(_SCHEMA)
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            elif version != _SCHEMA_VERSION:
-                raise OutboxError(
-                    f"outbox {self.path} has schema version {version}, expected {_SCHEMA_VERSION}"
-                )
-        except sqlite3.OperationalError as exc:
-            # The file may be fine; its disk is not (full, read-only, I/O error).
-            db.close()
-            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise OutboxError(f"outbox {self.path} is not a usable SQLite database: {exc}") from None
-        except OutboxError:
-            db.close()
-            raise
-        return db
-
-    def _claim(self, owner: str) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_OWNER,)).fetchone()
-        if row is None:
-            try:
-                self._db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_OWNER, owner))
-            except sqlite3.DatabaseError as exc:
-                # At start, with nothing running yet, a state directory that takes no write is
-                # reported (exit 2) rather than run around; mid-run the outbox degrades instead.
-                self._db.close()
-                raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
-        elif str(row[0]) != owner:
-            self._db.close()
-            raise OutboxError(
-                f"outbox {self.path} belongs to {row[0]} (its seq counter and {self._depth} queued "
-                f"events), not {owner}: give this device its own state_dir"
-            )
-
-    def _load_epoch(self) -> str:
-        """This outbox's epoch; made on first use (an outbox from before epochs gets one too)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
-        if row is not None:
-            return str(row[0])
-        epoch = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        try:
-            # OR IGNORE + re-read: a second process opening the same new file keeps the first's.
-            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_EPOCH, epoch))
-        except sqlite3.DatabaseError as exc:
-            # As for the owner: at start, a state directory that takes no write is reported.
-            self._db.close()
-            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
-        return str(row[0])
-
-    def _load_state(self) -> tuple[int, int, int, int]:
-        marks = ",".join("?" * len(_TEXT_KEYS))
-        meta = dict(
-            self._db.execute(f"SELECT key, value FROM meta WHERE key NOT IN ({marks})", _TEXT_KEYS).fetchall()
-        )
-        depth, total_bytes, max_seq = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) FROM events"
-        ).fetchone()
-        # The counter and the rows are written in one transaction, so they always agree; the max()
-        # only guards against a hand-edited file.
-        last_seq = max(int(meta.get(_LAST_SEQ, 0)), int(max_seq))
-        return last_seq, int(meta.get(_DROPPED, 0)), int(depth), int(total_bytes)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -228,7 +118,19 @@ class Outbox:
         if len(payload) > self.max_bytes:
             raise ValueError(f"event of {len(payload)} bytes exceeds the outbox max_bytes={self.max_bytes}")
         try:
-            depth, total, dropped_now, first_dropped = self._commit(seq, topic, payload)
+            depth, total, dropped_now, first_dropped = self._store.commit(
+                seq,
+                topic,
+                payload,
+                spilled=self._spill.rows(),
+                acked=self._acked_unstored,
+                depth=self._depth + len(self._spill) + 1,
+                total=self._bytes + self._spill.bytes + len(payload),
+                max_rows=self.max_rows,
+                max_bytes=self.max_bytes,
+                dropped=self._dropped,
+                dropped_changed=self._dropped != self._dropped_stored,
+            )
         except sqlite3.IntegrityError:
             raise
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -243,41 +145,6 @@ class Outbox:
         if dropped_now:
             self._note_dropped(dropped_now, first_dropped)
         return event
-
-    def _commit(self, seq: int, topic: str | None, payload: bytes) -> tuple[int, int, int, int]:
-        """One transaction: what waited in memory, the new row, the seq counter, the bounds."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for row in self._spill.rows():
-                db.execute(
-                    "INSERT OR IGNORE INTO events (seq, topic, payload) VALUES (?, ?, ?)",
-                    (row.seq, row.topic, row.payload),
-                )
-            for acked in self._acked_unstored:
-                db.execute("DELETE FROM events WHERE seq = ?", (acked,))
-            db.execute("INSERT INTO events (seq, topic, payload) VALUES (?, ?, ?)", (seq, topic, payload))
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_LAST_SEQ, seq))
-            depth = self._depth + len(self._spill) + 1
-            total = self._bytes + self._spill.bytes + len(payload)
-            dropped_now, first_dropped = 0, 0
-            if depth > self.max_rows or total > self.max_bytes:
-                dropped_now, dropped_bytes, first_dropped = self._drop_oldest(depth, total)
-                depth -= dropped_now
-                total -= dropped_bytes
-            if dropped_now or self._dropped != self._dropped_stored:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    (_DROPPED, self._dropped + dropped_now),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            # SQLite asks for an explicit ROLLBACK after a full disk or an I/O error.
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-        return depth, total, dropped_now, first_dropped
 
     def _spill_one(self, event: E, topic: str | None, payload: bytes, exc: BaseException) -> E:
         error = f"{type(exc).__name__}: {exc}"
@@ -318,23 +185,6 @@ class Outbox:
             in_memory=self._write_error is not None,
         )
 
-    def _drop_oldest(self, depth: int, total: int) -> tuple[int, int, int]:
-        """Choose the fewest oldest rows that bring the queue within bounds; delete them."""
-        need_rows = max(0, depth - self.max_rows)
-        need_bytes = max(0, total - self.max_bytes)
-        count, freed, first, last = 0, 0, 0, 0
-        for seq, size in self._db.execute("SELECT seq, LENGTH(payload) FROM events ORDER BY seq"):
-            if count >= need_rows and freed >= need_bytes:
-                break
-            if count == 0:
-                first = int(seq)
-            last = int(seq)
-            count += 1
-            freed += int(size)
-        if count:
-            self._db.execute("DELETE FROM events WHERE seq <= ?", (last,))
-        return count, freed, first
-
     def ack(self, seq: int) -> None:
         """Forget one event after the broker acknowledged it (PUBACK)."""
         self.ack_many((seq,))
@@ -346,9 +196,8 @@ class Outbox:
         wanted = [s for s in wanted if s not in in_memory and s not in self._acked_unstored]
         if not wanted:
             return
-        db = self._db
         try:
-            removed, freed = self._delete(wanted)
+            removed, freed = self._store.delete(wanted)
         except sqlite3.IntegrityError:
             raise
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -362,39 +211,13 @@ class Outbox:
                 self._write_error = f"{type(exc).__name__}: {exc}"
             removed, freed = 0, 0
             for seq in wanted:
-                row = db.execute("SELECT LENGTH(payload) FROM events WHERE seq = ?", (seq,)).fetchone()
-                if row is not None:
-                    self._acked_unstored[seq] = int(row[0])
+                size = self._store.payload_size(seq)
+                if size is not None:
+                    self._acked_unstored[seq] = size
                     removed += 1
-                    freed += int(row[0])
+                    freed += size
         self._depth -= removed
         self._bytes -= freed
-
-    def _delete(self, seqs: list[int]) -> tuple[int, int]:
-        db = self._db
-        # An ack lost to a power cut only means the event is sent again (consumers dedupe by seq),
-        # so acks skip the fsync; the next append's FULL commit makes them durable anyway. WAL
-        # with synchronous=NORMAL never corrupts the database.
-        db.execute("PRAGMA synchronous = NORMAL")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            removed, freed = 0, 0
-            for seq in seqs:
-                row = db.execute(
-                    "DELETE FROM events WHERE seq = ? RETURNING LENGTH(payload)", (seq,)
-                ).fetchone()
-                if row is not None:
-                    removed += 1
-                    freed += int(row[0])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
-        finally:
-            db.execute("PRAGMA synchronous = FULL")
-        return removed, freed
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -402,13 +225,8 @@ class Outbox:
         """Up to `limit` queued events with seq > after_seq, oldest first, without removing them."""
         limit = max(0, int(limit))
         skip = self._acked_unstored
-        rows = self._db.execute(
-            "SELECT seq, topic, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit + len(skip)),
-        ).fetchall()
-        queued = [
-            OutboxRow(int(seq), topic, bytes(payload)) for seq, topic, payload in rows if seq not in skip
-        ]
+        rows = self._store.rows_after(after_seq, limit + len(skip))
+        queued = [OutboxRow(seq, topic, payload) for seq, topic, payload in rows if seq not in skip]
         if len(self._spill):
             spilled = self._spill.after(after_seq, limit)
             queued = sorted(
@@ -445,10 +263,7 @@ class Outbox:
         return self._dropped
 
     def close(self) -> None:
-        # Fold the WAL back so the file on disk is self-contained after a clean stop.
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
+        self._store.close()
         if len(self._spill):
             # Counted (kept across the restart by the seq file): the seq gap tells consumers.
             self._log.warning("outbox_unstored_lost", events=len(self._spill), last_seq=self._last_seq)
