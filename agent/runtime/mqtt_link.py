@@ -14,7 +14,6 @@ import json
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,18 +21,21 @@ from typing import Any, TypeVar
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
 import structlog
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from structlog.typing import FilteringBoundLogger
 
 from agent.config import MqttConfig
 from agent.events.schema import EventBase
 from agent.runtime.credentials import resolve_login, tls_context, tls_enabled
-from agent.runtime.outbox import Outbox, OutboxRow
+
+# Re-exported: bench/fleet.py and the tests import the client from the link.
+from agent.runtime.mqtt_client import MqttClient as MqttClient
+from agent.runtime.mqtt_client import PublishRefused as PublishRefused
+from agent.runtime.outbox import Outbox
+from agent.runtime.outbox_drain import OutboxDrain
+from agent.runtime.subscriptions import Handler, Subscriptions
 from agent.runtime.topics import Topics
 
 E = TypeVar("E", bound=EventBase)
-Handler = Callable[[str, bytes], Awaitable[None]]
 
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -46,71 +48,6 @@ DEFAULT_WINDOW = 16
 STOP_GRACE_S = 2.0
 # A session shorter than this does not reset the reconnect backoff.
 STABLE_SESSION_S = 10.0
-
-
-class PublishRefused(aiomqtt.MqttError):
-    """An MQTT 5 broker answered PUBACK with a failure reason code (e.g. 0x87 Not authorized)."""
-
-    def __init__(self, topic: str, reason: ReasonCode) -> None:
-        super().__init__(f"broker refused publish to {topic}: {reason} (0x{int(reason.value):02x})")
-        self.topic = topic
-        self.reason = reason
-
-
-class MqttClient(aiomqtt.Client):
-    """aiomqtt's client with two fixes the outbox and `facetrack-trainer publish` depend on
-    (aiomqtt 2.x internals, pinned <3).
-
-    - A refused PUBACK (MQTT 5 reason code >= 0x80) is an error, not a success: aiomqtt drops the
-      reason code, and acking on it would delete an event the broker threw away.
-    - CONNECT fails as soon as the socket dies: aiomqtt ignores a disconnect before CONNACK (a TLS
-      alert for a missing client certificate) and waits its whole timeout.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refusals: dict[int, ReasonCode] = {}
-
-    def _on_publish(
-        self,
-        client: paho_mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        if reason_code.is_failure:
-            self._refusals[mid] = reason_code
-        super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    async def publish_confirmed(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        """Publish and, at QoS >= 1, return only after a successful PUBACK; raise otherwise."""
-        info = self._client.publish(topic, payload, qos, retain)
-        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        try:
-            if not info.is_published():
-                confirmation = asyncio.Event()
-                with self._pending_call(info.mid, confirmation, self._pending_publishes):
-                    await self._wait_for(confirmation.wait(), timeout=None)
-        finally:
-            refused = self._refusals.pop(info.mid, None)
-        if refused is not None:
-            raise PublishRefused(topic, refused)
-
-    def _on_disconnect(
-        self,
-        client: paho_mqtt.Client,
-        userdata: Any,
-        flags: paho_mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None = None,
-    ) -> None:
-        if not self._connected.done():
-            lost = aiomqtt.MqttCodeError(reason_code, "Connection lost before CONNACK")
-            self._connected.set_exception(lost)
-            return
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
 
 class PahoLogTap(logging.Handler):
@@ -140,20 +77,12 @@ def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) 
 
 
 @dataclass
-class _Subscription:
-    topic_filter: str
-    handler: Handler
-    qos: int = 1
-
-
-@dataclass
 class LinkStats:
-    published: int = 0
+    """Connection counters; the drain and the subscriptions keep their own."""
+
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
-    handler_errors: int = 0
-    refused: int = 0
     last_error: str | None = None
     connected_since: float | None = None
 
@@ -186,9 +115,8 @@ class MqttLink:
         # Config mistakes surface here as one line (ConfigError); a broker that is down does not.
         resolve_login(config)
         tls_context(config)
-        self._subscriptions: list[_Subscription] = []
+        self._subscriptions = Subscriptions(self._log)
         self._client: MqttClient | None = None
-        self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stop_deadline = 0.0
         self._finished = asyncio.Event()
@@ -197,6 +125,15 @@ class MqttLink:
         self._force_stopped = False
         self._background: set[asyncio.Task[Any]] = set()
         self._stats = LinkStats()
+        self._drain = OutboxDrain(
+            outbox,
+            topics.events,
+            self._window,
+            self._stop_requested,
+            retry_delay=self._retry_delay,
+            on_refused=self._on_refused,
+            log=self._log,
+        )
         self._client_error: str | None = None
         # A private, unregistered stdlib logger per link: paho's messages end up in our structlog.
         self._paho_logger = logging.Logger("facetrack.mqtt.paho", level=logging.WARNING)
@@ -217,13 +154,13 @@ class MqttLink:
         s = self._stats
         return {
             "connected": self.connected,
-            "published": s.published,
+            "published": self._drain.published,
             "reconnects": max(0, s.connects - 1),
             "connects": s.connects,
             "connect_failures": s.connect_failures,
             "disconnects": s.disconnects,
-            "handler_errors": s.handler_errors,
-            "refused": s.refused,
+            "handler_errors": self._subscriptions.handler_errors,
+            "refused": self._drain.refused,
             "last_error": s.last_error,
             "connected_for_s": round(time.monotonic() - s.connected_since, 3) if s.connected_since else None,
             "outbox_depth": self._outbox.depth,
@@ -233,12 +170,12 @@ class MqttLink:
     def emit(self, draft: E) -> E:
         """Append a draft event to the outbox (assigning its seq) and wake the drain loop."""
         event = self._outbox.append(draft)
-        self._wake.set()
+        self._drain.notify()
         return event
 
     def notify(self) -> None:
         """Wake the drain loop; call after `outbox.append`."""
-        self._wake.set()
+        self._drain.notify()
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         """Route messages matching `topic_filter` to `handler(topic, payload)`.
@@ -246,12 +183,10 @@ class MqttLink:
         Kept across reconnects. Handlers run one at a time in arrival order on the link's reader;
         an exception is logged and counted, and the link carries on.
         """
-        aiomqtt.Wildcard(topic_filter)  # raises ValueError on a malformed filter, now, not later
-        sub = _Subscription(topic_filter, handler, qos)
-        self._subscriptions.append(sub)
+        sub = self._subscriptions.add(topic_filter, handler, qos)
         client = self._client
         if client is not None:
-            self._spawn(self._subscribe_one(client, sub))
+            self._spawn(self._subscriptions.subscribe_one(client, sub))
 
     async def publish_status(self, payload: dict[str, Any]) -> bool:
         """Retained JSON on the status topic; best effort: False when offline or it failed."""
@@ -348,7 +283,7 @@ class MqttLink:
         cleanly (so the broker does not fire the `offline` will). Undelivered events stay queued."""
         self._stop_deadline = time.monotonic() + max(0.0, flush_timeout_s)
         self._stop_requested.set()
-        self._wake.set()
+        self._drain.notify()
         if not self._running:
             return
         try:
@@ -370,6 +305,13 @@ class MqttLink:
         message = record.getMessage()
         self._client_error = message
         self._log.debug("mqtt_client_log", message=message, level=record.levelname.lower())
+
+    def _retry_delay(self, attempt: int) -> float:
+        cfg = self._config
+        return backoff_delay(attempt, cfg.reconnect_min_s, cfg.reconnect_max_s, self._rng)
+
+    def _on_refused(self, error: str) -> None:
+        self._stats.last_error = error
 
     def _note_error(self, group: BaseExceptionGroup[Any], connected: bool) -> None:
         exc = group.exceptions[0]
@@ -420,16 +362,13 @@ class MqttLink:
         async with asyncio.TaskGroup() as group:
             # The reader ends the session: when the connection drops its iterator raises MqttError,
             # which cancels the drain and unwinds the whole group.
-            reader = group.create_task(self._read(client))
+            reader = group.create_task(self._subscriptions.read(client))
             await client.publish(self._topics.availability, ONLINE, qos=1, retain=True)
-            # Index over the live list: a subscribe() made during these awaits is still covered,
-            # and there is no await between the last one and publishing the client below.
-            index = 0
-            while index < len(self._subscriptions):
-                await self._subscribe_one(client, self._subscriptions[index])
-                index += 1
+            # No await between the last SUBSCRIBE and publishing the client: a subscribe() from then
+            # on is sent by subscribe() itself, before that by subscribe_all().
+            await self._subscriptions.subscribe_all(client)
             self._client = client
-            drain = group.create_task(self._drain(client))
+            drain = group.create_task(self._drain.run(client))
             await self._stop_requested.wait()
             remaining = self._stop_deadline - time.monotonic()
             if not drain.done():
@@ -441,124 +380,7 @@ class MqttLink:
             self._client = None
             await client.publish(self._topics.availability, STOPPED, qos=1, retain=True)
             reader.cancel()
-        self._log.info("mqtt_stopped", outbox_depth=self._outbox.depth, published=self._stats.published)
-
-    async def _subscribe_one(self, client: aiomqtt.Client, sub: _Subscription) -> None:
-        try:
-            await client.subscribe(sub.topic_filter, qos=sub.qos)
-        except aiomqtt.MqttError as exc:
-            # A refused or timed-out SUBSCRIBE on a live connection: retried on the next connect.
-            self._log.error("mqtt_subscribe_failed", topic_filter=sub.topic_filter, error=str(exc))
-
-    async def _drain(self, client: MqttClient) -> None:
-        """Publish queued events oldest first with a sliding window of in-flight QoS 1 messages;
-        each event is deleted from the outbox only after its PUBACK, in seq order.
-
-        Sliding, not batch-and-wait: a broker without TCP_NODELAY (mosquitto's default) holds
-        back PUBACKs until our TCP ACK, which Linux delays by up to 40 ms when we have nothing to
-        send; keeping PUBLISHes flowing piggybacks that ACK (measured in bench/outbox.py).
-        """
-        outbox = self._outbox
-        events_topic = self._topics.events
-        refusals = 0
-        inflight: deque[tuple[OutboxRow, asyncio.Future[None]]] = deque()
-        last_sent = 0
-        try:
-            while True:
-                # After a refusal, stop-and-wait until one succeeds: nothing behind a refused event
-                # may be accepted ahead of it, or subscribers would see seqs out of order.
-                room = (1 if refusals else self._window) - len(inflight)
-                if room > 0:
-                    # Futures start in creation order and paho writes each PUBLISH in its first
-                    # step, so the wire order is seq order.
-                    for row in outbox.peek(room, after_seq=last_sent):
-                        topic = row.topic or events_topic
-                        inflight.append(
-                            (row, asyncio.ensure_future(client.publish_confirmed(topic, row.payload)))
-                        )
-                        last_sent = row.seq
-                if not inflight:
-                    if self._stop_requested.is_set():
-                        return
-                    self._wake.clear()
-                    # Re-check after clearing: an append between peek() and clear() must not be lost.
-                    if not outbox.peek(1, after_seq=last_sent):
-                        await self._wake.wait()
-                    continue
-                head = inflight[0][1]
-                with contextlib.suppress(PublishRefused):
-                    await head  # any other error ends the session; the finally below cleans up
-                acked: list[int] = []
-                refused: PublishRefused | None = None
-                while inflight and inflight[0][1].done():
-                    row, fut = inflight[0]
-                    exc = fut.exception()
-                    if isinstance(exc, PublishRefused):
-                        refused = exc
-                        break
-                    if exc is not None:
-                        raise exc
-                    acked.append(row.seq)
-                    inflight.popleft()
-                if acked:
-                    outbox.ack_many(acked)
-                    self._stats.published += len(acked)
-                if refused is None:
-                    refusals = 0
-                    continue
-                # Keep the refused event and everything after it; later ones already in flight may
-                # be accepted meanwhile and will be sent again (at least once).
-                refused_seq = inflight[0][0].seq
-                for _, fut in inflight:
-                    fut.cancel()
-                inflight.clear()
-                last_sent = refused_seq - 1
-                refusals += 1
-                self._stats.refused += 1
-                self._stats.last_error = str(refused)
-                cfg = self._config
-                delay = backoff_delay(refusals, cfg.reconnect_min_s, cfg.reconnect_max_s, self._rng)
-                # Typically a broker ACL that forbids our topic: events stay queued (the outbox
-                # bound still applies) until the operator fixes it; retry with backoff meanwhile.
-                self._log.error(
-                    "mqtt_publish_refused",
-                    error=str(refused),
-                    seq=refused_seq,
-                    retry_in_s=round(delay, 3),
-                    outbox_depth=outbox.depth,
-                )
-                if self._stop_requested.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
-        finally:
-            for _, fut in inflight:
-                if not fut.done():
-                    fut.cancel()
-                elif not fut.cancelled():
-                    fut.exception()  # retrieved so asyncio does not log "never retrieved"
-
-    async def _read(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic = message.topic.value
-            raw = message.payload
-            payload = raw if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
-            for sub in list(self._subscriptions):
-                if not message.topic.matches(sub.topic_filter):
-                    continue
-                try:
-                    await sub.handler(topic, bytes(payload))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self._stats.handler_errors += 1
-                    self._log.error(
-                        "mqtt_handler_failed",
-                        topic=topic,
-                        topic_filter=sub.topic_filter,
-                        error=f"{type(exc).__name__}: {exc}",
-                        payload_bytes=len(payload),
-                    )
+        self._log.info("mqtt_stopped", outbox_depth=self._outbox.depth, published=self._drain.published)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
