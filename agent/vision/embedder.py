@@ -8,7 +8,7 @@ a classifier trained on one id must never be fed vectors from another.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,28 +101,21 @@ class MobileFaceNetEmbedder(_AlignedCropEmbedder):
         return l2_normalize(np.concatenate(rows, axis=0))
 
 
-class OpenFaceEmbedder(_AlignedCropEmbedder):
-    """OpenFace nn4.small2.v1 (`.t7`): 96x96 RGB scaled to [0, 1], 128-d, as the original script did.
+class _OpenCvEmbedder(_AlignedCropEmbedder):
+    """An embedder that OpenCV runs (DNN module): CPU only, 128-d, one network guarded by a lock,
+    since OpenCV's forward pass is not safe to run from two threads at once."""
 
-    The original cropped the detector's box without alignment; `alignment` can improve on that,
-    but changes the id.
-    """
-
-    name = "openface-nn4.small2.v1"
-    size = 96
-
-    def __init__(self, path: Path, *, alignment: Alignment = "margin", margin: float = 0.0) -> None:
+    def __init__(
+        self, path: Path, what: str, load: Callable[[str], Any], alignment: Alignment, margin: float
+    ) -> None:
         if not path.is_file():
             raise ModelNotFoundError(missing_model_message(path))
         try:
-            net = cv2.dnn.readNetFromTorch(str(path))
+            self._net = load(str(path))
         except cv2.error as exc:
             lines = str(exc).strip().splitlines()
             reason = lines[-1] if lines else "unreadable"
-            raise ModelLoadError(f"model file {path} is not a loadable Torch .t7 network: {reason}") from None
-        if net.empty():
-            raise ModelLoadError(f"model file {path} is not a loadable Torch .t7 network: no layers")
-        self._net = net
+            raise ModelLoadError(f"model file {path} is not a loadable {what}: {reason}") from None
         self._lock = threading.Lock()
         self.path = path
         self.alignment: Alignment = alignment
@@ -134,8 +127,24 @@ class OpenFaceEmbedder(_AlignedCropEmbedder):
 
     @property
     def backend(self) -> Backend:
-        # OpenCV's DNN module runs the .t7 on the CPU; there is no Edge TPU build of it.
+        # There is no Edge TPU build of the OpenCV-run networks.
         return "cpu"
+
+
+class OpenFaceEmbedder(_OpenCvEmbedder):
+    """OpenFace nn4.small2.v1 (`.t7`): 96x96 RGB scaled to [0, 1], 128-d, as the original script did.
+
+    The original cropped the detector's box without alignment; `alignment` can improve on that,
+    but changes the id.
+    """
+
+    name = "openface-nn4.small2.v1"
+    size = 96
+
+    def __init__(self, path: Path, *, alignment: Alignment = "margin", margin: float = 0.0) -> None:
+        super().__init__(path, "Torch .t7 network", cv2.dnn.readNetFromTorch, alignment, margin)
+        if self._net.empty():
+            raise ModelLoadError(f"model file {path} is not a loadable Torch .t7 network: no layers")
 
     @property
     def embedder_id(self) -> str:
@@ -150,7 +159,7 @@ class OpenFaceEmbedder(_AlignedCropEmbedder):
         return l2_normalize(output.reshape(len(crops), -1))
 
 
-class SFaceEmbedder(_AlignedCropEmbedder):
+class SFaceEmbedder(_OpenCvEmbedder):
     """SFace (OpenCV model zoo, int8 block-quantized ONNX): 112x112 BGR, 128-d.
 
     SFace was trained on faces that `FaceRecognizerSF.alignCrop` warps onto the ArcFace 5-point
@@ -164,32 +173,8 @@ class SFaceEmbedder(_AlignedCropEmbedder):
     size = 112
 
     def __init__(self, path: Path, *, alignment: Alignment = "keypoints", margin: float = 0.1) -> None:
-        if not path.is_file():
-            raise ModelNotFoundError(missing_model_message(path))
-        try:
-            recognizer = cv2.FaceRecognizerSF.create(str(path), "")
-        except cv2.error as exc:
-            lines = str(exc).strip().splitlines()
-            reason = lines[-1] if lines else "unreadable"
-            raise ModelLoadError(
-                f"model file {path} is not a loadable SFace ONNX network (OpenCV {cv2.__version__}; "
-                f"the int8 files need 4.11 or later): {reason}"
-            ) from None
-        self._recognizer = recognizer
-        # One network instance: OpenCV's forward pass is not safe to run from two threads at once.
-        self._lock = threading.Lock()
-        self.path = path
-        self.alignment: Alignment = alignment
-        self.margin = margin
-
-    @property
-    def dim(self) -> int:
-        return 128
-
-    @property
-    def backend(self) -> Backend:
-        # OpenCV's DNN module runs it on the CPU; there is no Edge TPU build of SFace.
-        return "cpu"
+        what = f"SFace ONNX network (OpenCV {cv2.__version__}; the int8 files need 4.11 or later)"
+        super().__init__(path, what, lambda file: cv2.FaceRecognizerSF.create(file, ""), alignment, margin)
 
     @property
     def embedder_id(self) -> str:
@@ -209,7 +194,7 @@ class SFaceEmbedder(_AlignedCropEmbedder):
                     crop = np.asarray(
                         cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA), dtype=np.uint8
                     )
-                rows.append(np.array(self._recognizer.feature(crop), dtype=np.float32).reshape(1, -1))
+                rows.append(np.array(self._net.feature(crop), dtype=np.float32).reshape(1, -1))
         return l2_normalize(np.concatenate(rows, axis=0))
 
 
