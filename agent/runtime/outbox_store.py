@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,6 +148,20 @@ class OutboxStore:
         last_seq = max(int(meta.get(_LAST_SEQ, 0)), int(max_seq))
         return last_seq, int(meta.get(_DROPPED, 0)), int(depth), int(total_bytes)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            # SQLite asks for an explicit ROLLBACK after a full disk or an I/O error.
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+
     def commit(
         self,
         seq: int,
@@ -167,9 +181,7 @@ class OutboxStore:
 
         `depth` and `total` are the queue's size including this row and `spilled`; returns them
         after the oldest rows were dropped to fit, with the count dropped and the first seq."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for row in spilled:
                 db.execute(
                     "INSERT OR IGNORE INTO events (seq, topic, payload) VALUES (?, ?, ?)",
@@ -191,13 +203,6 @@ class OutboxStore:
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                     (_DROPPED, dropped + dropped_now),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            # SQLite asks for an explicit ROLLBACK after a full disk or an I/O error.
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
         return depth, total, dropped_now, first_dropped
 
     def _drop_oldest(self, need_rows: int, need_bytes: int) -> tuple[int, int, int]:
@@ -223,21 +228,15 @@ class OutboxStore:
         # with synchronous=NORMAL never corrupts the database.
         db.execute("PRAGMA synchronous = NORMAL")
         try:
-            db.execute("BEGIN IMMEDIATE")
             removed, freed = 0, 0
-            for seq in seqs:
-                row = db.execute(
-                    "DELETE FROM events WHERE seq = ? RETURNING LENGTH(payload)", (seq,)
-                ).fetchone()
-                if row is not None:
-                    removed += 1
-                    freed += int(row[0])
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                for seq in seqs:
+                    row = db.execute(
+                        "DELETE FROM events WHERE seq = ? RETURNING LENGTH(payload)", (seq,)
+                    ).fetchone()
+                    if row is not None:
+                        removed += 1
+                        freed += int(row[0])
         finally:
             db.execute("PRAGMA synchronous = FULL")
         return removed, freed
