@@ -40,7 +40,7 @@ from agent.vision.face_quality import sharpness_of, turn_of
 from agent.vision.factory import build_person_detector, build_vision_stack
 from agent.vision.inference import load_model
 from agent.vision.types import FaceDetection, FaceEmbedder, Frame
-from bench.hd_scenes import johns_chips
+from bench.hd_scenes import johns_chips, named_by_nearest_centre
 
 SIZES = (12, 16, 20, 24, 28, 32, 40, 48, 64, 96)
 SIGMAS = (0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
@@ -76,17 +76,9 @@ def measure_chips(
         full.append(_embed(embedder, padded, face))
         native_height.append(face.box.height)
     gallery = np.stack(full)
-    names = sorted(set(labels))
 
     def named_right(index: int, embedding: np.ndarray[Any, Any]) -> bool:
-        best, best_sim = "", -2.0
-        for name in names:
-            rows = [j for j, lab in enumerate(labels) if lab == name and j != index]
-            centre = gallery[rows].mean(axis=0)
-            sim = float(embedding @ centre / np.linalg.norm(centre))
-            if sim > best_sim:
-                best, best_sim = name, sim
-        return best == labels[index]
+        return named_by_nearest_centre(embedding, gallery, labels, index)
 
     def sweep(transform: Any) -> dict[str, Any]:
         right = found = 0

@@ -210,14 +210,7 @@ def _named(
     index: int,
 ) -> bool:
     embedding = np.asarray(stack.embedder.embed(frame, [face])[0], dtype=np.float64)
-    best, best_sim = "", -2.0
-    for name in sorted(set(labels)):
-        rows = [j for j, lab in enumerate(labels) if lab == name and j != index]
-        centre = gallery[rows].mean(axis=0)
-        sim = float(embedding @ centre / np.linalg.norm(centre))
-        if sim > best_sim:
-            best, best_sim = name, sim
-    return best == labels[index]
+    return scenes.named_by_nearest_centre(embedding, gallery, labels, index)
 
 
 # -- people ------------------------------------------------------------------------------------

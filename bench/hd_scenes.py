@@ -7,9 +7,10 @@ Used by bench/hd.py and the tests; every builder is deterministic (seeded).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -195,30 +196,41 @@ def write_video(path: Path, frames: Iterator[Frame], fps: float) -> int:
     return count
 
 
-def placed_clip(video: Path, scale: float, frames: int | None = None) -> Iterator[Frame]:
-    """Every frame of `video` placed at `scale` in a black 1920x1080 frame."""
+def _clip(video: Path, frames: int | None, transform: Callable[[Frame], Frame]) -> Iterator[Frame]:
     capture = cv2.VideoCapture(str(video))
     done = 0
     while frames is None or done < frames:
         ok, image = capture.read()
         if not ok:
             break
-        yield place(np.asarray(image, dtype=np.uint8), scale)
+        yield transform(np.asarray(image, dtype=np.uint8))
         done += 1
     capture.release()
+
+
+def placed_clip(video: Path, scale: float, frames: int | None = None) -> Iterator[Frame]:
+    """Every frame of `video` placed at `scale` in a black 1920x1080 frame."""
+    return _clip(video, frames, lambda image: place(image, scale))
 
 
 def covered_clip(video: Path, frames: int | None = None, size: tuple[int, int] = HD) -> Iterator[Frame]:
     """Every frame of `video` upscaled to cover an HD frame (the moving 1080p scene)."""
-    capture = cv2.VideoCapture(str(video))
-    done = 0
-    while frames is None or done < frames:
-        ok, image = capture.read()
-        if not ok:
-            break
-        yield cover(np.asarray(image, dtype=np.uint8), size)
-        done += 1
-    capture.release()
+    return _clip(video, frames, lambda image: cover(image, size))
+
+
+def named_by_nearest_centre(
+    embedding: np.ndarray[Any, Any], gallery: np.ndarray[Any, Any], labels: list[str], index: int
+) -> bool:
+    """Leave-one-out recognition: is gallery row `index`'s person the one whose mean embedding
+    (without that row) is nearest to `embedding`?"""
+    best, best_sim = "", -2.0
+    for name in sorted(set(labels)):
+        rows = [j for j, lab in enumerate(labels) if lab == name and j != index]
+        centre = gallery[rows].mean(axis=0)
+        sim = float(embedding @ centre / np.linalg.norm(centre))
+        if sim > best_sim:
+            best, best_sim = name, sim
+    return best == labels[index]
 
 
 def still_clip(first: Frame, frames: int, noise_sigma: float = 3.0, seed: int = 0) -> Iterator[Frame]:
