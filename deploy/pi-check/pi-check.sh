@@ -247,6 +247,9 @@ agent_stage() {
     rm -f "$ready" "$work/events.jsonl"
     install -d -m 0755 "$root/srv/pi-check"
     install -m 0644 "$asset_mirror/data/video/hamilton_clip.mp4" "$root/srv/pi-check/clip.mp4"
+    # A freshly installed device: a reused root still holds the last run's outbox, whose seq goes on
+    # from where it stopped (as it must on a real device), and the subscriber expects 1, 2, 3 ...
+    find "$root/var/lib/facetrack" -mindepth 1 -delete
     "$host_python" "$here/events_check.py" --port "$broker_port" --device "$device" \
         --out "$work/events.jsonl" --ready "$ready" --timeout 3600 >"$work/events.out" 2>&1 &
     subscriber_pid=$!
