@@ -47,10 +47,11 @@ import cv2
 import numpy as np
 
 from agent.config import AgentConfig, load_config
-from agent.runtime.binding import bind_faces
-from agent.runtime.event_builder import FrameStamp
-from agent.runtime.pipeline import ClassifierLike, FrameAnalyzer, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.events.clock import FrameStamp
+from agent.identity.binding import bind_faces
+from agent.pipeline.analyzer import ClassifierLike, FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 from agent.vision.types import BBox

@@ -17,10 +17,11 @@ import jsonschema
 import numpy as np
 import pytest
 
+from agent.events.builder import EventBuilder
 from agent.events.cli import SCHEMA_FILE
+from agent.events.clock import SourceClock
 from agent.events.schema import ModelApplied, ModelRejected, parse_event
-from agent.runtime.event_builder import EventBuilder, SourceClock
-from agent.runtime.identity import IdentityChange
+from agent.identity.voting import IdentityChange
 from agent.runtime.outbox import Outbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

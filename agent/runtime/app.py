@@ -32,19 +32,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.config import AgentConfig
+from agent.events.clock import FrameStamp, SourceClock
 from agent.events.schema import EventBase
+from agent.pipeline.analyzer import Analysis, ClassifierLike, DetectionOptions, FrameAnalyzer, TrackHint
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import StepResult, TrackingStage
 from agent.runtime.annotate import AnnotatedVideoWriter, draw
-from agent.runtime.event_builder import FrameStamp, SourceClock
-from agent.runtime.pipeline import (
-    Analysis,
-    ClassifierLike,
-    DetectionOptions,
-    FrameAnalyzer,
-    StepResult,
-    TrackHint,
-    TrackingStage,
-)
-from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
+from agent.runtime.source import CaptureFactory, FrameSource
 from agent.runtime.status import StatusMonitor, run_state
 from agent.vision.factory import VisionStack, build_vision_stack
 
