@@ -143,7 +143,7 @@ def measure_chips(
 
 
 def measure_turn(config: Any, detector: BlazeFaceDetector, embedder: FaceEmbedder) -> dict[str, Any]:
-    from agent.classifier.keys import load_trusted_keys
+    from agent.classifier.key_files import load_trusted_keys
     from agent.classifier.verify import verify_bundle
     from bench.pipeline import train_classifier
 

@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.repeat < 1:
         parser.error("--frames must be at least 2 and --repeat at least 1")
 
-    from agent.classifier.keys import load_trusted_keys
+    from agent.classifier.key_files import load_trusted_keys
     from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
     from agent.devtools.mosquitto import MosquittoBroker

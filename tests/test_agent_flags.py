@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.keys import write_key_pair
+from agent.classifier.key_files import write_key_pair
 from agent.classifier.store import ModelStore
 from agent.config import load_config
 from agent.devtools.mosquitto import MosquittoBroker

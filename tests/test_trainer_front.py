@@ -20,7 +20,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.keys import write_key_pair
+from agent.classifier.key_files import write_key_pair
 from agent.devtools.mosquitto import MosquittoBroker
 from trainer.training import train
 

@@ -1,1 +1,2 @@
-"""Signed classifier bundles: format, verification, the on-disk store and the hot-reload service."""
+"""Signed classifier bundles: format (bundle.py), signing and verification from bytes (verify.py),
+prediction (classifier.py), key ids (keys.py). Pure; key_files.py and store.py are its file edge."""

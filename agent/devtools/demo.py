@@ -54,7 +54,8 @@ def train_bundle(
     """
     import numpy as np
 
-    from agent.classifier.keys import load_private_key, public_key_text, write_key_pair
+    from agent.classifier.key_files import load_private_key, write_key_pair
+    from agent.classifier.keys import public_key_text
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
 
