@@ -320,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.repeat < 1:
         parser.error("--frames must be at least 2 and --repeat at least 1")
 
-    from agent.classifier.key_files import load_trusted_keys
     from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
     from agent.devtools.mosquitto import MosquittoBroker
     from agent.logging_setup import configure_logging
+    from agent.runtime.key_files import load_trusted_keys
 
     configure_logging("error", "console")
     bench_run = BenchRun.start("bench.pipeline", argv, with_mosquitto=True)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from agent.events.builder import EventBuilder
-from agent.events.cli import SCHEMA_FILE
 from agent.events.clock import SourceClock
 from agent.events.schema import ModelApplied, ModelRejected, parse_event
 from agent.identity.voting import IdentityChange
 from agent.runtime.outbox import Outbox
+from agent.runtime.schema_cli import SCHEMA_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
 """Ed25519 public keys as bytes and text: key ids, the one-line form, parsing. Pure: reading key
-files is `agent.classifier.key_files`.
+files is `agent.runtime.key_files`.
 
 A key id is the first 16 hex digits of sha256 over the 32 raw public-key bytes; bundles name the
 key that signed them, so an agent with several trusted keys (rotation) knows which one to use.

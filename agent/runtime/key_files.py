@@ -1,7 +1,8 @@
 """Ed25519 key files: trusted public keys on the agent, the signing key pair on the workstation.
 
-The classifier's file edge, next to `store.py`: bundles are verified from bytes (`verify.py`), but
-keys named by path in the config, and the signing key, are files.
+Here in the runtime because they are files: the classifier verifies bundles from bytes
+(`agent.classifier.verify`) with keys parsed from text (`agent.classifier.keys`), but keys named by
+path in the config, and the signing key, are read from and written to disk.
 """
 
 from __future__ import annotations
