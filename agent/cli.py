@@ -17,7 +17,7 @@ from agent.cli_parser import OneLineParser
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agent.runtime.cli", "run the agent on a video file, camera or stream"),
     "assets": ("agent.assets.cli", "fetch and verify models and test data"),
-    "schema": ("agent.events.cli", "print the JSON Schema of the MQTT events"),
+    "schema": ("agent.runtime.schema_cli", "print the JSON Schema of the MQTT events"),
 }
 
 

@@ -143,8 +143,8 @@ def measure_chips(
 
 
 def measure_turn(config: Any, detector: BlazeFaceDetector, embedder: FaceEmbedder) -> dict[str, Any]:
-    from agent.classifier.keys import load_trusted_keys
     from agent.classifier.verify import verify_bundle
+    from agent.runtime.key_files import load_trusted_keys
     from bench.pipeline import train_classifier
 
     trained = train_classifier(config, Path(tempfile.mkdtemp(prefix="facetrack-quality-")))

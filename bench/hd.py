@@ -45,9 +45,10 @@ import cv2
 import numpy as np
 
 from agent.config import AgentConfig, load_config
-from agent.runtime.event_builder import FrameStamp
-from agent.runtime.pipeline import DetectionOptions, FrameAnalyzer, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.events.clock import FrameStamp
+from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.face_crops import faces_in_crops, head_region
 from agent.vision.face_quality import QualityParams, measure

@@ -47,10 +47,11 @@ import cv2
 import numpy as np
 
 from agent.config import AgentConfig, load_config
-from agent.runtime.binding import bind_faces
-from agent.runtime.event_builder import FrameStamp
-from agent.runtime.pipeline import ClassifierLike, FrameAnalyzer, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.events.clock import FrameStamp
+from agent.identity.binding import bind_faces
+from agent.pipeline.analyzer import ClassifierLike, FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 from agent.vision.types import BBox
@@ -319,11 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.repeat < 1:
         parser.error("--frames must be at least 2 and --repeat at least 1")
 
-    from agent.classifier.keys import load_trusted_keys
     from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
     from agent.devtools.mosquitto import MosquittoBroker
     from agent.logging_setup import configure_logging
+    from agent.runtime.key_files import load_trusted_keys
 
     configure_logging("error", "console")
     bench_run = BenchRun.start("bench.pipeline", argv, with_mosquitto=True)

@@ -33,9 +33,10 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.runtime.event_builder import FrameStamp
-from agent.runtime.pipeline import FrameAnalyzer, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.events.clock import FrameStamp
+from agent.pipeline.analyzer import FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.tracking import Tracker, TrackerParams
 from agent.tracking.baselines import Sort
 from agent.tracking.iou_matching import iou_matrix

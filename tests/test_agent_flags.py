@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.keys import write_key_pair
-from agent.classifier.store import ModelStore
 from agent.config import load_config
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.runtime.cli import NO_INPUT
+from agent.runtime.key_files import write_key_pair
+from agent.runtime.model_store import ModelStore
 from agent.vision.factory import build_vision_stack
 from trainer.training import train
 

@@ -571,8 +571,9 @@ def signed_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, str]:
     import numpy as np
 
     from agent.classifier.bundle import parse_bundle
-    from agent.classifier.keys import public_key_text, write_key_pair
+    from agent.classifier.keys import public_key_text
     from agent.config import AgentConfig
+    from agent.runtime.key_files import write_key_pair
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
 

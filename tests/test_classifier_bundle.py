@@ -20,9 +20,10 @@ from sklearn.svm import SVC
 from agent.classifier.bundle import MAGIC, parse_bundle, version_key
 from agent.classifier.classifier import UNKNOWN, dump_estimator, make_payload
 from agent.classifier.errors import BundleError, RejectCode
-from agent.classifier.keys import key_id, parse_public_key, public_key_text
-from agent.classifier.store import ModelStore
+from agent.classifier.keys import key_id, public_key_text
 from agent.classifier.verify import VerifiedBundle, sign_payload, verify_bundle
+from agent.runtime.key_files import parse_public_key
+from agent.runtime.model_store import ModelStore
 from tests.classifier_helpers import FACES, bundle_from, embed_people, embedding, quick_train
 from trainer.dataset import FaceEmbedding
 from trainer.training import TrainingResult
@@ -211,7 +212,7 @@ def test_signed_but_untrusted_payloads_are_refused(
 def test_key_forms_and_rotation(
     key: Ed25519PrivateKey, good: bytes, emb: FaceEmbedding, tmp_path: Path
 ) -> None:
-    from agent.classifier.keys import load_trusted_keys, write_key_pair
+    from agent.runtime.key_files import load_trusted_keys, write_key_pair
 
     private_path, public_path, new_key = write_key_pair(tmp_path / "keys")
     assert private_path.stat().st_mode & 0o777 == 0o600

@@ -17,11 +17,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-from agent.events.cli import SCHEMA_FILE
+from agent.events.builder import EventBuilder
+from agent.events.clock import SourceClock
 from agent.events.schema import ModelApplied, ModelRejected, parse_event
-from agent.runtime.event_builder import EventBuilder, SourceClock
-from agent.runtime.identity import IdentityChange
+from agent.identity.voting import IdentityChange
 from agent.runtime.outbox import Outbox
+from agent.runtime.schema_cli import SCHEMA_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from agent.cli import main
-from agent.events.cli import SCHEMA_FILE, render_schema
 from agent.events.schema import IdentityEvent, TrackEnded, parse_event, utc_now
+from agent.runtime.schema_cli import SCHEMA_FILE, render_schema
 
 
 def test_committed_schema_is_current() -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
-from agent.runtime.pipeline import DetectionOptions, FrameAnalyzer
-from agent.runtime.source import SourceFrame
+from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.face_quality import FaceQuality, QualityParams, measure, turn_of
 from agent.vision.factory import build_vision_stack

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from agent.config import ConfigError, load_config
-from agent.runtime.event_builder import FrameStamp
-from agent.runtime.pipeline import DetectionOptions, FrameAnalyzer, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.events.clock import FrameStamp
+from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.vision.detection_schedule import DetectionScheduler, ScheduleParams, TrackBox
 from agent.vision.factory import build_person_detector
 from agent.vision.motion import MotionDetector

@@ -440,7 +440,7 @@ async def test_agent_swaps_model_mid_video(
     playing, no frame is skipped, and the identity events after the swap use B's labels
     (Lin-Manuel Miranda, whom A does not know)."""
     config = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
-    from agent.classifier.store import ModelStore
+    from agent.runtime.model_store import ModelStore
 
     ModelStore(config.state_dir / "models").install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
     app, rec = _recording_agent(config)
@@ -482,7 +482,7 @@ async def test_agent_rejects_bad_bundles_mid_video(
     clip (looped: it plays on until the test has what it waits for). Each is refused with its own
     code and reason, B keeps serving every frame, and the identity events after the last refusal
     still name him."""
-    from agent.classifier.store import ModelStore
+    from agent.runtime.model_store import ModelStore
 
     config = _hamilton_agent_config(assets_dir, tmp_path, key, mosquitto)
     ModelStore(config.state_dir / "models").install(bundle_from(models["b"], emb, key, version=V_NEW), V_NEW)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from agent.classifier.labels import UNKNOWN
+from agent.events.builder import EventBuilder
+from agent.events.clock import FrameStamp
 from agent.events.schema import IdentityEvent, TrackEnded, TrackStarted, parse_event
-from agent.runtime.binding import bind_faces
-from agent.runtime.event_builder import EventBuilder, FrameStamp
-from agent.runtime.identity import IdentityChange, IdentityResolver
+from agent.identity.binding import bind_faces
+from agent.identity.voting import IdentityChange, IdentityResolver
 from agent.vision.types import BBox
 
 # ---------------------------------------------------------------------------------------------

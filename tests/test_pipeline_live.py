@@ -25,8 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import load_config
 from agent.devtools.mosquitto import MosquittoBroker
+from agent.pipeline.frame import SourceFrame
 from agent.runtime.app import AgentApp
-from agent.runtime.source import FrameSource, SourceFrame
+from agent.runtime.source import FrameSource
 
 GAP = 4  # camera frames produced between two frames the pipeline takes, at least
 FRAMES = 40

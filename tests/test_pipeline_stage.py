@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
+from agent.events.builder import EventBuilder
+from agent.events.clock import FrameStamp
 from agent.events.schema import IdentityEvent, TrackEnded, TrackStarted
-from agent.runtime.event_builder import EventBuilder, FrameStamp
-from agent.runtime.identity import IdentityResolver
-from agent.runtime.pipeline import Analysis, FacePrediction, FrameAnalyzer, TrackHint, TrackingStage
-from agent.runtime.source import SourceFrame
+from agent.identity.voting import IdentityResolver
+from agent.pipeline.analyzer import Analysis, FacePrediction, FrameAnalyzer, TrackHint
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 

@@ -67,7 +67,7 @@ def bundles(assets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 async def test_sface_bundle_applies_and_the_other_embedders_is_refused(
     bundles: dict[str, Path], mosquitto: MosquittoBroker, tmp_path: Path, assets_dir: Path
 ) -> None:
-    from agent.classifier.keys import load_private_key
+    from agent.runtime.key_files import load_private_key
 
     key = load_private_key(bundles["keys"] / "facetrack.key")
     sface_data = bundles["sface"].read_bytes()

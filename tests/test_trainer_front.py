@@ -20,8 +20,8 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.keys import write_key_pair
 from agent.devtools.mosquitto import MosquittoBroker
+from agent.runtime.key_files import write_key_pair
 from trainer.training import train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -294,7 +294,8 @@ def _embedding(args: argparse.Namespace, config: AgentConfig) -> Any:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from agent.classifier.keys import KeyFileError, key_id, public_key_text, write_key_pair
+    from agent.classifier.keys import KeyFileError, key_id, public_key_text
+    from agent.runtime.key_files import write_key_pair
 
     try:
         private_path, public_path, key = write_key_pair(args.out, args.name)
@@ -310,7 +311,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from agent.classifier.bundle import version_key
     from agent.classifier.classifier import RESERVED_LABELS
-    from agent.classifier.keys import KeyFileError, load_private_key
+    from agent.classifier.keys import KeyFileError
+    from agent.runtime.key_files import load_private_key
     from trainer.dataset import DatasetError, describe_skipped, labelled, scan_people, split_usable
     from trainer.training import TrainingError, format_report, train
 
@@ -517,7 +519,7 @@ def _publish_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _checked_bundle(args: argparse.Namespace, data: bytes, config: AgentConfig) -> tuple[Any, bool]:
     """The manifest of a bundle fit to send, and whether its signature was checked (BundleError,
     KeyFileError otherwise)."""
-    from agent.classifier.keys import load_trusted_keys
+    from agent.runtime.key_files import load_trusted_keys
     from trainer.publish import check_bundle
 
     specs = [str(path) for path in args.public_keys or []] or list(config.classifier.trusted_keys)

@@ -1,1 +1,3 @@
-"""Signed classifier bundles: format, verification, the on-disk store and the hot-reload service."""
+"""Signed classifier bundles: format (bundle.py), signing and verification from bytes (verify.py),
+prediction (classifier.py), key ids (keys.py). Pure: the key files and the model store on disk are
+agent.runtime.key_files and agent.runtime.model_store."""

@@ -54,7 +54,8 @@ def train_bundle(
     """
     import numpy as np
 
-    from agent.classifier.keys import load_private_key, public_key_text, write_key_pair
+    from agent.classifier.keys import public_key_text
+    from agent.runtime.key_files import load_private_key, write_key_pair
     from trainer.dataset import FaceEmbedding
     from trainer.training import train
 
@@ -85,7 +86,7 @@ def train_bundle(
 
 def install_bundle(config: Any, bundle: bytes) -> Path:
     from agent.classifier.bundle import parse_bundle
-    from agent.classifier.store import ModelStore
+    from agent.runtime.model_store import ModelStore
 
     version = parse_bundle(bundle).manifest.model_version
     store = ModelStore(config.state_dir / "models", config.classifier.keep_versions)

@@ -20,54 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from agent.config import AgentConfig
 from agent.events.schema import EventBase
-from agent.runtime.annotate import AnnotatedVideoWriter, draw
-from agent.runtime.event_builder import FrameStamp, SourceClock
-from agent.runtime.pipeline import (
-    Analysis,
-    ClassifierLike,
-    DetectionOptions,
-    FrameAnalyzer,
-    StepResult,
-    TrackHint,
-    TrackingStage,
-)
-from agent.runtime.source import CaptureFactory, FrameSource, SourceFrame
-from agent.runtime.status import StatusMonitor, run_state
-from agent.vision.factory import VisionStack, build_vision_stack
-
-if TYPE_CHECKING:
-    # Imported for real inside `AgentApp._start`, after the input is open: they are slow to import.
-    from agent.runtime.homeassistant import HomeAssistantAnnouncer
-    from agent.runtime.model_service import ModelService
-    from agent.runtime.mqtt_link import MqttLink
-    from agent.runtime.outbox import Outbox
-    from agent.runtime.state_lock import StateLock
-    from agent.runtime.topics import Topics
-
-# stopped_by prefix for an input that failed after it had started decoding (exit code 1).
-INPUT_ERROR = "input error"
-
-# Frames submitted to inference ahead of the one being tracked: enough to keep the executor busy.
-IN_FLIGHT = 2
+from agent.runtime.frame_loop import INPUT_ERROR, FrameCounts, FrameLoop
+from agent.runtime.resources import STOP_PUBLISH_TIMEOUT_S, AgentResources
+from agent.runtime.source import CaptureFactory, FrameSource
+from agent.runtime.status import run_state
+from agent.vision.factory import VisionStack
 
 # Signals that stop the agent cleanly. SIGHUP too: a closed terminal or `kill -HUP` must not kill it
 # without track_ended and `stopped` (there is no reload: a restart re-reads everything).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# Bound on a best-effort publish while stopping (a broker that stopped answering).
-STOP_PUBLISH_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -85,53 +56,10 @@ class RunSummary:
     output: str | None = None
 
 
-class _AnalyzerPool:
-    """One FrameAnalyzer per inference worker; a worker borrows one for a frame."""
-
-    def __init__(self, analyzers: list[FrameAnalyzer]) -> None:
-        self._free: queue.SimpleQueue[FrameAnalyzer] = queue.SimpleQueue()
-        for analyzer in analyzers:
-            self._free.put(analyzer)
-        self.size = len(analyzers)
-
-    def analyze(self, frame: SourceFrame, hints: list[TrackHint], clf: ClassifierLike | None) -> Analysis:
-        analyzer = self._free.get()
-        try:
-            return analyzer.analyze(frame, hints, clf)
-        finally:
-            self._free.put(analyzer)
-
-
-# A frame handed from the producer to the consumer with its pending inference; None ends the stream.
-_InFlight = tuple[SourceFrame, asyncio.Future[Analysis]] | None
-
-
-@dataclass(slots=True)
-class _Resources:
-    """What one `AgentApp.run` opened and the state its tasks share; `AgentApp._close` releases it."""
-
-    source: FrameSource
-    writer: AnnotatedVideoWriter | None
-    stack: VisionStack
-    pool: _AnalyzerPool
-    service: ModelService
-    outbox: Outbox
-    topics: Topics
-    link: MqttLink
-    announcer: HomeAssistantAnnouncer
-    stage: TrackingStage
-    monitor: StatusMonitor
-    inference: ThreadPoolExecutor
-    drawing: ThreadPoolExecutor
-    lock: StateLock
-    in_flight: asyncio.Queue[_InFlight] = field(default_factory=lambda: asyncio.Queue(maxsize=IN_FLIGHT))
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    pending_writes: list[Future[None]] = field(default_factory=list)
-
-
 class AgentApp:
     # Set by `run` for its duration; every `_` method below runs inside it.
-    _res: _Resources
+    _res: AgentResources
+    _frames: FrameLoop
 
     def __init__(
         self,
@@ -165,21 +93,30 @@ class AgentApp:
         self._hurry = asyncio.Event()
         self.stopped_by = "end of input"
         self.summary = RunSummary()
-        # Frame times: video time for a file, capture time for a live source.
-        self._clock = SourceClock()
-        self._last_stamp: FrameStamp | None = None
         # Set as the frames end, and once they are done: the status says "stopping", then "stopped".
         self._winding_down = False
         self._finished = False
-        # Since start: faces kept from voting per reason, and person detector runs.
-        self.faces_skipped: dict[str, int] = {}
-        self.person_passes = 0
+        self._counts = FrameCounts()
+
+    @property
+    def faces_skipped(self) -> dict[str, int]:
+        """Since start: faces kept from voting, per reason (small, blurred, turned)."""
+        return self._counts.faces_skipped
+
+    @property
+    def person_passes(self) -> int:
+        """Since start: person detector runs."""
+        return self._counts.person_passes
 
     def request_stop(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
             self.stopped_by = reason
             self.log.info("agent_stopping", reason=reason)
             self._stop.set()
+
+    def _input_ended(self, reason: str) -> None:
+        """The frames ended without a stop request: --max-frames, or an input that broke off."""
+        self.stopped_by = reason
 
     def _on_signal(self, name: str) -> None:
         if not self._stop.is_set():
@@ -216,16 +153,6 @@ class AgentApp:
         source.start()
         return source
 
-    def _build_analyzers(self) -> tuple[list[FrameAnalyzer], VisionStack]:
-        cfg = self.config
-        first = self._vision or build_vision_stack(cfg)
-        workers = 1 if first.backend == "edgetpu" or self._vision is not None else cfg.inference.workers
-        stacks = [first] + [build_vision_stack(cfg) for _ in range(workers - 1)]
-        # One motion background and detection schedule for the camera, shared by the workers.
-        options = DetectionOptions.from_config(cfg.detection, _input_side(first))
-        analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]
-        return analyzers, first
-
     async def run(self) -> int:
         """Run until the input ends or a stop is requested. Raises SourceError, OutputError,
         ModelLoadError, OutboxError, ConfigError for problems found while starting."""
@@ -234,17 +161,34 @@ class AgentApp:
         # as soon as the loop runs again (the frame loop sees the stop before its first frame).
         signals = self._install_signal_handlers()
         try:
-            self._res = self._start()
+            self._res = AgentResources.open(
+                self.config,
+                open_source=self.open_source,
+                vision=self._vision,
+                emit=self._emit,
+                status_window=self._status_window,
+            )
+            self._frames = FrameLoop(
+                self._res,
+                stop=self._stop,
+                emit=self._emit,
+                counts=self._counts,
+                input_ended=self._input_ended,
+                max_frames=self.max_frames,
+                on_frame=self._on_frame,
+                log=self.log,
+            )
             try:
                 await self._start_tasks()
-                await self._process_frames()
+                await self._frames.run()
                 await self._finish(started)
                 # A file that broke off mid-way still published what it decoded, but must not look
                 # like a clean run to whoever started it.
                 return 1 if self.stopped_by.startswith(INPUT_ERROR) else 0
             finally:
-                await self._close()
+                await self._res.close()
                 # Callers keep the app to read `summary`: don't keep the models and the outbox alive.
+                del self._frames
                 del self._res
         finally:
             loop = asyncio.get_running_loop()
@@ -252,76 +196,6 @@ class AgentApp:
                 loop.remove_signal_handler(sig)
 
     # -- start -----------------------------------------------------------------------------------
-    def _start(self) -> _Resources:
-        """Open the input, output, models, model service and outbox; on failure close what was opened."""
-        cfg = self.config
-        from agent.runtime.state_lock import StateLock
-
-        # One agent per state directory, checked before a second one touches the camera or the
-        # state directory's files.
-        lock = StateLock.acquire(cfg.state_dir)
-        try:
-            # Then, before the slow imports and model loading: a bad input fails within a second.
-            source = self.open_source()
-        except BaseException:
-            lock.release()
-            raise
-
-        from agent.runtime.homeassistant import HomeAssistantAnnouncer
-        from agent.runtime.model_service import ModelService
-        from agent.runtime.mqtt_link import MqttLink
-        from agent.runtime.outbox import Outbox
-        from agent.runtime.topics import Topics
-
-        with contextlib.ExitStack() as undo:
-            undo.callback(lock.release)
-            undo.callback(source.stop)
-            writer: AnnotatedVideoWriter | None = None
-            if cfg.pipeline.output:
-                # Only every `frame_stride`-th frame is written: keep the video's real-time pace.
-                stride = cfg.pipeline.frame_stride if not source.is_live else 1
-                writer = AnnotatedVideoWriter(cfg.pipeline.output, (source.fps or 25.0) / stride)
-                undo.callback(writer.close)
-                if source.size is not None:
-                    writer.check(*source.size)
-            # The outbox (and so the state directory) before the models too: a state_dir that
-            # cannot be used, or belongs to another device, is reported before seconds of loading.
-            topics = Topics(cfg.mqtt.topic_prefix, cfg.device_id)
-            outbox = Outbox(
-                cfg.state_dir / "outbox.sqlite3",
-                cfg.outbox.max_rows,
-                cfg.outbox.max_bytes,
-                owner=topics.events,
-            )
-            undo.callback(outbox.close)
-            analyzers, stack = self._build_analyzers()
-            # Raises ConfigError for an unreadable trusted key; `_emit` is only called once `run`
-            # has stored what this returns.
-            service = ModelService(cfg, emit=self._emit, embedder=stack.embedder)
-            link = MqttLink(cfg.mqtt, topics, outbox)
-            inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
-            undo.callback(inference.shutdown, wait=True, cancel_futures=True)
-            drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")
-            undo.callback(drawing.shutdown, wait=True)
-            resources = _Resources(
-                source=source,
-                writer=writer,
-                stack=stack,
-                pool=_AnalyzerPool(analyzers),
-                service=service,
-                outbox=outbox,
-                topics=topics,
-                link=link,
-                announcer=HomeAssistantAnnouncer(cfg.homeassistant, topics, link),
-                stage=TrackingStage.from_config(cfg),
-                monitor=StatusMonitor(window=self._status_window),
-                inference=inference,
-                drawing=drawing,
-                lock=lock,
-            )
-            undo.pop_all()
-        return resources
-
     async def _start_tasks(self) -> None:
         """Load the installed model, start the MQTT link, discovery, signal handlers and status task."""
         r = self._res
@@ -400,91 +274,6 @@ class AgentApp:
             await asyncio.sleep(self.config.status.interval_s)
             await r.link.publish_status(r.monitor.snapshot(**self._status_fields()))
 
-    # -- frames ----------------------------------------------------------------------------------
-    async def _process_frames(self) -> None:
-        """Run the producer and the consumer until the input ends, a stop is requested or one fails."""
-        producer = asyncio.create_task(self._produce(), name="produce")
-        try:
-            await self._consume()
-        finally:
-            if not producer.done():
-                # The consumer failed: the producer may be blocked on a full queue.
-                self._stop.set()
-                producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
-
-    async def _produce(self) -> None:
-        """Read frames and submit them to inference, at most IN_FLIGHT ahead of the consumer."""
-        r = self._res
-        loop = asyncio.get_running_loop()
-        submitted = 0
-        # One waiter for the whole run, raced against each frame read.
-        stop_wait = asyncio.ensure_future(self._stop.wait())
-        try:
-            while not self._stop.is_set():
-                if self.max_frames is not None and submitted >= self.max_frames:
-                    self.stopped_by = "max frames"
-                    break
-                next_frame = asyncio.ensure_future(r.source.next())
-                done, _ = await asyncio.wait({next_frame, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                if next_frame not in done:
-                    next_frame.cancel()
-                    break
-                frame = next_frame.result()
-                if frame is None:
-                    if r.source.stats.last_error and not r.source.is_live:
-                        self.log.warning("source_ended_with_error", error=r.source.stats.last_error)
-                        self.stopped_by = f"{INPUT_ERROR}: {r.source.stats.last_error}"
-                    break
-                # Model swaps happen here, between frames: one frame, one classifier.
-                r.service.activate_pending()
-                clf = r.service.current
-                hints = r.stage.hints(frame.index)
-                future = loop.run_in_executor(r.inference, r.pool.analyze, frame, hints, clf)
-                await r.in_flight.put((frame, future))
-                submitted += 1
-        except asyncio.CancelledError:
-            # Only `_process_frames` cancels us, once the consumer is gone: nobody would take the
-            # end marker from a full queue, so waiting to put it would hang the stop for good.
-            stop_wait.cancel()
-            raise
-        except BaseException:
-            stop_wait.cancel()
-            await r.in_flight.put(None)
-            raise
-        stop_wait.cancel()
-        await r.in_flight.put(None)
-
-    async def _consume(self) -> None:
-        """Track each analysed frame in order, emit its events, and hand it to the video writer."""
-        r = self._res
-        while (item := await r.in_flight.get()) is not None:
-            frame, future = item
-            analysis = await future
-            self.person_passes += analysis.person_passes
-            for reason, count in analysis.faces_skipped.items():
-                self.faces_skipped[reason] = self.faces_skipped.get(reason, 0) + count
-            now = datetime.now(UTC) if not r.source.is_live else frame.ts
-            stamp = self._last_stamp = self._clock.stamp(frame.index, now, frame.media_s)
-            result = r.stage.step(analysis, stamp)
-            for event in result.events:
-                self._emit(event)
-            if analysis.classifier_version is not None:
-                r.service.note_frame_classified(frame.index, analysis.classifier_version)
-            timings = dict(analysis.timings_ms)
-            timings.update(result.timings_ms)
-            timings["capture_to_result_ms"] = (time.monotonic() - frame.captured_at) * 1000
-            r.monitor.frame_done(timings)
-            if self._on_frame is not None:
-                self._on_frame(frame.index, analysis.classifier_version)
-            if r.writer is not None:
-                r.pending_writes.append(
-                    r.drawing.submit(_annotate, r.writer, analysis, result, r.monitor.fps())
-                )
-                if len(r.pending_writes) > 8:
-                    await asyncio.wrap_future(r.pending_writes.pop(0))
-
     # -- stop ------------------------------------------------------------------------------------
     async def _finish(self, started: float) -> None:
         """End the live tracks, finish the video, fill `summary`, flush the outbox, publish the final
@@ -493,20 +282,7 @@ class AgentApp:
         summary = self.summary
         r.source.stop()
         self._winding_down = True  # status: "stopping" while the outbox flushes, whatever ended the run
-        # The tracks still alive end on the last frame tracked.
-        last = self._last_stamp
-        end = FrameStamp(
-            r.stage.last_index,
-            datetime.now(UTC),
-            media_s=last.media_s if last is not None else None,
-            seen=last.seen if last is not None else None,
-        )
-        for event in r.stage.finish(end):
-            self._emit(event)
-        for pending in r.pending_writes:
-            await asyncio.wrap_future(pending)
-        if r.writer is not None:
-            r.writer.close()
+        await self._frames.finish()
         summary.frames = r.monitor.frames_processed
         summary.elapsed_s = time.monotonic() - started
         summary.fps = r.monitor.fps()
@@ -553,38 +329,6 @@ class AgentApp:
             fps=round(summary.fps, 2),
             outbox_depth=summary.outbox_depth,
         )
-
-    async def _close(self) -> None:
-        """Release everything, whether the run finished or failed part-way (stops are idempotent)."""
-        r = self._res
-        # `_finish` stops it on a clean run; a failed frame loop never gets there.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(r.announcer.stop(), STOP_PUBLISH_TIMEOUT_S)
-        for task in r.tasks:
-            task.cancel()
-        for task in r.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        r.source.stop()
-        if r.writer is not None:
-            r.writer.close()
-        r.inference.shutdown(wait=True, cancel_futures=True)
-        r.drawing.shutdown(wait=True)
-        r.outbox.close()
-        r.lock.release()
-
-
-def _input_side(stack: VisionStack) -> int:
-    """The person detector's input height (the smallest useful region); 300 when unknown."""
-    model = getattr(stack.person_detector, "model", None)
-    shape = getattr(getattr(model, "input", None), "shape", None)
-    return int(shape[1]) if shape is not None and len(shape) == 4 else 300
-
-
-def _annotate(writer: AnnotatedVideoWriter, analysis: Analysis, result: StepResult, fps: float) -> None:
-    image = analysis.frame.image
-    draw(image, result.tracks, result.labels, list(analysis.faces.values()), fps)
-    writer.write(image)
 
 
 def _event_fields(event: EventBase) -> dict[str, Any]:

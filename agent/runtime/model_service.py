@@ -20,11 +20,12 @@ import structlog
 from agent.classifier.bundle import parse_bundle
 from agent.classifier.classifier import FaceClassifier
 from agent.classifier.errors import BundleError, RejectCode
-from agent.classifier.keys import KeyFileError, load_trusted_keys
-from agent.classifier.store import ModelStore
+from agent.classifier.keys import KeyFileError
 from agent.classifier.verify import VerifiedBundle, verify_bundle
 from agent.config import AgentConfig, ConfigError
 from agent.events.schema import EventBase, ModelApplied, ModelRejected, utc_now
+from agent.runtime.key_files import load_trusted_keys
+from agent.runtime.model_store import ModelStore
 from agent.runtime.topics import Topics
 from agent.vision.types import FaceEmbedder
 

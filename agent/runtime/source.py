@@ -28,6 +28,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from agent.pipeline.frame import SourceFrame
+
 SourceKind = Literal["file", "camera", "stream"]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
@@ -47,16 +49,6 @@ class CaptureLike(Protocol):
 
 
 CaptureFactory = Callable[[str | int], CaptureLike]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFrame:
-    index: int  # position in the source (files) or frames captured so far (live)
-    image: npt.NDArray[np.uint8]
-    ts: datetime  # wall clock when captured (UTC)
-    captured_at: float  # time.monotonic() when captured
-    # Files: the frame's position in the video, in seconds. None for live sources.
-    media_s: float | None = None
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Turn tracker lifecycle and identity changes into the MQTT event payloads. Pure: no I/O, no clock.
 
-The caller passes each frame's index and timestamps (`SourceClock` makes them); events come back as
-drafts with `seq` 0 (the outbox numbers them). Rules:
+The caller passes each frame's index and timestamps (`agent.events.clock.SourceClock` makes them);
+events come back as drafts with `seq` 0 (the outbox numbers them). Rules:
 - `track_started` when a track is confirmed (tentative tracks that die never reach subscribers);
 - `identity` when a started track's identity is first established or changes; an identity settled
   while the track is still tentative is held back and sent right after its `track_started`;
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.classifier.labels import UNKNOWN
+from agent.events.clock import FrameStamp
 from agent.events.schema import EventBase, IdentityEvent, TrackEnded, TrackStarted
-from agent.runtime.identity import IdentityChange
+from agent.identity.voting import IdentityChange
 
 
 class TrackLike(Protocol):
@@ -39,41 +40,6 @@ class TrackEventLike(Protocol):
     def track_id(self) -> int: ...
     @property
     def tlwh(self) -> Sequence[float] | npt.NDArray[np.float64]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FrameStamp:
-    """A frame's index and times. `ts`: when the agent handled it (the events' `ts`). `media_s`: its
-    position in a video file (None for live sources). `seen`: the time the frame shows, on the
-    source's clock (what first_seen/last_seen use); defaults to `ts`."""
-
-    index: int
-    ts: datetime
-    media_s: float | None = None
-    seen: datetime | None = None
-
-    @property
-    def shown(self) -> datetime:
-        return self.seen if self.seen is not None else self.ts
-
-
-@dataclass(slots=True)
-class SourceClock:
-    """Maps frames to `FrameStamp`s: video time for a file, the wall clock for a live source.
-
-    A file's timeline is laid onto the wall clock at its first frame (`anchor` = that frame's
-    wall-clock time minus its position), so first_seen/last_seen read as plausible times while
-    their differences are exactly seconds of video, whatever the processing speed.
-    """
-
-    anchor: datetime | None = None
-
-    def stamp(self, index: int, ts: datetime, media_s: float | None) -> FrameStamp:
-        if media_s is None:
-            return FrameStamp(index, ts)
-        if self.anchor is None:
-            self.anchor = ts - timedelta(seconds=media_s)
-        return FrameStamp(index, ts, media_s=media_s, seen=self.anchor + timedelta(seconds=media_s))
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from agent.events.schema import event_json_schema
 
-SCHEMA_FILE = Path(__file__).resolve().parent / "events.schema.json"
+# Committed next to the event models it is rendered from, not next to this command.
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "events" / "events.schema.json"
 
 
 def render_schema() -> str:

@@ -1,0 +1,137 @@
+"""The tracking half of a frame: tracker, identity voting and event building (`TrackingStage.step`).
+
+It runs on the event loop, overlapping the next frame's inference; pure Python and NumPy. It also
+keeps the per-track face-check schedule the analyzer reads (`TrackingStage.hints`): unidentified
+tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown) every
+`face_recheck_every` frames.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from agent.events.builder import EventBuilder
+from agent.events.clock import FrameStamp
+from agent.events.schema import EventBase
+from agent.identity.voting import IdentityResolver
+from agent.pipeline.analyzer import Analysis, TrackHint
+from agent.tracking import Tracker, TrackerParams, TrackView
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+
+
+@dataclass(slots=True)
+class StepResult:
+    events: list[EventBase]
+    tracks: list[TrackView]
+    labels: dict[int, str]
+    timings_ms: dict[str, float]
+
+
+class TrackingStage:
+    """Tracker + identity voting + event building; keeps the per-track face-check schedule."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        resolver: IdentityResolver,
+        builder: EventBuilder,
+        face_recheck_every: int,
+    ) -> None:
+        self.tracker = tracker
+        self.resolver = resolver
+        self.builder = builder
+        self.face_recheck_every = max(1, face_recheck_every)
+        self._tracks: list[TrackView] = []
+        self._last_face_check: dict[int, int] = {}
+        # Last detection score per track: a held still track reports it again.
+        self._scores: dict[int, float] = {}
+        # Index of the last frame stepped: tracks alive at the end of input end on it.
+        self.last_index = 0
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> TrackingStage:
+        """A fresh stage (no tracks, no votes) for `config`'s device, tracker and identity settings."""
+        return cls(
+            Tracker(TrackerParams.from_config(config.tracker, config.detection)),
+            IdentityResolver(config.identity.min_votes, config.identity.min_confidence),
+            EventBuilder(config.device_id),
+            config.pipeline.face_recheck_every,
+        )
+
+    @property
+    def tracks(self) -> list[TrackView]:
+        return list(self._tracks)
+
+    def hints(self, frame_index: int) -> list[TrackHint]:
+        """Which live tracks want a face look on `frame_index` (recorded as a check when due)."""
+        out: list[TrackHint] = []
+        for track in self._tracks:
+            tid = track.track_id
+            if not self.resolver.is_identified(tid) and not self.resolver.is_stranger(tid):
+                needs = True
+            else:
+                last = self._last_face_check.get(tid, -(10**9))
+                needs = frame_index - last >= self.face_recheck_every
+            if needs:
+                self._last_face_check[tid] = frame_index
+            tlwh = tuple(float(v) for v in track.tlwh[:4])
+            out.append(
+                TrackHint(
+                    tlwh=(tlwh[0], tlwh[1], tlwh[2], tlwh[3]),
+                    needs_face=needs,
+                    track_id=tid,
+                    confirmed=track.is_confirmed,
+                    updated=track.detection_index is not None,
+                    score=self._scores.get(tid, 1.0),
+                )
+            )
+        return out
+
+    def step(self, analysis: Analysis, stamp: FrameStamp) -> StepResult:
+        t0 = time.perf_counter()
+        update = self.tracker.update(
+            analysis.boxes_tlwh, analysis.scores, analysis.features, analysis.face_features
+        )
+        t1 = time.perf_counter()
+        events: list[EventBase] = []
+        builder, resolver = self.builder, self.resolver
+        builder.observe(update.tracks, stamp)
+        for life in update.events:
+            events.extend(builder.lifecycle(life, stamp))
+            if life.kind == "deleted":
+                for change in resolver.remove(life.track_id):
+                    events.extend(builder.identity(change, stamp))
+        det_to_track = {t.detection_index: t.track_id for t in update.tracks if t.detection_index is not None}
+        self._scores = {tid: float(analysis.scores[det]) for det, tid in det_to_track.items()}
+        for det_index, pred in sorted(analysis.predictions.items()):
+            track_id = det_to_track.get(det_index)
+            if track_id is None:
+                continue
+            self._last_face_check[track_id] = stamp.index
+            for change in resolver.observe(track_id, pred.label, pred.confidence):
+                events.extend(builder.identity(change, stamp))
+        live = [t.track_id for t in update.tracks]
+        for change in resolver.retain(live):
+            events.extend(builder.identity(change, stamp))
+        events.extend(builder.sweep(live, stamp))
+        live_set = set(live)
+        for tid in [t for t in self._last_face_check if t not in live_set]:
+            del self._last_face_check[tid]
+        self._tracks = update.tracks
+        self.last_index = stamp.index
+        labels = {t.track_id: resolver.label_of(t.track_id) for t in update.tracks}
+        t2 = time.perf_counter()
+        return StepResult(
+            events, update.tracks, labels, {"track_ms": (t1 - t0) * 1000, "identity_ms": (t2 - t1) * 1000}
+        )
+
+    def finish(self, stamp: FrameStamp) -> list[EventBase]:
+        """End of input: every live track ends (track_ended carries its label)."""
+        events = self.builder.end_all(stamp)
+        self.resolver.retain([])
+        self._tracks = []
+        return events
