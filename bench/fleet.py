@@ -33,6 +33,8 @@ completes it arrives (a timestamp in the message callback), never by polling:
 - rss_per_device_kb: resident memory added per device (after the fleet connected, and after the
   model was installed everywhere, minus before the fleet existed). A real agent is one process per
   Pi, so its interpreter and libraries come on top; this is the per-connection cost on one host.
+- loop_errors: what reached asyncio's exception handler or sys.unraisablehook during the round
+  (bench/loop_errors.py); the first three are written to stderr in full.
 
 The bundle is a real one: the trainer's `train` on the shared enrolment photos (the demo's people:
 three reference photos and the knn training folders), embedded by the configured embedder, signed.
@@ -69,6 +71,7 @@ from agent.runtime.model_service import ModelService
 from agent.runtime.mqtt_link import ONLINE, MqttClient, MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
+from bench.loop_errors import LoopErrors
 from bench.machine import BenchRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -427,6 +430,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "applied",
         "KB/device",
         "KB/device+model",
+        "loop errors",
     )
     lines = [header] + [
         (
@@ -442,6 +446,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['applied']}/{r['devices']}",
             f"{r['rss_per_device_kb']:.1f}",
             f"{r['rss_per_device_with_model_kb']:.1f}",
+            str(r["loop_errors"]),
         )
         for r in rows
     ]
@@ -483,10 +488,11 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
             for kind in kinds:
                 if not quiet:
                     print(f"fleet of {n} on the {kind} broker ...", file=sys.stderr, flush=True)
-                row = await run_fleet(
-                    n, args.events, kind, pki, bundle, public_key, embedder, args.frame_ms / 1000
-                )
-                rows.append({"broker": kind, **row})
+                with LoopErrors(f"{kind} {n}") as errors:
+                    row = await run_fleet(
+                        n, args.events, kind, pki, bundle, public_key, embedder, args.frame_ms / 1000
+                    )
+                rows.append({"broker": kind, **row, "loop_errors": errors.count})
     finally:
         if temporary_pki is not None:
             shutil.rmtree(temporary_pki, ignore_errors=True)

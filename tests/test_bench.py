@@ -12,6 +12,7 @@ from pathlib import Path
 from agent.config import load_config
 from agent.devtools.mosquitto import MosquittoBroker
 from agent.runtime.app import AgentApp
+from bench.loop_errors import LoopErrors
 from bench.machine import BenchRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,34 @@ def test_on_frame_reports_every_frame_in_order(
     assert asyncio.run(app.run()) == 0
     # No classifier is installed, so no frame ran under one.
     assert seen == [(i, None) for i in range(12)]
+
+
+class _RaisesWhenCollected:
+    def __del__(self) -> None:
+        raise OSError(9, "Bad file descriptor")
+
+
+def test_loop_errors_counts_what_only_reached_stderr_and_restores_the_handlers() -> None:
+    written: list[str] = []
+    hook_before = sys.unraisablehook
+
+    def boom() -> None:
+        raise OSError(9, "Bad file descriptor")
+
+    async def round_() -> LoopErrors:
+        loop = asyncio.get_running_loop()
+        with LoopErrors("plain 2", written.append) as errors:
+            done = asyncio.Event()
+            loop.call_soon(boom)
+            loop.call_soon(done.set)
+            await done.wait()
+            _RaisesWhenCollected()
+        assert loop.get_exception_handler() is None
+        return errors
+
+    errors = asyncio.run(round_())
+    assert sys.unraisablehook is hook_before
+    assert errors.count == 2
+    assert "Bad file descriptor" in errors.first[0] and "boom" in errors.first[0]
+    assert errors.first[1].startswith("unraisable in ")
+    assert [line.split(":")[0] for line in written] == ["[plain 2] loop error 1", "[plain 2] loop error 2"]
