@@ -95,7 +95,7 @@ bench: setup
 	$(PY) -m bench.outbox
 
 # The fleet install on the Pi's OS and architecture, under arm64 emulation (docs/pi-check.md).
-# Slow (over an hour on a busy 2-core machine, see docs/pi-check.md), needs root and downloads a Debian root: not part of `make test`.
+# Slow (29 min on an idle 2-core machine, see docs/pi-check.md), needs root and downloads a Debian root: not part of `make test`.
 pi-check: venv mosquitto
 	FACETRACK_ASSET_MIRROR=$(ASSET_MIRROR) deploy/pi-check/pi-check.sh
 
