@@ -397,12 +397,14 @@ main() {
     [[ $EUID -eq 0 ]] || die "needs root (apt-get, debootstrap, chroot, mount): sudo make pi-check"
     mkdir -p "$logs"
     stage host host_stage
+    if [[ "${PI_CHECK_REUSE_INSTALL:-0}" == 1 && ! -f "$root/.pi-check-installed" ]]; then
+        die "PI_CHECK_REUSE_INSTALL=1 but $root holds no completed install"
+    fi
     broker_port="$(free_port)"
     printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$broker_port" >"$work/mosquitto.conf"
     "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$work/mosquitto.conf" >"$logs/mosquitto.log" 2>&1 &
     broker_pid=$!
     if [[ "${PI_CHECK_REUSE_INSTALL:-0}" == 1 ]]; then
-        [[ -f "$root/.pi-check-installed" ]] || die "PI_CHECK_REUSE_INSTALL=1 but $root holds no completed install"
         umount_under "$root"
         mount_root
         copy_checkout
