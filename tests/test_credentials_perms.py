@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 
 from agent.config import MqttConfig
 from agent.runtime.credentials import CredentialsError, resolve_login, resolve_password
@@ -59,14 +61,18 @@ def test_world_writable_password_file_is_refused(tmp_path: Path, mode: int) -> N
         resolve_password(MqttConfig(password_file=path), labels={"password_file": "--password-file"})
 
 
-async def test_the_agent_warns_once_about_a_world_readable_password_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_the_agent_warns_once_about_a_world_readable_password_file(tmp_path: Path) -> None:
     path = password_file(tmp_path, 0o644)
     config = MqttConfig(username="pi-1", password_file=path)
-    with Outbox(tmp_path / "outbox.sqlite3", 10, 1 << 20) as outbox:
+    # The log records themselves, whatever renderer an earlier test left structlog configured with
+    # (stdout or the logging module): read from stdout, this test failed after test_trainer_cli.py.
+    with (
+        structlog.testing.capture_logs() as records,
+        Outbox(tmp_path / "outbox.sqlite3", 10, 1 << 20) as outbox,
+    ):
         link = MqttLink(config, Topics("facetrack", "pi-1"), outbox)
         link._make_client()  # each reconnect resolves the login again: no second warning
         link._make_client()
-    out = capsys.readouterr().out
-    assert out.count("readable by every user") == 1, out
+    warnings = [r for r in records if "readable by every user" in str(r.get("message", ""))]
+    assert len(warnings) == 1, records
+    assert warnings[0]["log_level"] == "warning" and warnings[0]["event"] == "credentials_warning"
