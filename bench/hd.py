@@ -56,6 +56,7 @@ from agent.vision.factory import VisionStack, build_vision_stack
 from agent.vision.inference import load_model
 from agent.vision.types import BBox, FaceDetection, Frame
 from bench import hd_scenes as scenes
+from bench.agent_config import for_video
 
 FACE_HEIGHTS = (25, 30, 40, 50, 60, 70, 80, 100, 120, 160)
 VARIANTS = ("back", "full_range", "short_range")
@@ -301,13 +302,7 @@ def run_agent(
     from agent.devtools.demo import install_bundle
     from agent.runtime.app import AgentApp
 
-    cfg = config.model_copy(
-        update={
-            "state_dir": state,
-            "pipeline": config.pipeline.model_copy(update={"input": str(video), "output": ""}),
-            "mqtt": config.mqtt.model_copy(update={"port": port}),
-        }
-    )
+    cfg = for_video(config, video, port, state)
     if bundle is not None:
         install_bundle(cfg, bundle)
     named: set[str] = set()

@@ -55,6 +55,7 @@ from agent.pipeline.stage import TrackingStage
 from agent.tracking import ColorHistogramEncoder, Tracker, TrackerParams
 from agent.vision.factory import VisionStack, build_vision_stack
 from agent.vision.types import BBox
+from bench.agent_config import for_video
 from bench.machine import BenchRun, usable_cores
 
 VIDEOS = {"vtest": "data/video/vtest.avi", "hamilton": "data/video/hamilton_clip.mp4"}
@@ -249,13 +250,7 @@ def run_agent(
 ) -> dict[str, Any]:
     from agent.runtime.app import AgentApp
 
-    cfg = config.model_copy(
-        update={
-            "state_dir": state_dir,
-            "pipeline": config.pipeline.model_copy(update={"input": str(video), "output": ""}),
-            "mqtt": config.mqtt.model_copy(update={"port": port}),
-        }
-    )
+    cfg = for_video(config, video, port, state_dir)
     app = AgentApp(
         cfg, max_frames=frames, vision=stack, install_signal_handlers=False, status_window=frames + 1
     )
