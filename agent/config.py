@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from agent.runtime.topics import check_topic_part
+from agent.events.topic_rules import check_topic_part
 
 ENV_PREFIX = "FACETRACK_"
 

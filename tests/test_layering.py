@@ -306,3 +306,28 @@ def test_the_rules_name_the_module_and_the_import() -> None:
         "calls open() (line 10)",
         "calls .read_bytes() (line 11)",
     ]
+
+
+def _runtime_imports(root: str) -> list[str]:
+    """Every `agent.runtime` import that running `root` reaches, with the chain that reaches it."""
+    found: list[str] = []
+    seen = {root}
+    queue: deque[tuple[str, tuple[str, ...]]] = deque([(root, (root,))])
+    while queue:
+        module, chain = queue.popleft()
+        for imp in _imports(module):
+            if imp.type_only or not _within(imp.module, ["agent"]):
+                continue
+            if _within(imp.module, ["agent.runtime"]):
+                found.append(f"{' -> '.join(chain)} imports {imp.module} (line {imp.line})")
+            elif imp.module not in seen and _path_of(imp.module) is not None:
+                seen.add(imp.module)
+                queue.append((imp.module, (*chain, imp.module)))
+    return found
+
+
+@pytest.mark.parametrize("module", ["agent.config"])
+def test_settings_know_no_runtime(module: str) -> None:
+    """Validating a setting needs nothing from the runtime: the runtime reads the settings, never
+    the other way (the topic-part rule the config checks lives in agent.events.topic_rules)."""
+    assert not _runtime_imports(module), "\n".join(_runtime_imports(module))

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.events.topic_rules import check_topic_part
+
+__all__ = ["FLEET", "FleetTopics", "Topics", "check_topic_part"]
+
 FLEET = "all"
-
-
-def check_topic_part(value: str, *, one_level: bool = False) -> str:
-    """Return `value` if it can be spliced into a topic name, else ValueError with the rule.
-
-    A prefix may span levels ("site/facetrack"); a device id (`one_level`) may not.
-    """
-    if not value or any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
-        raise ValueError("must be non-empty, without '#', '+' or an edge '/'")
-    if one_level and "/" in value:
-        raise ValueError("must be one topic level (no '/')")
-    return value
 
 
 @dataclass(frozen=True)
