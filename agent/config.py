@@ -169,6 +169,14 @@ class TrackerConfig(Section):
     birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
 
 
+class SceneCutConfig(Section):
+    # A frame that is another picture (an edited video's cut, a camera preset) ends every track no
+    # face carries over; thresholds measured on the real clips (docs/scene-cuts.md).
+    enabled: bool = True
+    min_colour_change: float = Field(0.18, gt=0.0, le=1.0)
+    max_layout_correlation: float = Field(0.45, ge=-1.0, le=1.0)
+
+
 class PipelineConfig(Section):
     # --input: a file path, a camera index ("0") or an rtsp:// / http:// URL. No default: an agent
     # started without one says so and exits 2 rather than analysing some video nobody chose.
@@ -249,6 +257,7 @@ class AgentConfig(BaseSettings):
     models: ModelsConfig = ModelsConfig()
     detection: DetectionConfig = DetectionConfig()
     tracker: TrackerConfig = TrackerConfig()
+    scene_cut: SceneCutConfig = SceneCutConfig()
     pipeline: PipelineConfig = PipelineConfig()
     identity: IdentityConfig = IdentityConfig()
     outbox: OutboxConfig = OutboxConfig()
