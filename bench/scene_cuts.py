@@ -106,7 +106,8 @@ def format_report(result: dict[str, Any]) -> str:
         f"defaults: min_colour_change {result['defaults'][0]}, max_layout_correlation {result['defaults'][1]}"
     ]
     lines.append(
-        "clip | frames | true cuts | fired (defaults) | fired (held out, thresholds) | cuts: change, corr | uncut: max change, min corr"
+        "clip | frames | true cuts | fired (defaults) | fired (held out, thresholds) | "
+        "cuts: change/corr | uncut: max change, min corr"
     )
     for name, m in result["clips"].items():
         cut_text = ", ".join(
