@@ -150,7 +150,7 @@ class DetectionConfig(Section):
     # Faces below these do not vote (0 switches a check off); measured by bench/face_quality.py.
     face_min_height: float = Field(20.0, ge=0.0)
     face_min_sharpness: float = Field(6.8, ge=0.0)
-    face_max_turn: float = Field(0.6, ge=0.0, le=10.0)
+    face_max_turn: float = Field(3.0, ge=0.0, le=10.0)
 
 
 class TrackerConfig(Section):

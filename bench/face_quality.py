@@ -15,14 +15,17 @@ keeps the accuracy within 5 points of the full-resolution accuracy.
   (COCO SSD person boxes, head crops, the crop face detector), the demo classifier's answer per
   turn bin against who the face is. The clip has four shots (cuts at frames 20, 82, 211, see
   bench/scene_cuts.py): on stage (0-19: Lin-Manuel Miranda, the largest person, and the pianist
-  Alex Lacamoire at the left edge; 82-210: Miranda alone), and the audience (20-81: nobody
-  enrolled; 211-274: Barack Obama, enrolled, the face centred in x 300-410, y 40-150, checked by
-  eye, beside people who are not). Right is the person's name for an enrolled face and "unknown"
-  for anyone else. The turn threshold is the upper edge of the last bin, from frontal up, where
-  enrolled people are named right at least half the time and wrong names stay at most
-  MAX_WRONG_SHARE of the bin's faces. (Until issue 22 every face of the largest person was taken
-  for Miranda, audience shots included: Obama's profile, named right 64 times, counted as a
-  wrong name, and the threshold came out at 0.6, which kept him from ever voting.)
+  Alex Lacamoire at the left edge; 82-210: Miranda alone), and the audience (20-81: seen past
+  Alex Lacamoire at the piano, his profile filling the right of the frame, the only face 150 px or
+  taller; 211-274: Barack Obama, the face centred in x 300-410, y 40-150, beside people who are not
+  enrolled; all checked by eye). Right is the person's name for an enrolled face and "unknown" for
+  anyone else. Faces too small or blurred for the size and sharpness checks are left out, as the
+  agent leaves them out before it looks at the turn. The turn threshold is the upper edge of the
+  last bin, from frontal up, where enrolled people are named right at least half the time and
+  wrong names stay at most MAX_WRONG_SHARE of the bin's faces; 0 (no turn check) when every bin
+  passes. (Until issue 22 every face of the largest person was taken
+  for Miranda, audience shots included: Obama's and Lacamoire's profiles, named right, counted as
+  wrong names, and the threshold came out at 0.6, which kept Obama from ever voting.)
 Faces are detected with the detector the agent runs on head crops ([detection] face_crop_detector),
 so sizes, sharpness and keypoints are those the quality gate will see.
 """
@@ -59,6 +62,8 @@ MAX_WRONG_SHARE = 0.05
 # Who is who in hamilton_clip.mp4, per shot (frame ranges; see the module docstring).
 STAGE_SHOTS = ((0, 20), (82, 211))
 PIANIST_MAX_X = 150.0
+PIANIST_PROFILE_SHOT = (20, 82)
+PIANIST_PROFILE_MIN_HEIGHT = 150.0
 OBAMA_SHOT = (211, 10**9)
 OBAMA_REGION = (300.0, 40.0, 410.0, 150.0)
 
@@ -72,6 +77,11 @@ def truth_of(index: int, face: BBox, largest: BBox | None) -> str:
         if largest is not None and face.intersection_over_self(largest) > 0.5:
             return "lin-manuel-miranda"
         return UNKNOWN
+    if (
+        PIANIST_PROFILE_SHOT[0] <= index < PIANIST_PROFILE_SHOT[1]
+        and face.height >= PIANIST_PROFILE_MIN_HEIGHT
+    ):
+        return "alex-lacamoire"
     x1, y1, x2, y2 = OBAMA_REGION
     if OBAMA_SHOT[0] <= index < OBAMA_SHOT[1] and x1 <= cx <= x2 and y1 <= cy <= y2:
         return "obama"
@@ -217,6 +227,16 @@ def measure_turn(config: Any, detector: BlazeFaceDetector, embedder: FaceEmbedde
         if not faces:
             index += 1
             continue
+        # The size and sharpness checks come first in the agent: a face they drop never gets turned.
+        faces = [
+            f
+            for f in faces
+            if f.box.height >= config.detection.face_min_height
+            and sharpness_of(frame, f) >= config.detection.face_min_sharpness
+        ]
+        if not faces:
+            index += 1
+            continue
         preds = clf.predict(embedder.embed(frame, faces))
         for face, pred in zip(faces, preds, strict=True):
             turn = turn_of(face)
@@ -250,7 +270,8 @@ def measure_turn(config: Any, detector: BlazeFaceDetector, embedder: FaceEmbedde
             break
         if entry["wrong_name"] > MAX_WRONG_SHARE * entry["faces"]:
             break
-        max_turn = edges[j + 1]
+        # Every bin passed, the open-ended last one too: turning never cost a right name here.
+        max_turn = edges[j + 1] if edges[j + 1] < 10 else 0.0
     return {"bins": bins, "max_turn": max_turn}
 
 
