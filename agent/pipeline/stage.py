@@ -4,6 +4,10 @@ It runs on the event loop, overlapping the next frame's inference; pure Python a
 keeps the per-track face-check schedule the analyzer reads (`TrackingStage.hints`): unidentified
 tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown) every
 `face_recheck_every` frames.
+
+Each frame is first checked for a scene cut against the one before it (in frame order, which is
+why here and not in the analyzer's workers); at a cut the tracker ends every track no face
+carries over (docs/scene-cuts.md).
 """
 
 from __future__ import annotations
