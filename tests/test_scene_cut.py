@@ -7,6 +7,9 @@ Across a cut a track continues only on its own face; position alone never carrie
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -46,6 +49,22 @@ def test_cuts_are_found_where_the_clip_cuts_and_nowhere_else(assets_dir: Path, c
     print(f"{clip}: {frames} frames, cuts at {fired}")
     assert frames > 100
     assert fired == CLIPS[clip]
+
+
+def test_bench_json_is_the_json_alone_and_says_the_same() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scene_cuts", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    clips = report["clips"]
+    assert clips["data/video/hamilton_clip.mp4"]["fired_default"] == [20, 82, 211]
+    assert all(clips[name]["fired_held_out"] == CLIPS[name] for name in CLIPS)
+    assert "load_average_start" in report["run"]
 
 
 def test_first_frame_is_no_cut_a_new_frame_size_is_one_and_a_black_frame_has_no_layout(
