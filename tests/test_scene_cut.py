@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from agent.config import load_config
+from agent.events.clock import FrameStamp
+from agent.pipeline.analyzer import Analysis, FacePrediction
+from agent.pipeline.frame import SourceFrame
+from agent.pipeline.stage import TrackingStage
 from agent.tracking import Tracker, TrackerParams
 from agent.vision.scene_cut import FrameSignature, SceneCutDetector, SceneCutParams
 
@@ -147,3 +153,56 @@ def test_a_cut_keeps_a_track_whose_own_face_is_on_the_new_shot_wherever_it_is() 
     # And the carried track keeps following A after the cut.
     update = tracker.update([[305, 12, 150, 340]], [0.9], None, [FACE_A])
     assert [(t.track_id, t.detection_index) for t in update.tracks if t.track_id == ids[0]] == [(ids[0], 0)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the tracking stage on the demo clip's real cut (frames 19 -> 20): the named track ends there
+
+
+def test_the_stage_ends_a_named_track_at_the_real_cut_and_the_next_box_starts_unnamed(
+    assets_dir: Path,
+) -> None:
+    capture = cv2.VideoCapture(str(assets_dir / "data/video/hamilton_clip.mp4"))
+    images = []
+    for _ in range(21):
+        ok, image = capture.read()
+        assert ok
+        images.append(image)
+    capture.release()
+    config = load_config(None, assets_dir=assets_dir, device_id="cut")
+    stage = TrackingStage.from_config(config)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    box = np.array([[390.0, 30.0, 210.0, 320.0]])
+    events = []
+    for index in range(14, 21):
+        # The same box on every frame (the next shot has somebody at the same place), and a face
+        # vote for the name on the stage frames only.
+        analysis = Analysis(
+            frame=SourceFrame(index, images[index], t0 + timedelta(seconds=index / 30), 0.0),
+            boxes_tlwh=box.copy(),
+            scores=np.array([0.9]),
+            features=None,
+            face_features=None,
+            predictions={0: FacePrediction("lin-manuel-miranda", 0.6)} if index < 20 else {},
+        )
+        result = stage.step(analysis, FrameStamp(index, t0 + timedelta(seconds=index / 30)))
+        events.extend(result.events)
+    assert stage.cuts_seen == 1 and stage.last_cut == 20
+    kinds = [(e.frame, e.type, getattr(e, "label", None)) for e in events]
+    assert (20, "track_ended", "lin-manuel-miranda") in kinds, kinds
+    assert result.labels and set(result.labels.values()) == {"unknown"}
+    # With cuts switched off the same frames keep the name on the box (the issue-22 demo bug).
+    off = TrackingStage.from_config(
+        load_config(None, assets_dir=assets_dir, device_id="cut", scene_cut={"enabled": False})
+    )
+    for index in range(14, 21):
+        analysis = Analysis(
+            frame=SourceFrame(index, images[index], t0, 0.0),
+            boxes_tlwh=box.copy(),
+            scores=np.array([0.9]),
+            features=None,
+            face_features=None,
+            predictions={0: FacePrediction("lin-manuel-miranda", 0.6)} if index < 20 else {},
+        )
+        kept = off.step(analysis, FrameStamp(index, t0))
+    assert set(kept.labels.values()) == {"lin-manuel-miranda"} and off.cuts is None
