@@ -150,7 +150,7 @@ class DetectionConfig(Section):
     # Faces below these do not vote (0 switches a check off); measured by bench/face_quality.py.
     face_min_height: float = Field(20.0, ge=0.0)
     face_min_sharpness: float = Field(6.8, ge=0.0)
-    face_max_turn: float = Field(0.6, ge=0.0, le=10.0)
+    face_max_turn: float = Field(3.0, ge=0.0, le=10.0)
 
 
 class TrackerConfig(Section):
@@ -167,6 +167,14 @@ class TrackerConfig(Section):
     std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
     # A new track needs a detection score at this quantile of the scores tracked people get.
     birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class SceneCutConfig(Section):
+    # A frame that is another picture (an edited video's cut, a camera preset) ends every track no
+    # face carries over; thresholds measured on the real clips (docs/scene-cuts.md).
+    enabled: bool = True
+    min_colour_change: float = Field(0.18, gt=0.0, le=1.0)
+    max_layout_correlation: float = Field(0.45, ge=-1.0, le=1.0)
 
 
 class PipelineConfig(Section):
@@ -249,6 +257,7 @@ class AgentConfig(BaseSettings):
     models: ModelsConfig = ModelsConfig()
     detection: DetectionConfig = DetectionConfig()
     tracker: TrackerConfig = TrackerConfig()
+    scene_cut: SceneCutConfig = SceneCutConfig()
     pipeline: PipelineConfig = PipelineConfig()
     identity: IdentityConfig = IdentityConfig()
     outbox: OutboxConfig = OutboxConfig()

@@ -89,12 +89,17 @@ def test_shrunk_and_blurred_chips_are_rejected_sharp_ones_pass(
     assert verdicts["blurred"] and all(v == "blurred" for v in verdicts["blurred"])
 
 
-def test_the_demo_clips_profiles_are_turned_and_its_frontal_faces_pass(
+def test_the_demo_clips_three_quarter_views_vote(
     assets_dir: Path, detector: BlazeFaceDetector, params: QualityParams
 ) -> None:
+    """Barack Obama, enrolled in the demo, sits in three-quarter view in the last shot (frames
+    211-274, his face centred in x 300-410, y 40-150; bench/face_quality.py labels the clip shot by
+    shot): his faces must vote (issue 22: a turn limit of 0.6 held back every one of them)."""
     capture = cv2.VideoCapture(str(assets_dir / "data/video/hamilton_clip.mp4"))
-    turns: list[float] = []
+    obama: list[str | None] = []
+    turned_frames: list[int] = []
     verdicts: list[str | None] = []
+    index = 0
     while True:
         ok, image = capture.read()
         if not ok:
@@ -102,20 +107,27 @@ def test_the_demo_clips_profiles_are_turned_and_its_frontal_faces_pass(
         frame = np.asarray(image, dtype=np.uint8)
         for face in detector.detect(frame):
             q = measure(frame, face)
-            turns.append(q.turn)
-            verdicts.append(q.rejected(params))
+            verdict = q.rejected(params)
+            verdicts.append(verdict)
+            cx, cy = (face.box.x1 + face.box.x2) / 2, (face.box.y1 + face.box.y2) / 2
+            if index >= 211 and 300 <= cx <= 410 and 40 <= cy <= 150:
+                obama.append(verdict)
+            if verdict == "turned":
+                turned_frames.append(index)
+        index += 1
     capture.release()
-    turned = verdicts.count("turned")
-    print(f"hamilton: {len(verdicts)} faces, {turned} turned, turn median {np.median(turns):.2f}")
-    # He turns to the side for part of the clip (measured: 78 of 228 faces at turn >= 0.6) and
-    # faces the audience for most of it.
-    assert 0.15 * len(verdicts) <= turned <= 0.6 * len(verdicts)
-    assert verdicts.count(None) >= 0.4 * len(verdicts)
+    print(
+        f"hamilton: {len(verdicts)} faces, {len(turned_frames)} turned (frames {turned_frames}); "
+        f"Obama {len(obama)} faces, verdicts {sorted(set(map(str, obama)))}"
+    )
+    assert len(obama) >= 30 and obama.count(None) >= 0.9 * len(obama)
+    assert verdicts.count(None) >= 0.7 * len(verdicts)
 
 
 def test_analyzer_counts_skipped_faces_per_reason(assets_dir: Path) -> None:
     """The whole analyzer (person detector, head crops, quality gate, embedder) over the demo
-    clip: his profile shots are counted as turned and never embedded; every other face votes."""
+    clip: faces turned beyond face_max_turn (full profiles) are counted as turned and never
+    embedded; every other face votes."""
     config = load_config(None, assets_dir=assets_dir)
     analyzer = FrameAnalyzer.from_stack(
         build_vision_stack(config), DetectionOptions.from_config(config.detection)

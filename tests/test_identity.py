@@ -39,13 +39,57 @@ def test_low_confidence_and_unknown_predictions_never_name_a_track() -> None:
 
 def test_weighted_vote_prefers_confident_label() -> None:
     r = IdentityResolver(min_votes=2, min_confidence=0.5)
-    # Three weak votes for bob (1.56) against two strong ones for ana (1.9).
-    for conf in (0.52, 0.52, 0.52):
-        r.observe(1, "bob", conf)
+    # Before any name: two unknown faces (weight 0.9 each) outweigh two weak ones for bob (0.52).
+    for label, conf in ((UNKNOWN, 0.1), (UNKNOWN, 0.1), ("bob", 0.52), ("bob", 0.52)):
+        assert r.observe(1, label, conf) == []
+    # One confident face for bob tips it: 1.99 against 1.8.
+    changes = r.observe(1, "bob", 0.95)
     assert r.label_of(1) == "bob"
-    changes = r.observe(1, "ana", 0.95) + r.observe(1, "ana", 0.95)
-    assert r.label_of(1) == "ana"
-    assert changes[-1].label == "ana" and changes[-1].previous_label == "bob"
+    assert [(c.label, c.previous_label, c.reason) for c in changes] == [("bob", None, "votes")]
+
+
+def test_a_face_for_another_name_withdraws_the_name_at_once_before_it_votes() -> None:
+    r = IdentityResolver(min_votes=2, min_confidence=0.5)
+    for _ in range(5):
+        r.observe(1, "bob", 0.9)
+    assert r.label_of(1) == "bob" and r.holders() == {"bob": 1}
+    # One good face of ana: bob's name goes now (his five votes do not outvote what is seen now).
+    changes = r.observe(1, "ana", 0.6)
+    assert changes == [IdentityChange(1, UNKNOWN, 0.0, 5, "bob", "face_disagrees")]
+    assert r.label_of(1) == UNKNOWN and r.holders() == {}
+    # The earlier votes are gone: ana needs min_votes faces of her own, bob too.
+    assert r.votes_of(1) == 1
+    changes = r.observe(1, "ana", 0.6)
+    assert [(c.label, c.previous_label, c.reason) for c in changes] == [("ana", UNKNOWN, "votes")]
+
+
+def test_an_unknown_face_withdraws_a_name_and_agreeing_faces_bring_it_back() -> None:
+    r = IdentityResolver(min_votes=3, min_confidence=0.0)
+    for _ in range(3):
+        r.observe(7, "ana", 0.7)
+    assert r.label_of(7) == "ana"
+    # A face the classifier does not know (a stranger now in the box, or a poor view of ana).
+    changes = r.observe(7, UNKNOWN, 0.2)
+    assert [(c.label, c.reason) for c in changes] == [(UNKNOWN, "face_disagrees")]
+    assert r.observe(7, "ana", 0.7) == [] and r.observe(7, "ana", 0.7) == []
+    # Named again only once her faces outweigh the unknown one and reach min_votes.
+    changes = r.observe(7, "ana", 0.7)
+    assert [(c.label, c.previous_label, c.reason) for c in changes] == [("ana", UNKNOWN, "votes")]
+
+
+def test_withdrawing_the_holder_lets_the_track_it_beat_claim_the_name() -> None:
+    r = IdentityResolver(min_votes=2, min_confidence=0.5)
+    for _ in range(3):
+        r.observe(1, "ana", 0.95)
+    for _ in range(2):
+        r.observe(2, "ana", 0.6)
+    assert r.holders() == {"ana": 1} and r.label_of(2) == UNKNOWN
+    changes = r.observe(1, "bob", 0.9)
+    assert [(c.track_id, c.label, c.reason) for c in changes] == [
+        (1, UNKNOWN, "face_disagrees"),
+        (2, "ana", "votes"),
+    ]
+    assert r.holders() == {"ana": 2}
 
 
 def test_unknown_evidence_can_revert_an_identity() -> None:
@@ -79,17 +123,18 @@ def test_stronger_later_claim_takes_the_name_and_loser_reverts() -> None:
 
 
 def test_loser_falls_back_to_its_next_best_label() -> None:
-    r = IdentityResolver(min_votes=2, min_confidence=0.5)
-    for _ in range(2):
-        r.observe(1, "ana", 0.7)
-    for _ in range(2):
-        r.observe(1, "bob", 0.6)
+    r = IdentityResolver(min_votes=3, min_confidence=0.5)
+    # Unnamed track 1: faces for ana and bob in turn; ana reaches min_votes first.
+    for label, conf in (("ana", 0.7), ("bob", 0.6), ("ana", 0.7), ("bob", 0.6), ("ana", 0.7)):
+        r.observe(1, label, conf)
     assert r.label_of(1) == "ana"
     changes: list[IdentityChange] = []
     for _ in range(3):
         changes += r.observe(2, "ana", 0.95)
-    assert r.label_of(2) == "ana" and r.label_of(1) == "bob"
-    assert (1, "bob") in [(c.track_id, c.label) for c in changes]
+    assert r.label_of(2) == "ana" and r.label_of(1) == UNKNOWN
+    assert (1, UNKNOWN, "claimed") in [(c.track_id, c.label, c.reason) for c in changes]
+    # Its votes for bob still stand (they were never contradicted): one more makes him.
+    assert [(c.label, c.reason) for c in r.observe(1, "bob", 0.6)] == [("bob", "votes")]
 
 
 def test_removing_the_holder_lets_a_contender_claim_the_name() -> None:

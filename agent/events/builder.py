@@ -3,8 +3,9 @@
 The caller passes each frame's index and timestamps (`agent.events.clock.SourceClock` makes them);
 events come back as drafts with `seq` 0 (the outbox numbers them). Rules:
 - `track_started` when a track is confirmed (tentative tracks that die never reach subscribers);
-- `identity` when a started track's identity is first established or changes; an identity settled
-  while the track is still tentative is held back and sent right after its `track_started`;
+- `identity` when a started track's identity is first established or changes, with why (`reason`);
+  an identity settled while the track is still tentative is held back and sent right after its
+  `track_started`;
 - `track_ended` when a started track is deleted, or for every live track when the input ends.
 """
 
@@ -141,6 +142,7 @@ class EventBuilder:
                 confidence=change.confidence,
                 votes=change.votes,
                 previous_label=previous,
+                reason=change.reason,
             )
         ]
 

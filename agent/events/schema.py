@@ -69,6 +69,11 @@ class IdentityEvent(FrameEvent):
     confidence: float = Field(ge=0.0, le=1.0)
     votes: int = Field(ge=0)
     previous_label: str | None = None
+    reason: Literal["votes", "face_disagrees", "claimed"] | None = Field(
+        None,
+        description="Why: 'votes' (the track's faces decided), 'face_disagrees' (its newest face is "
+        "not the named person: the name is withdrawn at once), 'claimed' (a stronger track took the name)",
+    )
 
 
 class TrackEnded(FrameEvent):

@@ -12,14 +12,26 @@ Rules (issue 4):
   the stronger claim (larger summed confidence) keeps it and the other track goes back to unknown,
   with an identity change for both. A track that lost a label cannot reclaim it while the
   holder lives, but may qualify for its next-best label.
+
+A name follows the face, not the box (issue 22): a named track whose new face votes for anything
+but its name (another person, or "unknown") loses the name at once, before that face is counted,
+and its earlier votes are forgotten: they were cast for whoever the box held then, and a box can
+slide onto somebody else (a crowd, a missed cut). The name comes back only after `min_votes` new
+faces agree again. Only faces that passed the quality gate reach the resolver, so a turned or
+blurred face cannot withdraw a name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from agent.classifier.labels import UNKNOWN
+
+# Why an identity changed: the track's votes decided; its newest face disagreed with its name
+# (withdrawn at once); or a stronger track claimed the name.
+ChangeReason = Literal["votes", "face_disagrees", "claimed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,7 @@ class IdentityChange:
     confidence: float
     votes: int
     previous_label: str | None
+    reason: ChangeReason = "votes"
 
 
 @dataclass(slots=True)
@@ -99,31 +112,23 @@ class IdentityResolver:
         """Add one classified face for a track; returns the identity changes it caused."""
         confidence = min(max(float(confidence), 0.0), 1.0)
         state = self._tracks.setdefault(track_id, _TrackVotes())
-        if label != UNKNOWN and confidence >= self.min_confidence:
-            state.add(label, confidence)
+        vote = label if label != UNKNOWN and confidence >= self.min_confidence else UNKNOWN
+        changes: list[IdentityChange] = []
+        if state.announced != UNKNOWN and vote != state.announced:
+            changes.extend(self._withdraw(track_id))
+        if vote != UNKNOWN:
+            state.add(vote, confidence)
         else:
             state.add(UNKNOWN, 1.0 - confidence)
-        return self._reevaluate(track_id)
+        changes.extend(self._reevaluate(track_id))
+        return changes
 
     def remove(self, track_id: int) -> list[IdentityChange]:
         """Forget a deleted track; a track that lost its label to it may now qualify again."""
         state = self._tracks.pop(track_id, None)
         if state is None:
             return []
-        released = state.announced
-        changes: list[IdentityChange] = []
-        if released != UNKNOWN and self._holders.get(released) == track_id:
-            del self._holders[released]
-            for other in self._tracks.values():
-                other.lost.discard(released)
-            # The strongest remaining contender for the released label gets its chance first.
-            contenders = sorted(
-                (tid for tid, s in self._tracks.items() if s.strength(released) > 0),
-                key=lambda tid: -self._tracks[tid].strength(released),
-            )
-            for tid in contenders:
-                changes.extend(self._reevaluate(tid))
-        return changes
+        return self._release(state.announced, track_id)
 
     def retain(self, live_track_ids: Iterable[int]) -> list[IdentityChange]:
         """Drop every track not in `live_track_ids` (the tracker deleted them)."""
@@ -134,6 +139,34 @@ class IdentityResolver:
         return changes
 
     # -- internals -------------------------------------------------------------------------------
+    def _withdraw(self, track_id: int) -> list[IdentityChange]:
+        """A face disagreed with the track's name: the name goes now, with the votes behind it."""
+        state = self._tracks[track_id]
+        withdrawn = state.announced
+        votes = sum(t.votes for t in state.tallies.values())
+        state.tallies.clear()
+        state.announced = UNKNOWN
+        previous, state.emitted = state.emitted, UNKNOWN
+        change = IdentityChange(track_id, UNKNOWN, 0.0, votes, previous, "face_disagrees")
+        return [change, *self._release(withdrawn, track_id)]
+
+    def _release(self, label: str, track_id: int) -> list[IdentityChange]:
+        """`track_id` no longer holds `label`: a track that lost it to this one may now qualify."""
+        if label == UNKNOWN or self._holders.get(label) != track_id:
+            return []
+        del self._holders[label]
+        for other in self._tracks.values():
+            other.lost.discard(label)
+        changes: list[IdentityChange] = []
+        # The strongest remaining contender for the released label gets its chance first.
+        contenders = sorted(
+            (tid for tid, s in self._tracks.items() if tid != track_id and s.strength(label) > 0),
+            key=lambda tid: -self._tracks[tid].strength(label),
+        )
+        for tid in contenders:
+            changes.extend(self._reevaluate(tid))
+        return changes
+
     def _candidate(self, track_id: int) -> str:
         """The label this track qualifies for on its own votes, ignoring other tracks."""
         state = self._tracks[track_id]
@@ -168,7 +201,7 @@ class IdentityResolver:
                 loser_state = self._tracks[loser]
                 loser_state.announced = UNKNOWN
                 loser_state.lost.add(new)
-                changes.append(self._change(loser, loser_state, UNKNOWN))
+                changes.append(self._change(loser, loser_state, UNKNOWN, "claimed"))
             self._holders[new] = track_id
         state.announced = new
         changes.append(self._change(track_id, state, new))
@@ -177,13 +210,15 @@ class IdentityResolver:
             changes.extend(self._reevaluate(loser))
         return changes
 
-    def _change(self, track_id: int, state: _TrackVotes, label: str) -> IdentityChange:
+    def _change(
+        self, track_id: int, state: _TrackVotes, label: str, reason: ChangeReason = "votes"
+    ) -> IdentityChange:
         if label == UNKNOWN:
             # "No name" carries no confidence; votes says how much evidence the track has had.
             previous = state.emitted
             state.emitted = label
             votes = sum(t.votes for t in state.tallies.values())
-            return IdentityChange(track_id, UNKNOWN, 0.0, votes, previous)
+            return IdentityChange(track_id, UNKNOWN, 0.0, votes, previous, reason)
         tally = state.tallies.get(label, _Tally())
         confidence = tally.weight / tally.votes if tally.votes else 0.0
         previous = state.emitted

@@ -4,6 +4,10 @@ It runs on the event loop, overlapping the next frame's inference; pure Python a
 keeps the per-track face-check schedule the analyzer reads (`TrackingStage.hints`): unidentified
 tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown) every
 `face_recheck_every` frames.
+
+Each frame is first checked for a scene cut against the one before it (in frame order, which is
+why here and not in the analyzer's workers); at a cut the tracker ends every track no face
+carries over (docs/scene-cuts.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from agent.events.schema import EventBase
 from agent.identity.voting import IdentityResolver
 from agent.pipeline.analyzer import Analysis, TrackHint
 from agent.tracking import Tracker, TrackerParams, TrackView
+from agent.vision.scene_cut import SceneCutDetector, SceneCutParams
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -40,8 +45,14 @@ class TrackingStage:
         resolver: IdentityResolver,
         builder: EventBuilder,
         face_recheck_every: int,
+        cuts: SceneCutDetector | None = None,
     ) -> None:
         self.tracker = tracker
+        # Frames are checked here, in order, because a cut is a change from the frame before.
+        self.cuts = cuts
+        # Cuts seen since start and the frame of the last one (a count, not a list: runs are long).
+        self.cuts_seen = 0
+        self.last_cut: int | None = None
         self.resolver = resolver
         self.builder = builder
         self.face_recheck_every = max(1, face_recheck_every)
@@ -55,11 +66,15 @@ class TrackingStage:
     @classmethod
     def from_config(cls, config: AgentConfig) -> TrackingStage:
         """A fresh stage (no tracks, no votes) for `config`'s device, tracker and identity settings."""
+        cut = config.scene_cut
         return cls(
             Tracker(TrackerParams.from_config(config.tracker, config.detection)),
             IdentityResolver(config.identity.min_votes, config.identity.min_confidence),
             EventBuilder(config.device_id),
             config.pipeline.face_recheck_every,
+            SceneCutDetector(SceneCutParams(cut.min_colour_change, cut.max_layout_correlation))
+            if cut.enabled
+            else None,
         )
 
     @property
@@ -93,8 +108,12 @@ class TrackingStage:
 
     def step(self, analysis: Analysis, stamp: FrameStamp) -> StepResult:
         t0 = time.perf_counter()
+        cut = self.cuts is not None and self.cuts.check(analysis.frame.image).cut
+        if cut:
+            self.cuts_seen += 1
+            self.last_cut = stamp.index
         update = self.tracker.update(
-            analysis.boxes_tlwh, analysis.scores, analysis.features, analysis.face_features
+            analysis.boxes_tlwh, analysis.scores, analysis.features, analysis.face_features, scene_cut=cut
         )
         t1 = time.perf_counter()
         events: list[EventBase] = []

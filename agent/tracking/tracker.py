@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.tracking.association import Associator
+from agent.tracking.cut_carry import face_carry_over
 from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
 from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
@@ -176,11 +177,13 @@ class Tracker:
         scores: npt.ArrayLike,
         features: npt.ArrayLike | None,
         face_features: npt.ArrayLike | None = None,
+        scene_cut: bool = False,
     ) -> TrackUpdate:
         """Advance one frame with this frame's detections and return live tracks and events.
 
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
         only; face_features (n, k) with NaN rows where a detection has no face, or None.
+        scene_cut: this frame starts a new shot (agent.vision.scene_cut); see `_cross_cut`.
         """
         boxes, score_array, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
         # Counted after validation: a refused frame leaves the tracker exactly as it was.
@@ -188,6 +191,8 @@ class Tracker:
         p = self.params
         t = self._tracks
         events: list[TrackEvent] = []
+        if scene_cut and len(t):
+            self._cross_cut(t, tlwh_to_xyah(boxes), faces, events)
         n, m = len(t), boxes.shape[0]
         measurements = tlwh_to_xyah(boxes)
 
@@ -228,6 +233,28 @@ class Tracker:
         return TrackUpdate(self._frame, self._views(matched_det), events)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _cross_cut(
+        self,
+        t: TrackTable,
+        measurements: Array,
+        faces: npt.NDArray[np.float32] | None,
+        events: list[TrackEvent],
+    ) -> None:
+        """A scene cut: a track whose own faces match a face of the new shot restarts its motion
+        at that detection (where it was before the cut says nothing); every other track ends now."""
+        pairs = face_carry_over(t.face_galleries, faces, self.params.max_face_distance)
+        carried = np.zeros(len(t), dtype=np.bool_)
+        if pairs:
+            rows = np.array([r for r, _ in pairs], dtype=np.intp)
+            cols = np.array([c for _, c in pairs], dtype=np.intp)
+            t.mean[rows], t.cov[rows] = self.kf.initiate(measurements[cols])
+            t.time_since_update[rows] = 0
+            carried[rows] = True
+        ended = (~carried & t.confirmed).nonzero()[0]
+        if ended.size:
+            self._emit(t, "deleted", ended, events)
+        t.keep(carried)
 
     def _apply_hits(
         self,
