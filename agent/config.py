@@ -153,6 +153,17 @@ class DetectionConfig(Section):
     face_max_turn: float = Field(0.6, ge=0.0, le=10.0)
 
 
+class PersonBoxConfig(Section):
+    """Person boxes no person could make never reach the tracker (agent/vision/person_boxes.py)."""
+
+    # Height over width below this is dropped: MOT20-08's crowd boxes are 0.35, close-ups 0.59.
+    min_aspect: float = Field(0.45, ge=0.0, le=10.0)
+    # Height over width above this is dropped; 0 = no upper bound (people cut by the frame's edge).
+    max_aspect: float = Field(0.0, ge=0.0, le=100.0)
+    # Largest share of the frame one person may cover; 1.0 = off (close-ups fill the frame).
+    max_frame_share: float = Field(1.0, gt=0.0, le=1.0)
+
+
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
     max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
@@ -248,6 +259,7 @@ class AgentConfig(BaseSettings):
     inference: InferenceConfig = InferenceConfig()
     models: ModelsConfig = ModelsConfig()
     detection: DetectionConfig = DetectionConfig()
+    person_boxes: PersonBoxConfig = PersonBoxConfig()
     tracker: TrackerConfig = TrackerConfig()
     pipeline: PipelineConfig = PipelineConfig()
     identity: IdentityConfig = IdentityConfig()
