@@ -164,6 +164,17 @@ class PersonBoxConfig(Section):
     max_frame_share: float = Field(1.0, gt=0.0, le=1.0)
 
 
+class TilesConfig(Section):
+    """Whole-frame person passes also run on overlapping square tiles (agent/vision/tiling.py)."""
+
+    # Rows of square tiles over a whole frame; 0 = whole-frame passes only.
+    rows: int = Field(0, ge=0, le=4)
+    # Share of a tile's side that neighbouring tiles overlap, 0-0.9.
+    overlap: float = Field(0.25, ge=0.0, le=0.9)
+    # Images whose long side is under this many detector inputs (region crops) are not tiled.
+    min_scale: float = Field(1.5, gt=0.0, le=20.0)
+
+
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
     max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
@@ -260,6 +271,7 @@ class AgentConfig(BaseSettings):
     models: ModelsConfig = ModelsConfig()
     detection: DetectionConfig = DetectionConfig()
     person_boxes: PersonBoxConfig = PersonBoxConfig()
+    tiles: TilesConfig = TilesConfig()
     tracker: TrackerConfig = TrackerConfig()
     pipeline: PipelineConfig = PipelineConfig()
     identity: IdentityConfig = IdentityConfig()
