@@ -156,12 +156,14 @@ class DetectionConfig(Section):
 class PersonBoxConfig(Section):
     """Person boxes no person could make never reach the tracker (agent/vision/person_boxes.py)."""
 
-    # Height over width below this is dropped: MOT20-08's crowd boxes are 0.35, close-ups 0.59.
-    min_aspect: float = Field(0.45, ge=0.0, le=10.0)
+    # Height over width below this is dropped: MOT20-08's crowd boxes reach 0.38, close-ups 0.58.
+    min_aspect: float = Field(0.47, ge=0.0, le=10.0)
     # Height over width above this is dropped; 0 = no upper bound (people cut by the frame's edge).
     max_aspect: float = Field(0.0, ge=0.0, le=100.0)
     # Largest share of the frame one person may cover; 1.0 = off (close-ups fill the frame).
     max_frame_share: float = Field(1.0, gt=0.0, le=1.0)
+    # A box holding this many smaller person boxes is a group, not a person; 0 = off.
+    max_people_inside: int = Field(2, ge=0, le=100)
 
 
 class TilesConfig(Section):

@@ -113,6 +113,7 @@ class DetectionOptions:
                 min_aspect=person_boxes.min_aspect,
                 max_aspect=person_boxes.max_aspect,
                 max_frame_share=person_boxes.max_frame_share,
+                max_people_inside=person_boxes.max_people_inside,
             )
             if person_boxes is not None
             else None
