@@ -3,6 +3,7 @@ without tiles (counts of the deterministic quantised model, asserted exactly).""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from agent.config import load_config
+from agent.pipeline.frame import SourceFrame
+from agent.runtime.resources import build_analyzers
 from agent.vision.factory import build_person_detector, build_vision_stack
 from agent.vision.tiling import TiledDetector, TileParams, tile_regions
 from agent.vision.types import Detection, Frame
@@ -82,3 +85,20 @@ def test_the_config_wraps_the_detector(assets_dir: Path) -> None:
 
 WHOLE_20 = 106
 TILED_20 = 344
+
+
+def test_the_agents_analyzer_tiles_a_whole_frame_pass(assets_dir: Path) -> None:
+    """The analyzer the runtime builds: the first frame of MOT20-08 (motion unknown, so a
+    whole-frame pass) gives more people with `[tiles] rows = 1` than without, and no box over half
+    the frame either way (the person-box filter runs after the tiles are merged)."""
+    frame = _first_frames(assets_dir / CROWD, 1)[0]
+    found = []
+    for rows in (0, 1):
+        config = load_config(None, assets_dir=assets_dir, inference={"workers": 1}, tiles={"rows": rows})
+        analyzer = build_analyzers(config, None)[0][0]
+        analysis = analyzer.analyze(SourceFrame(0, frame, datetime.now(UTC), 0.0), [], None)
+        assert analysis.person_passes == 1
+        areas = analysis.boxes_tlwh[:, 2] * analysis.boxes_tlwh[:, 3]
+        assert (areas <= 0.5 * frame.shape[0] * frame.shape[1]).all()
+        found.append(len(analysis.boxes_tlwh))
+    assert found[1] > found[0]
