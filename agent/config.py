@@ -153,6 +153,30 @@ class DetectionConfig(Section):
     face_max_turn: float = Field(3.0, ge=0.0, le=10.0)
 
 
+class PersonBoxConfig(Section):
+    """Person boxes no person could make never reach the tracker (agent/vision/person_boxes.py)."""
+
+    # Height over width below this is dropped: MOT20-08's crowd boxes reach 0.38, close-ups 0.58.
+    min_aspect: float = Field(0.47, ge=0.0, le=10.0)
+    # Height over width above this is dropped; 0 = no upper bound (people cut by the frame's edge).
+    max_aspect: float = Field(0.0, ge=0.0, le=100.0)
+    # Largest share of the frame one person may cover; 1.0 = off (close-ups fill the frame).
+    max_frame_share: float = Field(1.0, gt=0.0, le=1.0)
+    # A box holding this many smaller person boxes is a group, not a person; 0 = off.
+    max_people_inside: int = Field(2, ge=0, le=100)
+
+
+class TilesConfig(Section):
+    """Whole-frame person passes also run on overlapping square tiles (agent/vision/tiling.py)."""
+
+    # Rows of square tiles over a whole frame; 0 = whole-frame passes only.
+    rows: int = Field(0, ge=0, le=4)
+    # Share of a tile's side that neighbouring tiles overlap, 0-0.9.
+    overlap: float = Field(0.25, ge=0.0, le=0.9)
+    # Images whose long side is under this many detector inputs (region crops) are not tiled.
+    min_scale: float = Field(1.5, gt=0.0, le=20.0)
+
+
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
     max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
@@ -256,6 +280,8 @@ class AgentConfig(BaseSettings):
     inference: InferenceConfig = InferenceConfig()
     models: ModelsConfig = ModelsConfig()
     detection: DetectionConfig = DetectionConfig()
+    person_boxes: PersonBoxConfig = PersonBoxConfig()
+    tiles: TilesConfig = TilesConfig()
     tracker: TrackerConfig = TrackerConfig()
     scene_cut: SceneCutConfig = SceneCutConfig()
     pipeline: PipelineConfig = PipelineConfig()

@@ -54,6 +54,7 @@ from agent.vision.face_crops import faces_in_crops, head_region
 from agent.vision.face_quality import QualityParams, measure
 from agent.vision.factory import VisionStack, build_vision_stack
 from agent.vision.inference import load_model
+from agent.vision.tiling import TiledDetector, TileParams
 from agent.vision.types import BBox, FaceDetection, Frame
 from bench import hd_scenes as scenes
 from bench.agent_config import for_video
@@ -246,11 +247,15 @@ def bench_people(config: AgentConfig, stack: VisionStack, frames: int) -> dict[s
     source = scenes.read_frames(video, frames)
     background = scenes.empty_background(video)
     bins = [f"{PERSON_BINS[i]}-{PERSON_BINS[i + 1]}" for i in range(len(PERSON_BINS) - 1)]
-    counts = {mode: {b: [0, 0] for b in bins} for mode in ("whole", "agent")}
+    counts = {mode: {b: [0, 0] for b in bins} for mode in ("whole", "agent", "tiles")}
     passes = {"whole": 0, "agent": 0}
+    # The whole frame plus two rows of tiles ([tiles] rows = 2), on the same frames as "whole".
+    tiled = TiledDetector(stack.person_detector, 300, TileParams(rows=2))
     for scale in PERSON_SCALES:
         factor = scale * min(1920 / 768, 1080 / 576)
-        analyzer = FrameAnalyzer.from_stack(stack, DetectionOptions.from_config(config.detection))
+        analyzer = FrameAnalyzer.from_stack(
+            stack, DetectionOptions.from_config(config.detection, 300, config.person_boxes)
+        )
         stage = TrackingStage.from_config(config)
         ox, oy = (1920 - round(768 * factor)) // 2, (1080 - round(576 * factor)) // 2
         for index, image in enumerate(source):
@@ -262,6 +267,7 @@ def bench_people(config: AgentConfig, stack: VisionStack, frames: int) -> dict[s
             if index < 10 or index % 5:
                 continue
             whole = stack.person_detector.detect(frame)
+            tiles = tiled.detect(frame)
             passes["whole"] += 1
             agent_boxes = [BBox.from_tlwh(*row) for row in analysis.boxes_tlwh]
             for gt in truth.get(index, []):
@@ -271,6 +277,8 @@ def bench_people(config: AgentConfig, stack: VisionStack, frames: int) -> dict[s
                 b = next(bins[i] for i in range(len(bins)) if box.height < PERSON_BINS[i + 1])
                 counts["whole"][b][1] += 1
                 counts["agent"][b][1] += 1
+                counts["tiles"][b][1] += 1
+                counts["tiles"][b][0] += any(d.box.iou(box) >= 0.5 for d in tiles)
                 counts["whole"][b][0] += any(d.box.iou(box) >= 0.5 for d in whole)
                 counts["agent"][b][0] += any(a.iou(box) >= 0.5 for a in agent_boxes)
         print(f"  people scale {scale}: {counts}", file=sys.stderr, flush=True)
@@ -285,6 +293,9 @@ def bench_people(config: AgentConfig, stack: VisionStack, frames: int) -> dict[s
                 else None,
                 "agent": round(counts["agent"][b][0] / counts["agent"][b][1], 3)
                 if counts["agent"][b][1]
+                else None,
+                "tiles": round(counts["tiles"][b][0] / counts["tiles"][b][1], 3)
+                if counts["tiles"][b][1]
                 else None,
             }
             for b in bins
@@ -490,10 +501,12 @@ def format_report(r: dict[str, Any]) -> str:
                 f"Person recall vs person height (vtest.avi at scales {p['scales']} in 1920x1080, "
                 f"PETS09 ground truth, IoU >= 0.5; agent: {p['agent_detector_runs_per_frame']} "
                 "detector runs per frame)",
-                "height px | people | whole (today) | agent (regions)",
+                "height px | people | whole (today) | agent (regions) | whole + tiles (rows 2)",
             ]
             for b, e in p["recall"].items():
-                lines.append(f"{b:>9} | {e['people']:>6} | {e['whole']!s:>13} | {e['agent']}")
+                lines.append(
+                    f"{b:>9} | {e['people']:>6} | {e['whole']!s:>13} | {e['agent']!s:>15} | {e['tiles']}"
+                )
     for section, title in (
         ("cpu", "Agent on 1080p clips"),
         ("demo", "Agent on the demo clip placed in 1920x1080 (demo classifier)"),

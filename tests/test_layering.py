@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PURE_PACKAGES = ("agent.tracking", "agent.classifier", "agent.identity", "agent.events", "agent.pipeline")
 # The rest of agent.vision mixes model loading (files) with image helpers; the helpers the pipeline
 # imports are checked through it.
-PURE_MODULES = ("agent.vision.types",)
+PURE_MODULES = ("agent.vision.types", "agent.vision.person_boxes", "agent.vision.tiling")
 
 # Files, the network and MQTT, the event loop, processes and signals, logs, configuration files.
 IO_MODULES = frozenset(

@@ -30,6 +30,7 @@ from agent.vision.detection_schedule import DetectionScheduler, ScheduleParams, 
 from agent.vision.face_crops import faces_in_crops, head_region, may_show_a_face
 from agent.vision.face_quality import QualityParams, Reason, measure
 from agent.vision.motion import MotionParams
+from agent.vision.person_boxes import PersonShape, plausible_people
 from agent.vision.types import (
     BBox,
     Detection,
@@ -41,7 +42,7 @@ from agent.vision.types import (
 )
 
 if TYPE_CHECKING:
-    from agent.config import DetectionConfig
+    from agent.config import DetectionConfig, PersonBoxConfig
     from agent.vision.factory import VisionStack
 
 # A person box overlapping a known track less than this is treated as someone new.
@@ -82,9 +83,16 @@ class DetectionOptions:
     # Margin of the head crop around each person box; None = faces on the whole frame.
     face_crop_margin: float | None = None
     quality: QualityParams | None = None
+    # Person boxes no person could make are dropped before anything else sees them.
+    person_shape: PersonShape | None = None
 
     @classmethod
-    def from_config(cls, detection: DetectionConfig, region_size: int = 300) -> DetectionOptions:
+    def from_config(
+        cls,
+        detection: DetectionConfig,
+        region_size: int = 300,
+        person_boxes: PersonBoxConfig | None = None,
+    ) -> DetectionOptions:
         params = ScheduleParams(
             motion=detection.motion,
             regions=detection.regions,
@@ -100,11 +108,22 @@ class DetectionOptions:
             min_sharpness=detection.face_min_sharpness,
             max_turn=detection.face_max_turn,
         )
+        shape = (
+            PersonShape(
+                min_aspect=person_boxes.min_aspect,
+                max_aspect=person_boxes.max_aspect,
+                max_frame_share=person_boxes.max_frame_share,
+                max_people_inside=person_boxes.max_people_inside,
+            )
+            if person_boxes is not None
+            else None
+        )
         return cls(
             # Without motion every frame gets the detector on the whole frame, as before.
             scheduler=DetectionScheduler(params) if detection.motion else None,
             face_crop_margin=detection.face_crop_margin if detection.face_crops else None,
             quality=quality if quality != QualityParams() else None,
+            person_shape=shape if shape is not None and shape.checks_anything else None,
         )
 
 
@@ -190,10 +209,10 @@ class FrameAnalyzer:
         number held."""
         scheduler = self.options.scheduler
         if scheduler is None:
-            return self.person_detector.detect(frame.image), 1, 0
+            return self._plausible(frame.image, self.person_detector.detect(frame.image)), 1, 0
         tracks = [TrackBox(h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated) for h in hints]
         plan = scheduler.plan(frame.index, frame.image, tracks)
-        detections = run_plan(self.person_detector, frame.image, plan.plan)
+        detections = self._plausible(frame.image, run_plan(self.person_detector, frame.image, plan.plan))
         if plan.plan.passes:
             scheduler.record(frame.index, [d.box for d in detections], tracks)
         held = [
@@ -203,6 +222,12 @@ class FrameAnalyzer:
             if all(tracks[i].box.iou(d.box) < NEWCOMER_IOU for d in detections)
         ]
         return detections + held, plan.plan.passes, len(held)
+
+    def _plausible(self, image: Frame, detections: list[Detection]) -> list[Detection]:
+        shape = self.options.person_shape
+        if shape is None:
+            return detections
+        return plausible_people(detections, (image.shape[1], image.shape[0]), shape)
 
     def _find_faces(
         self, image: Frame, detections: list[Detection], needing: set[int]

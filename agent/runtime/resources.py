@@ -163,7 +163,7 @@ def build_analyzers(
     workers = 1 if first.backend == "edgetpu" or vision is not None else config.inference.workers
     stacks = [first] + [build_vision_stack(config) for _ in range(workers - 1)]
     # One motion background and detection schedule for the camera, shared by the workers.
-    options = DetectionOptions.from_config(config.detection, _input_side(first))
+    options = DetectionOptions.from_config(config.detection, _input_side(first), config.person_boxes)
     analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]
     return analyzers, first
 

@@ -12,6 +12,7 @@ from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, SFaceEmbedder
 from agent.vision.inference import Backend, ModelLoadError, TfliteModel, load_model
 from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
+from agent.vision.tiling import TiledDetector, TileParams
 from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
 
 
@@ -43,6 +44,15 @@ def build_person_detector(config: AgentConfig) -> SsdPostprocessDetector:
         min_score=config.detection.confidence,
         nms_threshold=config.detection.nms_threshold,
     )
+
+
+def with_tiles(config: AgentConfig, detector: SsdPostprocessDetector) -> PersonDetector:
+    """`detector`, looking at tiles of whole frames too when [tiles] rows > 0."""
+    tiles = config.tiles
+    if tiles.rows <= 0:
+        return detector
+    side = int(detector.model.input.shape[1])
+    return TiledDetector(detector, side, TileParams(tiles.rows, tiles.overlap, tiles.min_scale))
 
 
 def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetector:
@@ -118,4 +128,4 @@ def build_vision_stack(config: AgentConfig) -> VisionStack:
     if crop is not None:
         backends["crop_face_detector"] = crop.model.backend
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, face, embedder, backend, dict(backends), crop)
+    return VisionStack(with_tiles(config, person), face, embedder, backend, dict(backends), crop)

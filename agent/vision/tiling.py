@@ -1,0 +1,99 @@
+"""Tiles: the person detector on overlapping squares of a big frame as well as on the whole frame.
+
+A whole-frame pass shrinks a 960x540 frame to the SSD's 300x300 input, so a 60 px tall person
+becomes 33 px tall, and the COCO SSD misses most people that small (docs/detection.md). Regions
+(agent/vision/regions.py) only help where something moved, and a moving camera makes motion
+everywhere, so every frame falls back to whole-frame passes. `TiledDetector` wraps the detector:
+an image whose long side is at least `min_scale` detector inputs (a whole frame, not a region
+crop) is
+also cut into `rows` rows of square tiles overlapping by `overlap`, each run at (close to) the
+detector's own size, and the boxes of all passes are merged as regions are: a box cut by a tile's
+edge gives way to the whole one seen by the full pass or a neighbouring tile. Tiles are for small
+people: a tile's box covering more than `MAX_TILE_SHARE` of the tile is left to the whole-frame
+pass, which sees anyone that big well; on the MOT20-08 crowd clip such boxes are the crowd called
+one person again, at the scale of a tile (bench.pipeline_video: the largest box kept fell from 36 %
+of the frame to the size of a person).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agent.vision.regions import Region, cut_by_region, merge_detections, to_frame
+from agent.vision.types import Detection, Frame, PersonDetector
+
+# Largest share of a tile one of its boxes may cover (see the module docstring).
+MAX_TILE_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TileParams:
+    # Rows of square tiles; 0 switches tiling off.
+    rows: int = 1
+    # Share of a tile's side that neighbouring tiles overlap (a person cut by one is whole in the other).
+    overlap: float = 0.25
+    # Images whose long side is under this many detector inputs are not tiled: a region crop is
+    # already at the detector's size.
+    min_scale: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.rows < 0 or not 0.0 <= self.overlap < 1.0 or self.min_scale <= 0.0:
+            raise ValueError(f"bad tile parameters {self}")
+
+
+def tile_regions(frame_size: tuple[int, int], rows: int, overlap: float) -> tuple[Region, ...]:
+    """Square tiles in `rows` rows covering the frame, neighbours overlapping by `overlap` of a side."""
+    width, height = frame_size
+    if rows <= 0:
+        return ()
+    # `rows` tiles of side s with overlap o cover s * (rows - (rows - 1) * o) = height.
+    side = min(width, height, math.ceil(height / (rows - (rows - 1) * overlap)))
+    columns = max(1, math.ceil((width - side * overlap) / (side * (1 - overlap))))
+    xs = _starts(width, side, columns)
+    ys = _starts(height, side, rows)
+    return tuple(Region(x, y, x + side, y + side) for y in ys for x in xs)
+
+
+def _starts(length: int, side: int, count: int) -> list[int]:
+    if count <= 1 or length <= side:
+        return [max(0, (length - side) // 2)]
+    step = (length - side) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+class TiledDetector:
+    """A person detector that also looks at tiles of big images (see the module docstring)."""
+
+    def __init__(self, detector: PersonDetector, input_side: int, params: TileParams) -> None:
+        self.detector = detector
+        self.input_side = input_side
+        self.params = params
+
+    @property
+    def model(self) -> object:
+        # The runtime reads the wrapped model's input size and backend through this.
+        return getattr(self.detector, "model", None)
+
+    def tiles(self, frame_size: tuple[int, int]) -> tuple[Region, ...]:
+        width, height = frame_size
+        if self.params.rows <= 0 or max(width, height) < self.params.min_scale * self.input_side:
+            return ()
+        return tile_regions(frame_size, self.params.rows, self.params.overlap)
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        height, width = frame.shape[:2]
+        tiles = self.tiles((width, height))
+        whole = self.detector.detect(frame)
+        if not tiles:
+            return whole
+        found: list[tuple[Detection, bool]] = [(d, False) for d in whole]
+        for tile in tiles:
+            crop = frame[tile.y1 : tile.y2, tile.x1 : tile.x2]
+            limit = MAX_TILE_SHARE * (tile.x2 - tile.x1) * (tile.y2 - tile.y1)
+            for detection in self.detector.detect(crop):
+                if detection.box.area > limit:
+                    continue
+                mapped = to_frame(detection, tile)
+                found.append((mapped, cut_by_region(mapped.box, tile, (width, height))))
+        return merge_detections(found)
