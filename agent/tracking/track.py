@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.tracking.nn_matching import FeatureGallery
+from agent.tracking.observation_centric import DIRECTION_SPAN
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -34,6 +35,10 @@ class TrackTable:
         "ids",
         "lost",
         "mean",
+        "observation",
+        "observed_centres",
+        "observed_cov",
+        "observed_mean",
         "time_since_update",
     )
 
@@ -50,6 +55,12 @@ class TrackTable:
         self.lost: BoolArray = np.empty(0, dtype=np.bool_)
         self.galleries: list[FeatureGallery | None] = []
         self.face_galleries: list[FeatureGallery | None] = []
+        # OC-SORT's memory (observation_centric.py): the last observation (xyah), the filter
+        # state right after it, and the centres of the last DIRECTION_SPAN + 1 observations.
+        self.observation: Array = np.empty((0, 4))
+        self.observed_mean: Array = np.empty((0, 8))
+        self.observed_cov: Array = np.empty((0, 3, 4))
+        self.observed_centres: Array = np.empty((0, DIRECTION_SPAN + 1, 2))
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -69,6 +80,22 @@ class TrackTable:
         self.lost = np.concatenate([self.lost, np.zeros(n, dtype=np.bool_)])
         self.galleries.extend([None] * n)
         self.face_galleries.extend([None] * n)
+        observation = mean[:, :4]
+        self.observation = np.concatenate([self.observation, observation])
+        self.observed_mean = np.concatenate([self.observed_mean, mean])
+        self.observed_cov = np.concatenate([self.observed_cov, cov])
+        centres = np.repeat(observation[:, None, :2], DIRECTION_SPAN + 1, axis=1)
+        self.observed_centres = np.concatenate([self.observed_centres, centres])
+
+    def observe(self, rows: npt.NDArray[np.intp], observations: Array) -> None:
+        """Remember the observations (xyah) just used to update `rows`, and their new states."""
+        self.observation[rows] = observations
+        self.observed_mean[rows] = self.mean[rows]
+        self.observed_cov[rows] = self.cov[rows]
+        centres = self.observed_centres[rows]
+        centres[:, :-1] = centres[:, 1:]
+        centres[:, -1] = observations[:, :2]
+        self.observed_centres[rows] = centres
 
     def keep(self, mask: BoolArray) -> None:
         """Drop the rows where mask is False."""
@@ -82,6 +109,10 @@ class TrackTable:
         self.time_since_update = self.time_since_update[mask]
         self.confirmed = self.confirmed[mask]
         self.lost = self.lost[mask]
+        self.observation = self.observation[mask]
+        self.observed_mean = self.observed_mean[mask]
+        self.observed_cov = self.observed_cov[mask]
+        self.observed_centres = self.observed_centres[mask]
         rows = np.flatnonzero(mask).tolist()
         self.galleries = [self.galleries[i] for i in rows]
         self.face_galleries = [self.face_galleries[i] for i in rows]
