@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.tracking.association import Associator
+from agent.tracking.camera_motion import as_warp, scale_of, warp_points, warp_states
 from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
 from agent.tracking.kalman_filter import KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
@@ -73,13 +74,17 @@ class Tracker:
         scores: npt.ArrayLike,
         features: npt.ArrayLike | None,
         face_features: npt.ArrayLike | None = None,
+        camera_warp: npt.ArrayLike | None = None,
     ) -> TrackUpdate:
         """Advance one frame with this frame's detections and return live tracks and events.
 
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
-        only; face_features (n, k) with NaN rows where a detection has no face, or None.
+        only; face_features (n, k) with NaN rows where a detection has no face, or None;
+        camera_warp (2, 3) the picture's motion from the previous frame to this one (a similarity
+        transform, agent.vision.camera_motion), or None for a still camera.
         """
         boxes, score_array, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        warp = as_warp(camera_warp) if camera_warp is not None else None
         # Counted after validation: a refused frame leaves the tracker exactly as it was.
         self._frame += 1
         p = self.params
@@ -90,6 +95,8 @@ class Tracker:
 
         if n:
             t.mean, t.cov = self.kf.predict(t.mean, t.cov)
+            if warp is not None:
+                self._follow_camera(t, warp)
             t.age += 1
             t.time_since_update += 1
 
@@ -131,6 +138,15 @@ class Tracker:
         return TrackUpdate(self._frame, self._views(matched_det), events)
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _follow_camera(t: TrackTable, warp: Array) -> None:
+        """Move predictions, and the OC-SORT memory of past observations, with the picture."""
+        t.mean, t.cov = warp_states(t.mean, t.cov, warp)
+        t.observed_mean, t.observed_cov = warp_states(t.observed_mean, t.observed_cov, warp)
+        t.observed_centres = warp_points(t.observed_centres, warp)
+        t.observation[:, :2] = warp_points(t.observation[:, :2], warp)
+        t.observation[:, 3] *= scale_of(warp)
 
     def _apply_hits(
         self,
