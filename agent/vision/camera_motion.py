@@ -63,7 +63,8 @@ class CameraMotionEstimator:
         corners = cv2.goodFeaturesToTrack(previous, p.max_corners, 0.01, 5)
         if corners is None or len(corners) < p.min_inliers:
             return identity()
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(previous, small, corners, None)
+        # nextPts is an output here (no OPTFLOW_USE_INITIAL_FLOW); passed only to satisfy the stubs.
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(previous, small, corners, np.empty_like(corners))
         ok = status.reshape(-1) == 1
         if int(ok.sum()) < p.min_inliers:
             return identity()
