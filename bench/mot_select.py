@@ -13,10 +13,11 @@ sequences and over MOTA and IDF1 (ties broken by the mean difference): a setting
 one sequence and loses on another has a negative margin.
 
 The selection, run on a set of training sequences:
-1. adoption, per grid key: the key's first value is the reference (the feature off, or the
-   paper's value). The key is adopted (may take its other values) only if leave-one-out over the
-   training sequences, with the key free, beats leave-one-out with the key held at its first value
-   on the held-out margin. A setting that wins in-sample and loses held-out is not adopted;
+1. adoption: each key's first value is its reference (the feature off, or the value before).
+   Every subset of keys is tried as the keys allowed to leave their references; the subset with
+   the best held-out margin (leave-one-out over the training sequences) wins, the smaller on a
+   tie. A key is adopted only when freeing it pays held out: a setting that wins in-sample and
+   loses held-out is not adopted;
 2. the default: the setting with the best margin on the training sequences, among those whose
    non-adopted keys are at their first values.
 
@@ -46,12 +47,13 @@ from bench.mot_score import clear_mot_idf1
 METRICS = ("mota", "idf1")
 # First value of each key = the reference it must beat held out (feature off / paper / old value).
 DEFAULT_GRID: dict[str, list[Any]] = {
-    "birth_quantile": [0.0, 0.1, 0.3],
+    "birth_quantile": [0.0, 0.1, 0.2, 0.3],
+    "weak_birth_n_init": [0, 6],
     "low_score_quantile": [0.0, 0.2],
     "reupdate_after_gap": [False, True],
     "direction_weight": [0.0, 0.2],
     "recovery_min_iou": [0.0, 0.3],
-    "std_weight_velocity": [1 / 160, 0.01],
+    "std_weight_velocity": [0.01, 1 / 160],
     "max_age": [30, 10],
 }
 
@@ -91,31 +93,46 @@ def held_out_margin(
     return min(diffs), sum(diffs) / len(diffs)
 
 
-def adopted_keys(table: Table, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per grid key with more than one value: held-out margins free and fixed, and the verdict."""
-    out: dict[str, dict[str, Any]] = {}
-    free = held_out_margin(table.rows, table.sort, names) if len(names) > 1 else (0.0, 0.0)
-    for key, values in table.grid.items():
-        if len(values) < 2:
-            continue
-        fixed_rows = [r for r in table.rows if r[0][key] == values[0]]
-        fixed = held_out_margin(fixed_rows, table.sort, names) if len(names) > 1 else (0.0, 0.0)
-        out[key] = {
-            "reference": values[0],
-            "held_out_free": [round(free[0], 2), round(free[1], 2)],
-            "held_out_fixed": [round(fixed[0], 2), round(fixed[1], 2)],
-            "adopted": free > fixed,
+def _allowed(table: Table, free: Sequence[str]) -> list[tuple[Setting, Scores]]:
+    """The rows whose keys outside `free` are at their reference (first) values."""
+    fixed = {k: v[0] for k, v in table.grid.items() if k not in free}
+    return [r for r in table.rows if all(r[0][k] == v for k, v in fixed.items())]
+
+
+def adoption(table: Table, names: Sequence[str]) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """Which keys may leave their reference values, judged held out on `names`.
+
+    Every subset of the grid's keys is tried as the set of free keys (the others held at their
+    first values); the subset whose leave-one-out over `names` has the best held-out margin wins,
+    the smaller subset on a tie: a key is adopted only if freeing it pays held out, together with
+    the others freed. Per key, the report gives the held-out margin of the winning subset with and
+    without it.
+    """
+    keys = [k for k, v in table.grid.items() if len(v) > 1]
+    scored: dict[tuple[str, ...], tuple[float, float]] = {}
+    for size in range(len(keys) + 1):
+        for subset in itertools.combinations(keys, size):
+            scored[subset] = held_out_margin(_allowed(table, subset), table.sort, names)
+    # max() keeps the first of equals, and subsets come smallest first.
+    winner = max(scored, key=lambda s: scored[s])
+    report: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        with_key = tuple(k for k in keys if k in winner or k == key)
+        without = tuple(k for k in winner if k != key)
+        report[key] = {
+            "reference": table.grid[key][0],
+            "held_out_with": [round(x, 2) for x in scored[with_key]],
+            "held_out_without": [round(x, 2) for x in scored[without]],
+            "adopted": key in winner,
         }
-    return out
+    return winner, report
 
 
 def select(table: Table, names: Sequence[str]) -> tuple[Setting, dict[str, dict[str, Any]]]:
     """The whole selection on the training sequences `names`: adoption, then the best setting."""
-    verdicts = adopted_keys(table, names)
-    fixed = {k: table.grid[k][0] for k, v in verdicts.items() if not v["adopted"]}
-    allowed = [r for r in table.rows if all(r[0][k] == v for k, v in fixed.items())]
-    setting, _ = best(allowed, table.sort, names)
-    return setting, verdicts
+    free, report = adoption(table, names)
+    setting, _ = best(_allowed(table, free), table.sort, names)
+    return setting, report
 
 
 def run_grid(sequences: Sequence[mot.Sequence_], grid: dict[str, list[Any]]) -> list[tuple[Setting, Scores]]:
@@ -153,6 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON object: TrackerParams field -> list of values, the first being the reference "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--testbeds",
+        action="store_true",
+        help="also score the chosen setting and the original SORT on py-motmetrics' two testbeds "
+        "(bench.mot --motmetrics-testbeds: another tracker's boxes as detections), out of the selection",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="JSON file keeping the grid's scores: read when it holds this grid and these "
+        "sequences, written otherwise (re-running the selection then takes seconds)",
+    )
     parser.add_argument("--json", action="store_true", help="print the JSON document alone on stdout")
     args = parser.parse_args(argv)
     try:
@@ -174,7 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     names = [s.name for s in sequences]
     sort = {s.name: clear_mot_idf1(s.gt or [], mot.run_sort(s)[0]) for s in sequences}
-    table = Table(run_grid(sequences, args.grid), sort, args.grid)
+    key = {"grid": args.grid, "sequences": names}
+    rows = None
+    if args.cache is not None and args.cache.is_file():
+        cached = json.loads(args.cache.read_text())
+        if cached.get("key") == json.loads(json.dumps(key)):
+            rows = [(setting, scores) for setting, scores in cached["rows"]]
+    if rows is None:
+        rows = run_grid(sequences, args.grid)
+        if args.cache is not None:
+            args.cache.write_text(json.dumps({"key": key, "rows": rows}))
+    table = Table(rows, sort, args.grid)
 
     chosen, verdicts = select(table, names)
     in_sample = next(scores for setting, scores in table.rows if setting == chosen)
@@ -193,6 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     params = replace(TrackerParams(), **chosen)
     verified = mot.evaluate(sequences, lambda s: mot.run_deep_sort(s, params))
+    testbeds: dict[str, dict[str, Any]] = {}
+    if args.testbeds:
+        for seq in mot.load_motmetrics_testbeds(0.0, 1.0):
+            testbeds[seq.name] = {
+                "sort": clear_mot_idf1(seq.gt or [], mot.run_sort(seq)[0]),
+                "chosen": clear_mot_idf1(seq.gt or [], mot.run_deep_sort(seq, params)[0]),
+            }
     result = {
         "grid": args.grid,
         "settings_tried": len(table.rows),
@@ -200,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chosen": chosen,
         "chosen_margin": round(margin(in_sample, sort, names)[0], 2),
         "sequences": per_sequence,
+        "testbeds": testbeds,
         "chosen_motmetrics": {
             n: {k: verified[n][k] for k in ("mota", "idf1", "idsw", "fp", "fn")} for n in names
         },
@@ -211,12 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(table.rows)} settings on {len(names)} sequences; margin = worst of (ours - original SORT) over"
     )
     print("sequences x {MOTA, IDF1}; held out = the whole selection run without that sequence")
-    print("adoption on all sequences (held-out margin worst / mean, key free vs held at its reference):")
+    print("adoption on all sequences: held-out margin worst / mean, key freed / key at its reference")
     for key, v in verdicts.items():
-        free, fixed = v["held_out_free"], v["held_out_fixed"]
+        with_key, without = v["held_out_with"], v["held_out_without"]
         print(
-            f"  {key:<20} free {free[0]:+6.2f} / {free[1]:+6.2f}   at {v['reference']!r:<7} "
-            f"{fixed[0]:+6.2f} / {fixed[1]:+6.2f}   {'adopted' if v['adopted'] else 'not adopted'}"
+            f"  {key:<20} freed {with_key[0]:+6.2f} / {with_key[1]:+6.2f}   at {v['reference']!r:<7} "
+            f"{without[0]:+6.2f} / {without[1]:+6.2f}   {'adopted' if v['adopted'] else 'not adopted'}"
         )
     print(f"chosen: {json.dumps(chosen)}  in-sample margin {result['chosen_margin']:+.2f}")
     print(f"{'sequence':<14} {'SORT MOTA/IDF1':>15} {'in-sample':>15} {'held out':>15}  held-out setting")
@@ -224,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells = [f"{row[k]['mota']:6.2f} /{row[k]['idf1']:6.2f}" for k in ("sort", "in_sample", "held_out")]
         setting = json.dumps(row["held_out_setting"])
         print(f"{row['sequence']:<14} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}  {setting}")
+    for name, row in testbeds.items():
+        ours, ref = row["chosen"], row["sort"]
+        print(
+            f"out of the selection: {name:<18} SORT {ref['mota']:6.2f} /{ref['idf1']:6.2f}   "
+            f"chosen {ours['mota']:6.2f} /{ours['idf1']:6.2f}"
+        )
     print("chosen, re-scored with py-motmetrics:")
     for n in names:
         v = verified[n]

@@ -190,3 +190,19 @@ def test_estimator_says_no_motion_on_a_blank_picture() -> None:
     blank = np.zeros((240, 320, 3), dtype=np.uint8)
     estimator.estimate(blank)
     np.testing.assert_allclose(estimator.estimate(blank), [[1, 0, 0], [0, 1, 0]])
+
+
+def test_a_weak_detection_starts_a_track_only_with_weak_birth_n_init_and_needs_more_hits() -> None:
+    def run(weak_birth_n_init: int) -> list[int]:
+        params = replace(TrackerParams(), n_init=2, birth_quantile=0.5, weak_birth_n_init=weak_birth_n_init)
+        tracker = Tracker(params)
+        for i in range(3):  # a confirmed track sets the score scale at 0.9
+            tracker.update(box_at(100 + 2 * i), [0.9], None)
+        confirmed_at: list[int] = []
+        for i in range(6):  # a far, weak, lasting detection
+            update = tracker.update(np.vstack([box_at(106 + 2 * i), box_at(400)]), [0.9, 0.3], None)
+            confirmed_at += [i + 1 for e in update.events if e.kind == "confirmed"]
+        return confirmed_at
+
+    assert run(0) == []
+    assert run(4) == [4]

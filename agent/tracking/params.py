@@ -51,6 +51,10 @@ class TrackerParams:
         quantile, not a score, so one setting fits detectors whose scores differ in scale (the
         Faster R-CNN boxes of MOT15 have a median of 0.96, COCO SSD on vtest.avi 0.67). Until a
         confirmed track has matched anything, every detection may start a track. 0 disables.
+    weak_birth_n_init: with birth_quantile on, a detection under its floor may still start a
+        track, one that needs this many consecutive hits to be confirmed (clutter seldom lasts,
+        a person whose score is low for the detector, partly hidden or far, does). 0: a weak
+        detection never starts a track.
     low_score_quantile: ByteTrack's split (Zhang et al. 2022). A detection whose score is below
         this quantile of the same recent tracked scores is "low": it is left out of the cascade
         and the IoU stage, then offered by IoU (>= low_match_iou) only to the tracks matched in
@@ -88,6 +92,7 @@ class TrackerParams:
     std_weight_position: float = 1.0 / 20.0
     std_weight_velocity: float = 1.0 / 100.0
     birth_quantile: float = 0.3
+    weak_birth_n_init: int = 0
     low_score_quantile: float = 0.0
     low_match_iou: float = 0.5
     reupdate_after_gap: bool = False
@@ -113,6 +118,8 @@ class TrackerParams:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.weak_birth_n_init < 0:
+            raise ValueError(f"weak_birth_n_init must be >= 0, got {self.weak_birth_n_init}")
         if not 0.0 <= self.direction_weight <= 1.0:
             raise ValueError(f"direction_weight must be in [0, 1], got {self.direction_weight}")
         if self.std_weight_position <= 0 or self.std_weight_velocity <= 0:
@@ -134,6 +141,10 @@ class TrackerParams:
             face_budget=cfg.face_budget,
             std_weight_velocity=cfg.std_weight_velocity,
             birth_quantile=cfg.birth_quantile,
+            low_score_quantile=cfg.low_score_quantile,
+            reupdate_after_gap=cfg.reupdate_after_gap,
+            direction_weight=cfg.direction_weight,
+            recovery_min_iou=cfg.recovery_min_iou,
         )
         if detection is not None:
             params = replace(

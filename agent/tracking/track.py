@@ -35,6 +35,7 @@ class TrackTable:
         "ids",
         "lost",
         "mean",
+        "needed_hits",
         "observation",
         "observed_centres",
         "observed_cov",
@@ -51,6 +52,8 @@ class TrackTable:
         self.age: IntArray = np.empty(0, dtype=np.int64)
         self.time_since_update: IntArray = np.empty(0, dtype=np.int64)
         self.confirmed: BoolArray = np.empty(0, dtype=np.bool_)
+        # Hits that confirm each track: n_init, or more for one born from a weak detection.
+        self.needed_hits: IntArray = np.empty(0, dtype=np.int64)
         # A confirmed track currently missing, whose "lost" event has been emitted.
         self.lost: BoolArray = np.empty(0, dtype=np.bool_)
         self.galleries: list[FeatureGallery | None] = []
@@ -65,7 +68,8 @@ class TrackTable:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    def append(self, ids: IntArray, mean: Array, cov: Array, confirmed: bool) -> None:
+    def append(self, ids: IntArray, mean: Array, cov: Array, needed_hits: IntArray) -> None:
+        """New tracks with one hit each; those needing at most one hit start confirmed."""
         n = ids.shape[0]
         if n == 0:
             return
@@ -76,7 +80,8 @@ class TrackTable:
         self.hits = np.concatenate([self.hits, ones])
         self.age = np.concatenate([self.age, ones])
         self.time_since_update = np.concatenate([self.time_since_update, np.zeros(n, dtype=np.int64)])
-        self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
+        self.confirmed = np.concatenate([self.confirmed, needed_hits <= 1])
+        self.needed_hits = np.concatenate([self.needed_hits, needed_hits])
         self.lost = np.concatenate([self.lost, np.zeros(n, dtype=np.bool_)])
         self.galleries.extend([None] * n)
         self.face_galleries.extend([None] * n)
@@ -108,6 +113,7 @@ class TrackTable:
         self.age = self.age[mask]
         self.time_since_update = self.time_since_update[mask]
         self.confirmed = self.confirmed[mask]
+        self.needed_hits = self.needed_hits[mask]
         self.lost = self.lost[mask]
         self.observation = self.observation[mask]
         self.observed_mean = self.observed_mean[mask]

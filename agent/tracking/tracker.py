@@ -128,11 +128,15 @@ class Tracker:
         if low is not None and unmatched_cols.size:
             # ByteTrack: a low-score box may continue a track, never start one.
             unmatched_cols = unmatched_cols[~low[unmatched_cols]]
+        weak = np.zeros(unmatched_cols.size, dtype=np.bool_)
         if p.birth_quantile > 0 and unmatched_cols.size:
             floor = self._scores.quantile(p.birth_quantile)
-            unmatched_cols = unmatched_cols[score_array[unmatched_cols] >= floor]
+            weak = score_array[unmatched_cols] < floor
+            if p.weak_birth_n_init == 0:
+                unmatched_cols, weak = unmatched_cols[~weak], weak[~weak]
         if unmatched_cols.size:
-            self._start_tracks(unmatched_cols, measurements, feats, faces, events)
+            needed = np.where(weak, p.weak_birth_n_init, p.n_init)
+            self._start_tracks(unmatched_cols, needed, measurements, feats, faces, events)
             matched_det = np.concatenate([matched_det, unmatched_cols])
 
         return TrackUpdate(self._frame, self._views(matched_det), events)
@@ -176,7 +180,7 @@ class Tracker:
         t.observe(rows, measurements[cols])
         t.hits[rows] += 1
         t.time_since_update[rows] = 0
-        newly_confirmed = rows[~t.confirmed[rows] & (t.hits[rows] >= p.n_init)]
+        newly_confirmed = rows[~t.confirmed[rows] & (t.hits[rows] >= t.needed_hits[rows])]
         refound = rows[t.lost[rows]]
         if newly_confirmed.size:
             t.confirmed[newly_confirmed] = True
@@ -199,22 +203,24 @@ class Tracker:
     def _start_tracks(
         self,
         cols: IntArray,
+        needed: npt.NDArray[np.int64],
         measurements: Array,
         feats: npt.NDArray[np.float32] | None,
         faces: npt.NDArray[np.float32] | None,
         events: list[TrackEvent],
     ) -> None:
+        """Tentative tracks from detections `cols`, each confirmed after its `needed` hits."""
         t = self._tracks
         k = cols.size
         ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
         self._next_id += k
         mean, cov = self.kf.initiate(measurements[cols])
-        confirmed = self.params.n_init <= 1
         start = len(t)
-        t.append(ids, mean, cov, confirmed)
+        t.append(ids, mean, cov, needed)
         rows = np.arange(start, start + k, dtype=np.intp)
-        if confirmed:
-            self._emit(t, "confirmed", rows, events)
+        confirmed = rows[t.confirmed[rows]]
+        if confirmed.size:
+            self._emit(t, "confirmed", confirmed, events)
         self._remember(t, rows, cols, feats, faces)
 
     def _remember(
