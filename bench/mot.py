@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-iou-distance", type=float, default=defaults.max_iou_distance)
     parser.add_argument("--motion-cost", choices=["iou", "mahalanobis"], default=defaults.motion_cost)
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other TrackerParams field, VALUE in JSON (--set reupdate_after_gap=true "
+        "--set birth_quantile=0); repeatable",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -484,6 +492,24 @@ def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
         print(line)
 
 
+def _overrides(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        field_name, sep, value = item.partition("=")
+        if not sep or not field_name:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        known = [f.name for f in fields(TrackerParams)]
+        if field_name not in known:
+            raise ValueError(f"--set {field_name}: not a TrackerParams field (one of {', '.join(known)})")
+        try:
+            out[field_name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f'--set {field_name}: {value!r} is not a JSON value (true, 0.3, "iou")'
+            ) from None
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.logging_setup import configure_logging
@@ -499,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_confidence=args.min_confidence,
             nms_max_overlap=args.nms_max_overlap,
         )
-    except ValueError as exc:
+        params = replace(params, **_overrides(args.set))
+    except (ValueError, TypeError) as exc:
         print(f"bench.mot: {exc}", file=sys.stderr)
         return 2
     try:

@@ -141,6 +141,7 @@ class TrackerParams:
             face_budget=cfg.face_budget,
             std_weight_velocity=cfg.std_weight_velocity,
             birth_quantile=cfg.birth_quantile,
+            weak_birth_n_init=cfg.weak_birth_n_init,
             low_score_quantile=cfg.low_score_quantile,
             reupdate_after_gap=cfg.reupdate_after_gap,
             direction_weight=cfg.direction_weight,
