@@ -172,7 +172,7 @@ class TrackerConfig(Section):
     # ByteTrack's low-score stage and OC-SORT's parts (docs/tracking.md); 0 / false turn them off.
     low_score_quantile: float = Field(0.0, ge=0.0, le=1.0)
     reupdate_after_gap: bool = False
-    direction_weight: float = Field(0.0, ge=0.0, le=1.0)
+    direction_weight: float = Field(0.2, ge=0.0, le=1.0)
     recovery_min_iou: float = Field(0.0, ge=0.0, le=1.0)
 
 

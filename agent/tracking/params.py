@@ -68,7 +68,8 @@ class TrackerParams:
     direction_weight: OC-SORT's observation-centric momentum: the cascade's motion cost of a
         pair grows by this weight times the angle (as a fraction of pi) between the track's
         direction over its last observations and the direction from its last observation to the
-        detection. 0 disables.
+        detection. 0 disables. 0.2 (the paper's inertia weight) adopted by leave-one-sequence-out
+        (docs/tracking.md).
     recovery_min_iou: OC-SORT's observation-centric recovery: after every other stage, a
         confirmed track still free may take a free detection overlapping its last observed box by
         at least this IoU (a target stopped or turned while the filter coasted on). 0 disables.
@@ -96,7 +97,7 @@ class TrackerParams:
     low_score_quantile: float = 0.0
     low_match_iou: float = 0.5
     reupdate_after_gap: bool = False
-    direction_weight: float = 0.0
+    direction_weight: float = 0.2
     recovery_min_iou: float = 0.0
     min_confidence: float = 0.5
     nms_max_overlap: float = 1.0
