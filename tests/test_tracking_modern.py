@@ -206,3 +206,46 @@ def test_a_weak_detection_starts_a_track_only_with_weak_birth_n_init_and_needs_m
 
     assert run(0) == []
     assert run(4) == [4]
+
+
+def test_the_new_settings_reach_the_tracker_from_the_config_and_defaults_agree() -> None:
+    from agent.config import TrackerConfig
+
+    cfg = TrackerConfig(
+        weak_birth_n_init=5,
+        low_score_quantile=0.2,
+        reupdate_after_gap=True,
+        direction_weight=0.1,
+        recovery_min_iou=0.3,
+    )
+    p = TrackerParams.from_config(cfg)
+    got = (
+        p.weak_birth_n_init,
+        p.low_score_quantile,
+        p.reupdate_after_gap,
+        p.direction_weight,
+        p.recovery_min_iou,
+    )
+    assert got == (5, 0.2, True, 0.1, 0.3)
+    # The shipped config and the tracker's own defaults are the same choice.
+    defaults, from_defaults = TrackerParams(), TrackerParams.from_config(TrackerConfig())
+    assert defaults == from_defaults
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("low_score_quantile", 1.5),
+        ("low_match_iou", -0.1),
+        ("recovery_min_iou", 2.0),
+        ("direction_weight", -1.0),
+    ],
+)
+def test_out_of_range_settings_are_refused_by_name(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        replace(TrackerParams(), **{field: value})
+
+
+def test_negative_weak_birth_n_init_is_refused() -> None:
+    with pytest.raises(ValueError, match="weak_birth_n_init"):
+        TrackerParams(weak_birth_n_init=-1)
