@@ -191,6 +191,13 @@ class TrackerConfig(Section):
     std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
     # A new track needs a detection score at this quantile of the scores tracked people get.
     birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
+    # Hits that confirm a track born under the birth floor; 0: such a detection starts none.
+    weak_birth_n_init: int = Field(0, ge=0)
+    # ByteTrack's low-score stage and OC-SORT's parts (docs/tracking.md); 0 / false turn them off.
+    low_score_quantile: float = Field(0.0, ge=0.0, le=1.0)
+    reupdate_after_gap: bool = False
+    direction_weight: float = Field(0.2, ge=0.0, le=1.0)
+    recovery_min_iou: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class SceneCutConfig(Section):

@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,35 @@ def encode_video(seq: Sequence_, video: Path) -> tuple[list[FrameFeatures], floa
     return out, 1000.0 * seconds / max(1, seq.n_frames)
 
 
+def estimate_camera_motion(seq: Sequence_, video: Path) -> tuple[list[Array], float, float]:
+    """The picture's motion into every frame of the sequence's video (agent.vision.camera_motion),
+    the estimator's mean milliseconds per frame, and the mean inliers of the warps it trusted."""
+    import cv2
+
+    from agent.vision.camera_motion import CameraMotionEstimator
+
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise OSError(f"{video}: cannot open video")
+    estimator = CameraMotionEstimator()
+    warps: list[Array] = []
+    seconds = 0.0
+    inliers: list[int] = []
+    try:
+        for index in range(seq.n_frames):
+            ok, frame = capture.read()
+            if not ok:
+                raise ValueError(f"{video}: ended at frame {index}, the sequence has {seq.n_frames}")
+            start = time.perf_counter()
+            warps.append(estimator.estimate(np.asarray(frame, dtype=np.uint8)))
+            seconds += time.perf_counter() - start
+            if estimator.last_inliers:
+                inliers.append(estimator.last_inliers)
+    finally:
+        capture.release()
+    return warps, 1000.0 * seconds / max(1, seq.n_frames), float(np.mean(inliers)) if inliers else 0.0
+
+
 def count_ids(outputs: list[FrameOutput]) -> int:
     return len({i for ids, _ in outputs for i in ids})
 
@@ -188,17 +217,22 @@ FrameFeatures = tuple[Array | None, Array | None]
 
 
 def run_deep_sort(
-    seq: Sequence_, params: TrackerParams, features: list[FrameFeatures] | None = None
+    seq: Sequence_,
+    params: TrackerParams,
+    features: list[FrameFeatures] | None = None,
+    warps: list[Array] | None = None,
 ) -> Timed:
     """Our tracker over a sequence. The timed loop includes building each frame's output (ids and
-    boxes of the confirmed tracks matched in the frame), exactly as `run_sort` does."""
+    boxes of the confirmed tracks matched in the frame), exactly as `run_sort` does. `warps` are
+    the camera's motion into each frame (estimate_camera_motion), or None."""
     tracker = Tracker(params)
     update = tracker.update
     outputs: list[FrameOutput] = []
     frames = features if features is not None else [(None, None)] * len(seq.detections)
+    motion: Sequence[Array | None] = warps if warps is not None else [None] * len(seq.detections)
     start, cpu_start = time.perf_counter(), time.process_time()
-    for (boxes, scores), (feats, faces) in zip(seq.detections, frames, strict=True):
-        shown = update(boxes, scores, feats, faces).confirmed_tracks(updated_only=True)
+    for (boxes, scores), (feats, faces), warp in zip(seq.detections, frames, motion, strict=True):
+        shown = update(boxes, scores, feats, faces, camera_warp=warp).confirmed_tracks(updated_only=True)
         outputs.append(([t.track_id for t in shown], np.array([t.tlwh for t in shown]).reshape(-1, 4)))
     return outputs, time.perf_counter() - start, time.process_time() - cpu_start
 
@@ -379,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-iou-distance", type=float, default=defaults.max_iou_distance)
     parser.add_argument("--motion-cost", choices=["iou", "mahalanobis"], default=defaults.motion_cost)
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any other TrackerParams field, VALUE in JSON (--set reupdate_after_gap=true "
+        "--set birth_quantile=0); repeatable",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -395,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="the video of the (single) sequence given: also run with real ColorHistogramEncoder "
         "features and report distinct confirmed ids, metrics where gt exists, and encoder cost",
+    )
+    parser.add_argument(
+        "--camera-motion",
+        action="store_true",
+        help="with --video: also run motion only with the camera's motion estimated on the frames "
+        "(agent.vision.camera_motion, BoT-SORT's compensation) and report its scores and cost",
     )
     parser.add_argument(
         "--simulate-appearance",
@@ -444,6 +492,24 @@ def _print_table(label: str, results: dict[str, dict[str, Any]]) -> None:
         print(line)
 
 
+def _overrides(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        field_name, sep, value = item.partition("=")
+        if not sep or not field_name:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        known = [f.name for f in fields(TrackerParams)]
+        if field_name not in known:
+            raise ValueError(f"--set {field_name}: not a TrackerParams field (one of {', '.join(known)})")
+        try:
+            out[field_name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f'--set {field_name}: {value!r} is not a JSON value (true, 0.3, "iou")'
+            ) from None
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agent.logging_setup import configure_logging
@@ -459,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_confidence=args.min_confidence,
             nms_max_overlap=args.nms_max_overlap,
         )
-    except ValueError as exc:
+        params = replace(params, **_overrides(args.set))
+    except (ValueError, TypeError) as exc:
         print(f"bench.mot: {exc}", file=sys.stderr)
         return 2
     try:
@@ -498,6 +565,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if seq.gt is not None:
             with_looks = evaluate([seq], lambda s: looks)[seq.name]
             video.update({f"with_histograms_{k}": with_looks[k] for k in ("mota", "idf1", "idsw")})
+        if args.camera_motion:
+            try:
+                warps, warp_ms, inliers = estimate_camera_motion(seq, args.video)
+            except (OSError, ValueError) as exc:
+                print(f"bench.mot: {exc}", file=sys.stderr)
+                return 2
+            with threadpool_limits(limits=1):
+                moved = run_deep_sort(seq, params, None, warps)
+            video.update(
+                {
+                    "camera_motion_ms_per_frame": round(warp_ms, 2),
+                    "camera_motion_mean_inliers": round(inliers, 1),
+                    "camera_motion_mean_shift_px": round(
+                        float(np.mean([np.hypot(*w[:, 2]) for w in warps])), 3
+                    ),
+                }
+            )
+            if seq.gt is not None:
+                with_warps = evaluate([seq], lambda s: moved)[seq.name]
+                video.update({f"with_camera_motion_{k}": with_warps[k] for k in ("mota", "idf1", "idsw")})
     alt: dict[str, dict[str, Any]] = {}
     alt_baseline: dict[str, dict[str, Any]] | None = None
     if args.motmetrics_testbeds:

@@ -3,7 +3,8 @@
 from agent.tracking.appearance import AppearanceEncoder, ColorHistogramEncoder
 from agent.tracking.detection import filter_detections, non_max_suppression
 from agent.tracking.lifecycle import EventKind, TrackEvent, TrackStateName, TrackUpdate, TrackView
-from agent.tracking.tracker import Tracker, TrackerParams
+from agent.tracking.params import TrackerParams
+from agent.tracking.tracker import Tracker
 
 __all__ = [
     "AppearanceEncoder",

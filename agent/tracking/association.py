@@ -3,14 +3,14 @@
 Two stages, as in the paper: a matching cascade over confirmed tracks (most recently seen first),
 on appearance blended with motion, all gated by Mahalanobis distance; then IoU matching of what is
 left (tentative tracks and confirmed ones that missed only the previous frame) against the
-remaining detections. The tracker owns the tracks and their state; this only reads them.
+remaining detections. Each optional, behind its TrackerParams setting: OC-SORT's direction term in
+the cascade, ByteTrack's third stage for low-score detections, OC-SORT's recovery stage last.
+The tracker owns the tracks and their state; this only reads them.
 
 Pure: no I/O, no images.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -20,11 +20,9 @@ from agent.tracking.iou_matching import iou_cost
 from agent.tracking.kalman_filter import KalmanFilter
 from agent.tracking.linear_assignment import INFEASIBLE, assign, matching_cascade
 from agent.tracking.nn_matching import nearest_neighbor_cosine
+from agent.tracking.observation_centric import direction_cost
+from agent.tracking.params import TrackerParams
 from agent.tracking.track import TrackTable
-
-if TYPE_CHECKING:
-    # Only a type here: the tracker imports this module, so a runtime import would be circular.
-    from agent.tracking.tracker import TrackerParams
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -45,15 +43,50 @@ class Associator:
         innovation: tuple[Array, Array, Array],
         feats: npt.NDArray[np.float32] | None,
         faces: npt.NDArray[np.float32] | None,
+        low: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[IntArray, IntArray]:
-        """Matched (track row, detection column) pairs: the cascade's first, then the IoU stage's.
+        """Matched (track row, detection column) pairs, stage by stage in the order they matched.
 
         The tracks must already be predicted to this frame; `innovation` is the filter's projection
         of them, passed in because the tracker reuses it for the Kalman update of the matches.
+        `low` marks ByteTrack's low-score detections: only the low-score stage may take them.
         """
         p = self.params
         m = boxes.shape[0]
-        all_cols = np.arange(m, dtype=np.intp)
+        high_cols = np.arange(m, dtype=np.intp) if low is None else (~low).nonzero()[0]
+        rows, cols = self._deep_sort_stages(t, boxes, measurements, innovation, feats, faces, high_cols)
+        if low is not None and low.any():
+            # Low-score boxes are kept for tracks that were seen a frame ago and still have no
+            # detection: where a track predicts a person, a weak box is likely that person.
+            free_rows = _free(len(t), rows)
+            free_rows &= t.time_since_update == 1
+            low_cols = low.nonzero()[0]
+            predicted_tlwh = xyah_to_tlwh(t.mean)
+            rows, cols = _extend(
+                rows, cols, *_iou_stage(predicted_tlwh, boxes, free_rows, low_cols, p.low_match_iou)
+            )
+        if p.recovery_min_iou > 0:
+            free_rows = _free(len(t), rows) & t.confirmed
+            free_cols = high_cols[_free(m, cols)[high_cols]]
+            observed_tlwh = xyah_to_tlwh(t.observation)
+            rows, cols = _extend(
+                rows, cols, *_iou_stage(observed_tlwh, boxes, free_rows, free_cols, p.recovery_min_iou)
+            )
+        return rows, cols
+
+    def _deep_sort_stages(
+        self,
+        t: TrackTable,
+        boxes: Array,
+        measurements: Array,
+        innovation: tuple[Array, Array, Array],
+        feats: npt.NDArray[np.float32] | None,
+        faces: npt.NDArray[np.float32] | None,
+        all_cols: IntArray,
+    ) -> tuple[IntArray, IntArray]:
+        """The paper's cascade, then its IoU stage, over the detection columns `all_cols`."""
+        p = self.params
+        m = boxes.shape[0]
         mahalanobis = self.kf.gating_distance(t.mean, t.cov, measurements, innovation=innovation)
         gated = mahalanobis > p.gating_threshold
         predicted_tlwh = xyah_to_tlwh(t.mean)
@@ -74,6 +107,8 @@ class Associator:
                 # local; only a face may claim a detection beyond it.
                 scaled = mahalanobis / p.gating_threshold
                 far = overlap_cost > 1.0 - p.min_motion_iou
+            if p.direction_weight > 0:
+                scaled = scaled + p.direction_weight * direction_cost(t.observed_centres, measurements[:, :2])
             motion = np.where(far, INFEASIBLE, scaled)
             cost = motion
             if feats is not None or faces is not None:
@@ -104,9 +139,7 @@ class Associator:
         candidate = ~t.confirmed | (t.time_since_update == 1)
         if cascade_rows.size:
             candidate[cascade_rows] = False
-            free = np.ones(m, dtype=np.bool_)
-            free[cascade_cols] = False
-            remaining = free.nonzero()[0]
+            remaining = all_cols[_free(m, cascade_cols)[all_cols]]
         else:
             remaining = all_cols
         candidate_rows = candidate.nonzero()[0]
@@ -139,3 +172,28 @@ class Associator:
         out[:, cols] = np.where(known, face_distance, sub)
         decided[:, cols] = known
         return out, decided
+
+
+def _free(size: int, taken: IntArray) -> npt.NDArray[np.bool_]:
+    free = np.ones(size, dtype=np.bool_)
+    free[taken] = False
+    return free
+
+
+def _iou_stage(
+    track_tlwh: Array, boxes: Array, rows_mask: npt.NDArray[np.bool_], cols: IntArray, min_iou: float
+) -> tuple[IntArray, IntArray]:
+    """Hungarian on 1 - IoU between the masked tracks' boxes and the detections `cols`."""
+    rows = rows_mask.nonzero()[0]
+    if rows.size == 0 or cols.size == 0:
+        return rows[:0], cols[:0]
+    r, c = assign(iou_cost(track_tlwh[rows], boxes[cols]), 1.0 - min_iou)
+    return rows[r], cols[c]
+
+
+def _extend(
+    rows: IntArray, cols: IntArray, more_rows: IntArray, more_cols: IntArray
+) -> tuple[IntArray, IntArray]:
+    if more_rows.size == 0:
+        return rows, cols
+    return np.concatenate([rows, more_rows]), np.concatenate([cols, more_cols])

@@ -4,134 +4,32 @@ Per frame: predict every track with the Kalman filter; gate track/detection pair
 distance; match confirmed tracks in a cascade ordered by time since update, on appearance (or on
 motion when no appearance is given); match the rest (tentative tracks, and confirmed tracks that
 missed only the last frame) by IoU; update, age and create tracks; report lifecycle events.
-The matching (cascade, IoU stage, cost and gate assembly) is `association.Associator`; this module
-owns the tracks: their filter state, galleries, lifecycle and the birth rule.
+The matching (cascade, IoU stage, cost and gate assembly, and the optional ByteTrack and OC-SORT
+stages) is `association.Associator`; this module owns the tracks: their filter state, galleries,
+lifecycle, the birth rule and the score split between high and low detections.
 
 Pure: no I/O, no images. Appearance arrives as feature vectors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
-
 import numpy as np
 import numpy.typing as npt
 
 from agent.tracking.association import Associator
+from agent.tracking.camera_motion import as_warp, scale_of, warp_points, warp_states
 from agent.tracking.cut_carry import face_carry_over
 from agent.tracking.detection import tlwh_to_xyah, xyah_to_tlwh
-from agent.tracking.kalman_filter import CHI2_95, KalmanFilter
+from agent.tracking.kalman_filter import KalmanFilter
 from agent.tracking.lifecycle import TrackEvent, TrackUpdate, TrackView
 from agent.tracking.nn_matching import FeatureGallery
+from agent.tracking.observation_centric import reupdate
+from agent.tracking.params import TrackerParams
 from agent.tracking.score_window import ScoreWindow
 from agent.tracking.track import TrackTable
 
-if TYPE_CHECKING:
-    from agent.config import DetectionConfig, TrackerConfig
-
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
-
-MotionCost = Literal["iou", "mahalanobis"]
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerParams:
-    """Tracker settings. Defaults are the paper's, except where a measurement says otherwise.
-
-    max_cosine_distance: appearance gate (the original script's --cosine_distance).
-    nn_budget: features kept per track gallery; the oldest is evicted.
-    max_iou_distance: 1 - IoU above which the IoU stage refuses a pair.
-    max_age: consecutive misses a confirmed track survives; deleted on miss max_age + 1.
-    n_init: consecutive hits that confirm a tentative track.
-    max_face_distance: face-embedding cosine gate, used instead of max_cosine_distance when both the
-        track and the detection have a face embedding.
-    face_budget: face embeddings kept per track.
-    gating_threshold: squared Mahalanobis gate (chi-square 0.95, 4 dof).
-    motion_cost: cascade cost when no appearance is given: "mahalanobis" (squared Mahalanobis
-        distance over the gate; uses the track's uncertainty, so a track coasting through an
-        occlusion can still claim its detection) or "iou" (1 - IoU of the predicted box, SORT's).
-        Measured on TUD-Campus: mahalanobis MOTA 63.8 / IDF1 74.8, iou 62.7 / 65.2.
-    min_motion_iou: with motion_cost "mahalanobis", a cascade pair also needs this IoU between the
-        predicted box and the detection, unless a face decides the pair or the colour distance is
-        within far_cosine_fraction of max_cosine_distance (docs/tracking.md: on PETS09-S2L1 with
-        our own detector, colour allowed anywhere inside the Mahalanobis gate added ID switches).
-    far_cosine_fraction: see min_motion_iou.
-    motion_weight: the paper's lambda when appearance is given: cost = lambda * motion + (1 - lambda)
-        * appearance, each already gated by its own threshold. The paper uses 0; a little motion
-        breaks ties between look-alikes (same clothes) in favour of the better-predicted one.
-    std_weight_position, std_weight_velocity: Kalman noise, as fractions of the box height per
-        frame (position/size measurement and process noise; velocity process noise). The paper's
-        are 1/20 and 1/160.
-    birth_quantile: a detection starts a new track only if its score reaches this quantile of the
-        scores of the detections that confirmed tracks matched lately (the detector's scores for
-        people); weaker ones still continue existing tracks (ByteTrack's rule: a weak box is more
-        often clutter where nobody is, more often a person where a track predicts one). A
-        quantile, not a score, so one setting fits detectors whose scores differ in scale (the
-        Faster R-CNN boxes of MOT15 have a median of 0.96, COCO SSD on vtest.avi 0.67). Until a
-        confirmed track has matched anything, every detection may start a track. 0 disables.
-    min_confidence, nms_max_overlap: detector-side filters (--confidence, --nms_threshold), carried
-        here so one object holds the original script's tracking flags. `update()` never reads them:
-        they are applied by the detection filter (`detection.filter_detections`, as bench/mot.py does).
-    """
-
-    max_cosine_distance: float = 0.1
-    nn_budget: int = 100
-    max_iou_distance: float = 0.7
-    max_age: int = 30
-    n_init: int = 3
-    max_face_distance: float = 0.5
-    face_budget: int = 30
-    gating_threshold: float = CHI2_95[4]
-    motion_cost: MotionCost = "mahalanobis"
-    motion_weight: float = 0.3
-    min_motion_iou: float = 0.2
-    far_cosine_fraction: float = 0.5
-    std_weight_position: float = 1.0 / 20.0
-    std_weight_velocity: float = 1.0 / 100.0
-    birth_quantile: float = 0.3
-    min_confidence: float = 0.5
-    nms_max_overlap: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.n_init < 1 or self.max_age < 0 or self.nn_budget < 1 or self.face_budget < 1:
-            raise ValueError("n_init, nn_budget, face_budget must be >= 1 and max_age >= 0")
-        if self.max_cosine_distance < 0 or self.max_iou_distance < 0 or self.max_face_distance <= 0:
-            raise ValueError("distance thresholds must be >= 0 (max_face_distance > 0)")
-        if not 0.0 <= self.min_motion_iou <= 1.0:
-            raise ValueError(f"min_motion_iou must be in [0, 1], got {self.min_motion_iou}")
-        if not 0.0 <= self.far_cosine_fraction <= 1.0:
-            raise ValueError(f"far_cosine_fraction must be in [0, 1], got {self.far_cosine_fraction}")
-        if not 0.0 <= self.motion_weight <= 1.0:
-            raise ValueError(f"motion_weight must be in [0, 1], got {self.motion_weight}")
-        if not 0.0 <= self.birth_quantile <= 1.0:
-            raise ValueError(f"birth_quantile must be in [0, 1], got {self.birth_quantile}")
-        if self.std_weight_position <= 0 or self.std_weight_velocity <= 0:
-            raise ValueError("std_weight_position and std_weight_velocity must be > 0")
-        if self.motion_cost not in ("iou", "mahalanobis"):
-            raise ValueError(f"motion_cost must be 'iou' or 'mahalanobis', got {self.motion_cost!r}")
-
-    @classmethod
-    def from_config(
-        cls, cfg: TrackerConfig, detection: DetectionConfig | None = None, **overrides: Any
-    ) -> TrackerParams:
-        params = cls(
-            max_cosine_distance=cfg.max_cosine_distance,
-            nn_budget=cfg.nn_budget,
-            max_iou_distance=cfg.max_iou_distance,
-            max_age=cfg.max_age,
-            n_init=cfg.n_init,
-            max_face_distance=cfg.max_face_distance,
-            face_budget=cfg.face_budget,
-            std_weight_velocity=cfg.std_weight_velocity,
-            birth_quantile=cfg.birth_quantile,
-        )
-        if detection is not None:
-            params = replace(
-                params, min_confidence=detection.confidence, nms_max_overlap=detection.nms_threshold
-            )
-        return replace(params, **overrides)
 
 
 class Tracker:
@@ -177,15 +75,21 @@ class Tracker:
         scores: npt.ArrayLike,
         features: npt.ArrayLike | None,
         face_features: npt.ArrayLike | None = None,
+        *,
         scene_cut: bool = False,
+        camera_warp: npt.ArrayLike | None = None,
     ) -> TrackUpdate:
         """Advance one frame with this frame's detections and return live tracks and events.
 
         boxes_tlwh (n, 4) pixels; scores (n,); features (n, d) L2-normalised or None for motion
         only; face_features (n, k) with NaN rows where a detection has no face, or None.
         scene_cut: this frame starts a new shot (agent.vision.scene_cut); see `_cross_cut`.
+        only; face_features (n, k) with NaN rows where a detection has no face, or None;
+        camera_warp (2, 3) the picture's motion from the previous frame to this one (a similarity
+        transform, agent.vision.camera_motion), or None for a still camera.
         """
         boxes, score_array, feats, faces = self._validate(boxes_tlwh, scores, features, face_features)
+        warp = as_warp(camera_warp) if camera_warp is not None else None
         # Counted after validation: a refused frame leaves the tracker exactly as it was.
         self._frame += 1
         p = self.params
@@ -198,15 +102,20 @@ class Tracker:
 
         if n:
             t.mean, t.cov = self.kf.predict(t.mean, t.cov)
+            if warp is not None:
+                self._follow_camera(t, warp)
             t.age += 1
             t.time_since_update += 1
 
         matched_det = np.full(n, -1, dtype=np.intp)
         unmatched_cols = np.arange(m, dtype=np.intp)
+        low = None
+        if p.low_score_quantile > 0 and m:
+            low = score_array < self._scores.quantile(p.low_score_quantile)
         if n and m:
             innovation = self.kf.innovation(t.mean, t.cov)
-            rows, cols = self._associator.associate(t, boxes, measurements, innovation, feats, faces)
-            if p.birth_quantile > 0 and rows.size:
+            rows, cols = self._associator.associate(t, boxes, measurements, innovation, feats, faces, low)
+            if (p.birth_quantile > 0 or p.low_score_quantile > 0) and rows.size:
                 # The scores of boxes that confirmed tracks (people, mostly) keep matching.
                 self._scores.add(score_array[cols[t.confirmed[rows]]])
             if rows.size:
@@ -223,11 +132,18 @@ class Tracker:
             t.keep(alive)
             matched_det = matched_det[alive]
 
+        if low is not None and unmatched_cols.size:
+            # ByteTrack: a low-score box may continue a track, never start one.
+            unmatched_cols = unmatched_cols[~low[unmatched_cols]]
+        weak = np.zeros(unmatched_cols.size, dtype=np.bool_)
         if p.birth_quantile > 0 and unmatched_cols.size:
             floor = self._scores.quantile(p.birth_quantile)
-            unmatched_cols = unmatched_cols[score_array[unmatched_cols] >= floor]
+            weak = score_array[unmatched_cols] < floor
+            if p.weak_birth_n_init == 0:
+                unmatched_cols, weak = unmatched_cols[~weak], weak[~weak]
         if unmatched_cols.size:
-            self._start_tracks(unmatched_cols, measurements, feats, faces, events)
+            needed = np.where(weak, p.weak_birth_n_init, p.n_init)
+            self._start_tracks(unmatched_cols, needed, measurements, feats, faces, events)
             matched_det = np.concatenate([matched_det, unmatched_cols])
 
         return TrackUpdate(self._frame, self._views(matched_det), events)
@@ -250,11 +166,22 @@ class Tracker:
             cols = np.array([c for _, c in pairs], dtype=np.intp)
             t.mean[rows], t.cov[rows] = self.kf.initiate(measurements[cols])
             t.time_since_update[rows] = 0
+            # OC-SORT's memory of the old shot would pull the new motion the old way.
+            t.forget_observations(rows)
             carried[rows] = True
         ended = (~carried & t.confirmed).nonzero()[0]
         if ended.size:
             self._emit(t, "deleted", ended, events)
         t.keep(carried)
+
+    @staticmethod
+    def _follow_camera(t: TrackTable, warp: Array) -> None:
+        """Move predictions, and the OC-SORT memory of past observations, with the picture."""
+        t.mean, t.cov = warp_states(t.mean, t.cov, warp)
+        t.observed_mean, t.observed_cov = warp_states(t.observed_mean, t.observed_cov, warp)
+        t.observed_centres = warp_points(t.observed_centres, warp)
+        t.observation[:, :2] = warp_points(t.observation[:, :2], warp)
+        t.observation[:, 3] *= scale_of(warp)
 
     def _apply_hits(
         self,
@@ -269,9 +196,22 @@ class Tracker:
     ) -> None:
         p = self.params
         t.mean[rows], t.cov[rows] = self.kf.update(t.mean[rows], t.cov[rows], measurements[cols], innovation)
+        if p.reupdate_after_gap:
+            back = t.time_since_update[rows] > 1
+            if back.any():
+                r, c = rows[back], cols[back]
+                t.mean[r], t.cov[r] = reupdate(
+                    self.kf,
+                    t.observed_mean[r],
+                    t.observed_cov[r],
+                    t.observation[r],
+                    measurements[c],
+                    t.time_since_update[r],
+                )
+        t.observe(rows, measurements[cols])
         t.hits[rows] += 1
         t.time_since_update[rows] = 0
-        newly_confirmed = rows[~t.confirmed[rows] & (t.hits[rows] >= p.n_init)]
+        newly_confirmed = rows[~t.confirmed[rows] & (t.hits[rows] >= t.needed_hits[rows])]
         refound = rows[t.lost[rows]]
         if newly_confirmed.size:
             t.confirmed[newly_confirmed] = True
@@ -294,22 +234,24 @@ class Tracker:
     def _start_tracks(
         self,
         cols: IntArray,
+        needed: npt.NDArray[np.int64],
         measurements: Array,
         feats: npt.NDArray[np.float32] | None,
         faces: npt.NDArray[np.float32] | None,
         events: list[TrackEvent],
     ) -> None:
+        """Tentative tracks from detections `cols`, each confirmed after its `needed` hits."""
         t = self._tracks
         k = cols.size
         ids = np.arange(self._next_id, self._next_id + k, dtype=np.int64)
         self._next_id += k
         mean, cov = self.kf.initiate(measurements[cols])
-        confirmed = self.params.n_init <= 1
         start = len(t)
-        t.append(ids, mean, cov, confirmed)
+        t.append(ids, mean, cov, needed)
         rows = np.arange(start, start + k, dtype=np.intp)
-        if confirmed:
-            self._emit(t, "confirmed", rows, events)
+        confirmed = rows[t.confirmed[rows]]
+        if confirmed.size:
+            self._emit(t, "confirmed", confirmed, events)
         self._remember(t, rows, cols, feats, faces)
 
     def _remember(
