@@ -4,7 +4,8 @@ facetrack-trainer keygen --out keys/
 facetrack-trainer train photos/ --out model.ftm --key keys/facetrack.key [--negatives strangers/]
 facetrack-trainer evaluate model.ftm test_photos/ [--impostors strangers/] [--json]
 facetrack-trainer publish model.ftm --device cam-1|all [--broker host:8883] [--config config.toml]
-    [--ca ca.crt --cert client.crt --key client.key --username trainer --password-file FILE] [--wait 30]
+    [--tls-ca ca.crt --tls-cert client.crt --tls-key client.key --username trainer]
+    [--password-file FILE] [--wait 30]
     [--public-key keys/facetrack.pub]
 facetrack-trainer publish --clear --device cam-1   # delete a retained model sent to a wrong device id
 
@@ -15,6 +16,7 @@ a user's error is a `TrainerError`, printed here as one line with its exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +29,8 @@ from trainer.commands.options import EPILOG
 from trainer.errors import TrainerError
 
 COMMANDS = (keygen, train, evaluate, publish)
+# What a shell reports for a process killed by SIGPIPE (128 + 13), as `cat` would end in `cat | head`.
+SIGPIPE_EXIT = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,18 +61,32 @@ def _model_missing(exc: ModelLoadError, args: argparse.Namespace) -> TrainerErro
     return TrainerError(f"{message}{hint}", exit_code=2)
 
 
+def _stdout_closed() -> int:
+    """`evaluate --json | head`: the reader left, which is not an error worth a traceback. stdout is
+    pointed at /dev/null so the interpreter's last flush at exit cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_EXIT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Logs go to stderr so `evaluate --json` / `publish --json` keep stdout machine-readable.
     configure_logging("info" if args.verbose else "warning", "auto")
     try:
         try:
-            return int(args.run(args))
+            code = int(args.run(args))
+            # Flushed here, not at exit: a reader that went away is then caught below.
+            sys.stdout.flush()
+            return code
         except ModelLoadError as exc:
             raise _model_missing(exc, args) from None
     except TrainerError as exc:
         print(f"facetrack-trainer: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         return 130
 

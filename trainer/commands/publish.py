@@ -31,6 +31,8 @@ from trainer.publish import (
     split_broker,
 )
 
+_RENAMED = {"--key": "--tls-key", "--cert": "--tls-cert", "--ca": "--tls-ca"}
+
 
 def add_parser(subparsers: Subparsers) -> None:
     publish = subparsers.add_parser(
@@ -45,8 +47,8 @@ def add_parser(subparsers: Subparsers) -> None:
         epilog=(
             "example, the fleet broker from deploy/mosquitto (mutual TLS + password):\n"
             "  facetrack-trainer publish model.ftm --device all --expect 3 --broker broker.lan:8883 \\\n"
-            "      --ca pki/ca.crt --cert pki/clients/trainer/client.crt \\\n"
-            "      --key pki/clients/trainer/client.key \\\n"
+            "      --tls-ca pki/ca.crt --tls-cert pki/clients/trainer/client.crt \\\n"
+            "      --tls-key pki/clients/trainer/client.key \\\n"
             "      --username trainer --password-file pki/clients/trainer/password\n"
             "or put those settings in a config.toml ([mqtt] / [mqtt.tls], as for an agent) and pass\n"
             "  facetrack-trainer publish model.ftm --device all --config trainer.toml\n\n"
@@ -106,24 +108,29 @@ def add_parser(subparsers: Subparsers) -> None:
         "by mqtt.password_env, $FACETRACK_MQTT_PASSWORD by default); never given on the command line",
     )
     login.add_argument(
-        "--ca",
+        "--tls-ca",
         type=Path,
         metavar="CA_FILE",
         help="CA certificate (PEM) the broker's certificate must chain to; enables TLS",
     )
     login.add_argument(
-        "--cert",
+        "--tls-cert",
         type=Path,
         metavar="CERT_FILE",
         help="client certificate (PEM) for brokers that require one (mutual TLS, e.g. "
         "facetrack-broker.sh's clients/trainer/client.crt); enables TLS",
     )
     login.add_argument(
-        "--key",
+        "--tls-key",
         type=Path,
         metavar="KEY_FILE",
-        help="private key (PEM, unencrypted) of --cert (default: the key inside CERT_FILE)",
+        help="private key (PEM, unencrypted) of --tls-cert (default: the key inside CERT_FILE); "
+        "not the signing key, which only `train` uses",
     )
+    # The spellings before 0.2 (--key was the TLS key here but is the signing key in `train`):
+    # kept only to say what to write now.
+    for old in _RENAMED:
+        login.add_argument(old, dest=f"renamed_{old[2:]}", metavar="FILE", help=argparse.SUPPRESS)
     login.add_argument("--tls", action="store_true", default=None, help="use TLS with the system CAs")
     publish.add_argument(
         "--protocol", choices=("3.1.1", "5"), help="MQTT protocol version (default: config mqtt.protocol, 5)"
@@ -136,9 +143,9 @@ def add_parser(subparsers: Subparsers) -> None:
 # Flags that name files, by their key under [mqtt], so a bad file is reported as the flag.
 _FILE_FLAGS = {
     "password_file": "--password-file",
-    "tls.ca_file": "--ca",
-    "tls.cert_file": "--cert",
-    "tls.key_file": "--key",
+    "tls.ca_file": "--tls-ca",
+    "tls.cert_file": "--tls-cert",
+    "tls.key_file": "--tls-key",
 }
 
 
@@ -151,7 +158,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             host, port = split_broker(args.broker)
         except ValueError:
             raise ConfigError(f"--broker {args.broker!r} is not HOST[:PORT]") from None
-    tls = {"ca_file": args.ca, "cert_file": args.cert, "key_file": args.key, "enabled": args.tls}
+    tls = {"ca_file": args.tls_ca, "cert_file": args.tls_cert, "key_file": args.tls_key, "enabled": args.tls}
     return {
         "host": host,
         "port": port,
@@ -179,7 +186,22 @@ def _warn(message: str) -> None:
     print(f"facetrack-trainer: warning: {message}", file=sys.stderr)
 
 
+def _refuse_renamed(args: argparse.Namespace) -> None:
+    for old, new in _RENAMED.items():
+        value = getattr(args, f"renamed_{old[2:]}")
+        if value is None:
+            continue
+        if old == "--key":
+            raise TrainerError(
+                f"publish has no --key: the signing key is for `train` only (publish checks a signature "
+                f"with --public-key FILE.pub); for the broker's TLS client key write --tls-key {value}",
+                exit_code=2,
+            )
+        raise TrainerError(f"publish's {old} is now {new}: write {new} {value}", exit_code=2)
+
+
 def run(args: argparse.Namespace) -> int:
+    _refuse_renamed(args)
     try:
         check_topic_part(args.device, one_level=True)
     except ValueError as exc:
@@ -197,13 +219,13 @@ def run(args: argparse.Namespace) -> int:
         if args.bundle is not None:
             data = args.bundle.read_bytes()
             manifest, signature_checked = _checked_bundle(args, data, config)
-        # Errors name a file by the flag that gave it; a --key without any certificate asks for --cert.
-        key_alone = args.key is not None and mqtt.tls.cert_file is None
+        # Errors name a file by the flag that gave it; a --tls-key without a certificate asks for --tls-cert.
+        key_alone = args.tls_key is not None and mqtt.tls.cert_file is None
         given = {
             "password_file": args.password_file is not None,
-            "tls.ca_file": args.ca is not None,
-            "tls.cert_file": args.cert is not None or key_alone,
-            "tls.key_file": args.key is not None,
+            "tls.ca_file": args.tls_ca is not None,
+            "tls.cert_file": args.tls_cert is not None or key_alone,
+            "tls.key_file": args.tls_key is not None,
         }
         labels = {key: flag for key, flag in _FILE_FLAGS.items() if given[key]}
         login = resolve_login(mqtt, labels=labels, warn=_warn)
@@ -242,7 +264,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # PublishError and socket errors: one line for the user
         hint = ""
         if "certificate required" in str(exc).lower() and mqtt.tls.cert_file is None:
-            hint = "; the broker wants a client certificate: --cert/--key or [mqtt.tls] cert_file/key_file"
+            hint = (
+                "; the broker wants a client certificate: --tls-cert/--tls-key or [mqtt.tls] "
+                "cert_file/key_file"
+            )
         raise TrainerError(f"MQTT {mqtt.host}:{mqtt.port}: {exc}{hint}", exit_code=1) from None
     if args.json:
         print(json.dumps([a.__dict__ for a in answers], indent=2))
