@@ -8,6 +8,10 @@ from pathlib import Path
 
 from trainer.commands.options import EPILOG, Subparsers, add_vision
 
+# A bundle that leaves most of its own people's held-out faces unnamed is broken, not cautious:
+# one photo misfiled into another folder drove knn/train's TAR from 1.0 to 0.0 (docs/trainer.md).
+MIN_TAR = 0.5
+
 
 def add_parser(subparsers: Subparsers) -> None:
     train = subparsers.add_parser(
@@ -57,6 +61,19 @@ def add_parser(subparsers: Subparsers) -> None:
         action="store_true",
         help="refuse to train when the hygiene check finds suspicious photos (near-duplicates, "
         "probably misfiled photos, a person whose photos disagree); without it they are listed only",
+    )
+    train.add_argument(
+        "--min-tar",
+        type=float,
+        default=MIN_TAR,
+        metavar="RATE",
+        help="refuse to write a bundle that names fewer of its own held-out enrolled faces than this "
+        "(its cross-validated true-accept rate at the chosen threshold; default: %(default)s)",
+    )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="write the bundle even when its true-accept rate is below --min-tar",
     )
     add_vision(train)
     train.set_defaults(run=run)

@@ -19,7 +19,15 @@ from agent.runtime.key_files import load_private_key
 from trainer import hygiene
 from trainer.commands.options import vision_config
 from trainer.commands.photos import dataset_error, face_embedding
-from trainer.dataset import DatasetError, describe_skipped, labelled, scan_people, split_usable
+from trainer.dataset import (
+    IMAGE_SUFFIXES,
+    DatasetError,
+    describe_skipped,
+    empty_folders,
+    labelled,
+    scan_people,
+    split_usable,
+)
 from trainer.errors import TrainerError
 from trainer.plots import PlotUnavailable, draw
 from trainer.training import TrainingError, TrainingResult, format_report, train
@@ -39,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise TrainerError(
             "no signing key: pass --key PRIVATE_KEY (create one with `facetrack-trainer keygen`)", exit_code=1
         )
+    if not 0.0 <= args.min_tar <= 1.0:
+        raise TrainerError(f"--min-tar must be between 0 and 1, got {args.min_tar}", exit_code=1)
     if not 0.0 < args.far_target < 1.0:
         raise TrainerError(f"--far-target must be between 0 and 1, got {args.far_target}", exit_code=1)
     if args.model_version:
@@ -46,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
             version_key(args.model_version)
         except ValueError as exc:
             raise TrainerError(str(exc), exit_code=1) from None
+    # Before minutes of embedding and training, not after them.
+    _check_writable(args.out)
+    for folder in empty_folders(args.dataset):
+        print(
+            f"warning: {folder} holds no photo ({', '.join(sorted(IMAGE_SUFFIXES))}): "
+            f"{folder.name} is not enrolled"
+        )
     try:
         private_key = load_private_key(args.key)
         config = vision_config(args)
@@ -87,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise TrainerError(str(exc), exit_code=1) from None
     result.report["skipped"] = [describe_skipped(s) for s in skipped + neg_skipped]
     result.report["hygiene"] = findings.as_dict()
+    _refuse_below_floor(result, findings, args)
     result.report["embedder_id"] = embedding.embedder_id
     summary = result.summary()
     summary["skipped"] = len(skipped) + len(neg_skipped)
@@ -109,6 +127,44 @@ def run(args: argparse.Namespace) -> int:
         f"and {report_path}"
     )
     return 0
+
+
+def _refuse_below_floor(result: TrainingResult, findings: hygiene.Hygiene, args: argparse.Namespace) -> None:
+    """TrainerError (after the report, which shows why) when the bundle's own held-out true-accept
+    rate is below --min-tar, unless --force; the message names what hygiene flagged."""
+    tar = result.report["estimated_tar"]
+    if tar is None or tar >= args.min_tar:
+        return
+    if args.force:
+        print(f"warning: TAR {tar:.4f} is below --min-tar {args.min_tar}; written anyway (--force)")
+        return
+    print(format_report(result.report))
+    suspects = findings.suspects()
+    if suspects:
+        shown = ", ".join(suspects[:5]) + (f" and {len(suspects) - 5} more" if len(suspects) > 5 else "")
+        cause = f"hygiene flagged {shown} (listed above as suspicious)"
+    else:
+        cause = "hygiene flagged no photo: see the confusion matrix above; more photos per person help"
+    raise TrainerError(
+        f"{args.out} not written: it names {tar:.4f} of its own held-out faces "
+        f"({result.report['genuine_faces']} faces, cross-validated), below --min-tar {args.min_tar}; "
+        f"likely cause: {cause}. Fix the folders, or pass --force to write it anyway",
+        exit_code=1,
+    )
+
+
+def _check_writable(out: Path) -> None:
+    """TrainerError unless the bundle's temporary file can be created beside --out."""
+    if out.is_dir():
+        raise TrainerError(f"--out {out} is a directory; give the bundle's file name (.ftm)", exit_code=1)
+    probe = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise TrainerError(f"cannot write --out {out}: {exc.strerror or exc}", exit_code=1) from None
 
 
 def _write(out: Path, data: bytes, report: dict[str, object]) -> Path:
