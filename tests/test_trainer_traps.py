@@ -21,7 +21,7 @@ from agent.runtime.key_files import write_key_pair
 from trainer.training import train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("sklearn", "skops", "cv2", "scipy", "matplotlib")
+HEAVY = ("sklearn", "skops", "cv2", "scipy", "matplotlib", "numpy")
 
 
 def _trainer(*args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
@@ -71,7 +71,7 @@ def test_publish_old_key_flag_says_what_it_means_now(signed: tuple[Path, Path, P
     assert "--tls-ca" in line, line
 
 
-def test_publish_imports_neither_sklearn_nor_skops(
+def test_publish_imports_neither_sklearn_nor_skops_nor_numpy(
     signed: tuple[Path, Path, Path], mosquitto: MosquittoBroker
 ) -> None:
     """The signature is checked with the key, the bundle sent, and none of the heavy libraries

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from agent import __version__
 from agent.cli_parser import OneLineParser
 from agent.logging_setup import configure_logging
-from agent.vision.inference import ModelLoadError
 from trainer.commands import evaluate, keygen, publish, train
 from trainer.commands.options import EPILOG
 from trainer.errors import TrainerError
@@ -50,17 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_missing(exc: ModelLoadError, args: argparse.Namespace) -> TrainerError:
-    # A model missing (run outside the repository, a wrong --assets-dir): one line, as the agent.
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = (
-        ""
-        if getattr(args, "assets_dir", None) is not None
-        else ("; pass --assets-dir DIR (where `make setup` put models/assets)")
-    )
-    return TrainerError(f"{message}{hint}", exit_code=2)
-
-
 def _stdout_closed() -> int:
     """`evaluate --json | head`: the reader left, which is not an error worth a traceback. stdout is
     pointed at /dev/null so the interpreter's last flush at exit cannot raise again."""
@@ -75,13 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Logs go to stderr so `evaluate --json` / `publish --json` keep stdout machine-readable.
     configure_logging("info" if args.verbose else "warning", "auto")
     try:
-        try:
-            code = int(args.run(args))
-            # Flushed here, not at exit: a reader that went away is then caught below.
-            sys.stdout.flush()
-            return code
-        except ModelLoadError as exc:
-            raise _model_missing(exc, args) from None
+        code = int(args.run(args))
+        # Flushed here, not at exit: a reader that went away is then caught below.
+        sys.stdout.flush()
+        return code
     except TrainerError as exc:
         print(f"facetrack-trainer: error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -8,8 +8,9 @@ import sys
 
 from agent.classifier.errors import BundleError
 from agent.config import ConfigError
+from agent.vision.inference import ModelLoadError
 from trainer.commands.options import vision_config
-from trainer.commands.photos import dataset_error, face_embedding
+from trainer.commands.photos import dataset_error, face_embedding, model_missing
 from trainer.dataset import DatasetError
 from trainer.errors import TrainerError
 from trainer.evaluate import evaluate, format_evaluation, load_bundle_unverified
@@ -17,6 +18,13 @@ from trainer.plots import PlotUnavailable, draw
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ModelLoadError as exc:
+        raise model_missing(exc, args) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle_unverified(args.bundle)
         config = vision_config(args)

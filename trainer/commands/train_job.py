@@ -16,9 +16,10 @@ from agent.classifier.classifier import RESERVED_LABELS
 from agent.classifier.keys import KeyFileError
 from agent.config import ConfigError
 from agent.runtime.key_files import load_private_key
+from agent.vision.inference import ModelLoadError
 from trainer import hygiene
 from trainer.commands.options import vision_config
-from trainer.commands.photos import dataset_error, face_embedding
+from trainer.commands.photos import dataset_error, face_embedding, model_missing
 from trainer.dataset import (
     IMAGE_SUFFIXES,
     DatasetError,
@@ -34,6 +35,13 @@ from trainer.training import TrainingError, TrainingResult, format_report, train
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ModelLoadError as exc:
+        raise model_missing(exc, args) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     # The photos first: a wrong DATASET path is the mistake to report before any flag.
     try:
         people = scan_people(args.dataset)
