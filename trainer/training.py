@@ -69,7 +69,8 @@ class TrainingResult:
     threshold: float
     report: dict[str, Any] = field(default_factory=dict)
     # Cross-validated similarities behind the report, for its picture (trainer/plots.py):
-    # enrolled faces correctly picked, and faces of identities left out (-1: rejected by --negatives).
+    # enrolled faces correctly picked, and faces of identities left out (those the --negatives class
+    # rejected at their nearest enrolled face, _Scored.threshold_score).
     genuine_scores: list[float] = field(default_factory=list)
     impostor_scores: list[float] = field(default_factory=list)
 
@@ -256,7 +257,7 @@ def _nn1_correct(x: Array, y: Sequence[str], splits: list[tuple[Any, Any]]) -> t
 def empirical_threshold(impostor_scores: Sequence[float], far_target: float) -> float:
     """Lowest threshold with (#impostor scores >= threshold) <= floor(far_target * n).
 
-    Scores < 0 mark impostors a --negatives class already rejected (never accepted).
+    A score < 0 is never accepted (kept for callers that mark rejected faces so).
     """
     if not impostor_scores:
         return FALLBACK_THRESHOLD
