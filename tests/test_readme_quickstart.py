@@ -45,14 +45,14 @@ def test_quick_start_broker_line_starts_a_broker_on_that_port() -> None:
             # Someone else's broker (another quick start on this machine): nothing to learn here.
             return
     broker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    serving = False
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while not serving and broker.poll() is None and time.monotonic() < deadline:
             with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert broker.poll() is None and time.monotonic() < deadline, broker.stderr
+                serving = probe.connect_ex(("127.0.0.1", port)) == 0
             time.sleep(0.05)
     finally:
         broker.terminate()
-        broker.wait(timeout=10)
+        _, said = broker.communicate(timeout=10)
+    assert serving, said

@@ -109,7 +109,8 @@ def _closed_reader(*args: str) -> subprocess.CompletedProcess[str]:
     )
     assert child.stdout is not None and child.stderr is not None
     child.stdout.close()
-    err = child.stderr.read()
+    with child.stderr:
+        err = child.stderr.read()
     code = child.wait(timeout=300)
     return subprocess.CompletedProcess(child.args, code, "", err)
 
