@@ -91,6 +91,7 @@ bench: setup
 	$(PY) -m bench.mot $(ASSETS_DIR)/data/mot15/* --baseline sort
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.reload
+	$(PY) -m bench.publish
 	$(PY) -m bench.fleet --devices 10,100,500
 	$(PY) -m bench.outbox
 	$(PY) -m bench.scene_cuts

@@ -621,9 +621,9 @@ def trainer_publish(broker: FleetBroker, bundle: Path, *args: str) -> tuple[int,
 
 def trainer_tls_flags(broker: FleetBroker, name: str = "trainer", *, cert: bool = True) -> list[str]:
     client = broker.client_dir(name)
-    flags = ["--broker", f"localhost:{broker.port}", "--ca", str(client / "ca.crt")]
+    flags = ["--broker", f"localhost:{broker.port}", "--tls-ca", str(client / "ca.crt")]
     if cert:
-        flags += ["--cert", str(client / "client.crt"), "--key", str(client / "client.key")]
+        flags += ["--tls-cert", str(client / "client.crt"), "--tls-key", str(client / "client.key")]
     return [*flags, "--username", name, "--password-file", str(client / "password")]
 
 
@@ -645,7 +645,7 @@ def test_trainer_publish_over_mutual_tls_and_its_one_line_errors(
     # The right password without a client certificate: the broker's TLS alert, in one line.
     code, text = publish(*trainer_tls_flags(fleet_broker, cert=False), "--wait", "0.5")
     assert code == 1 and "\n" not in text.strip(), text
-    assert "certificate required" in text and "--cert/--key" in text, text
+    assert "certificate required" in text and "--tls-cert/--tls-key" in text, text
     # The viewer's certificate and password get in, but the broker refuses its model (MQTT 5 PUBACK).
     code, text = publish(*trainer_tls_flags(fleet_broker, "viewer"), "--wait", "0.5")
     assert (
@@ -658,21 +658,29 @@ def test_trainer_publish_over_mutual_tls_and_its_one_line_errors(
         fleet_broker.client_dir("pi-a") / "client.key",
     )
     cases = [
-        (["--cert", str(tmp_path / "nope.crt")], "--cert", "cannot be read: No such file or directory"),
-        (["--key", str(key)], "--key", "is set but --cert is not"),
         (
-            ["--cert", str(crt), "--key", str(other_key)],
-            "--cert",
+            ["--tls-cert", str(tmp_path / "nope.crt")],
+            "--tls-cert",
+            "cannot be read: No such file or directory",
+        ),
+        (["--tls-key", str(key)], "--tls-key", "is set but --tls-cert is not"),
+        (
+            ["--tls-cert", str(crt), "--tls-key", str(other_key)],
+            "--tls-cert",
             "private key does not belong to the certificate",
         ),
-        (["--cert", str(trainer / "password"), "--key", str(key)], "--cert", "needs a PEM certificate"),
-        (["--ca", str(trainer / "password")], "--ca", "is not a usable CA certificate"),
+        (
+            ["--tls-cert", str(trainer / "password"), "--tls-key", str(key)],
+            "--tls-cert",
+            "needs a PEM certificate",
+        ),
+        (["--tls-ca", str(trainer / "password")], "--tls-ca", "is not a usable CA certificate"),
         (["--password-file", str(tmp_path)], "--password-file", "cannot be read"),
     ]
     base = [
         "--broker",
         f"localhost:{fleet_broker.port}",
-        "--ca",
+        "--tls-ca",
         str(trainer / "ca.crt"),
         "--username",
         "trainer",

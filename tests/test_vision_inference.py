@@ -2,13 +2,15 @@
 
 No Coral and no libedgetpu exist on this machine, so the Edge TPU cannot run here. One test uses
 LiteRT's real delegate loader, which fails here exactly as on a Pi without the runtime; the others
-monkeypatch it to fail in a chosen way (or, in one test, to hand back a stand-in delegate so we can
-see the Edge TPU path is taken). Everything else loads real models.
+monkeypatch it to fail in a chosen way (or, in two tests, to hand back a stand-in delegate, with the
+library check passed, so we can see the Edge TPU path is taken). Everything else loads real models.
 """
 
 from __future__ import annotations
 
+import gc
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,35 @@ def test_real_delegate_loader_without_libedgetpu(coral_pair: tuple[Path, Path]) 
     assert model.backend == "cpu" and model.path == twin
 
 
+def _unraisable_during(action: Any) -> list[str]:
+    """What the interpreter reports as 'Exception ignored' while `action` runs and garbage is collected."""
+    seen: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda report: seen.append(f"{report.exc_type.__name__}: {report.exc_value}")
+    try:
+        action()
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    return seen
+
+
+def test_litert_leaves_a_broken_delegate_without_libedgetpu() -> None:
+    """Pins why check_edgetpu_library exists: LiteRT's own loader, without the library, leaves a
+    half-built Delegate whose finaliser raises. If this fails, LiteRT fixed it and the check can go."""
+
+    def load() -> None:
+        with pytest.raises((ValueError, OSError)):
+            inference.load_delegate(EDGETPU_LIBRARY)
+
+    assert any("_library" in line for line in _unraisable_during(load))
+
+
+def test_falling_back_without_libedgetpu_leaves_no_broken_delegate(coral_pair: tuple[Path, Path]) -> None:
+    edgetpu, _ = coral_pair
+    assert _unraisable_during(lambda: load_model(edgetpu, threads=1, allow_cpu_fallback=True)) == []
+
+
 def test_edgetpu_fallback_loads_twin_and_warns(
     coral_pair: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +151,7 @@ def test_edgetpu_model_uses_the_delegate_when_it_loads(
         calls["delegates"] = kwargs.pop("experimental_delegates")
         return real_interpreter(**kwargs)
 
+    monkeypatch.setattr(inference, "check_edgetpu_library", lambda: None)
     monkeypatch.setattr(inference, "load_delegate", fake_delegate)
     monkeypatch.setattr(inference, "Interpreter", fake_interpreter)
     model = load_model(edgetpu, allow_cpu_fallback=False)
@@ -219,6 +251,7 @@ def test_edgetpu_model_the_runtime_rejects_falls_back_too(
             raise ValueError("Failed to prepare for TPU.\nUnsupported runtime version")
         return real_interpreter(**kwargs)
 
+    monkeypatch.setattr(inference, "check_edgetpu_library", lambda: None)
     monkeypatch.setattr(inference, "load_delegate", lambda library: "edgetpu-delegate")
     monkeypatch.setattr(inference, "Interpreter", picky_interpreter)
     assert load_model(edgetpu, allow_cpu_fallback=True).path == twin

@@ -85,6 +85,14 @@ def scan_people(root: Path, *, allow_loose: bool = False) -> dict[str, list[Path
     return people
 
 
+def empty_folders(root: Path) -> list[Path]:
+    """The person folders of `root` that hold no photo `list_images` would read."""
+    if not root.is_dir():
+        return []
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [folder for folder in folders if not list_images(folder)]
+
+
 def pad_image(image: Frame, fraction: float) -> Frame:
     """Add a black border of `fraction` x the longest side: tight face crops then look like a
     face in a scene, which is what the detector was trained on (measured on dlib_johns' 150x150

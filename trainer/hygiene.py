@@ -5,9 +5,13 @@ Three findings, each naming the files so the user can fix the folders:
 - near-duplicates: two photos whose embeddings are almost identical (the same picture saved twice,
   or resized); they inflate one person's weight and make cross-validation look better than it is;
 - probably misfiled: a photo much closer to another person's photos than to any other photo in its
-  own folder;
+  own folder. Found one at a time, most obvious first, and each is then counted with the person it
+  resembles: a photo copied into a second folder also makes its original look misfiled (its nearest
+  other-folder photo is its own copy), and that echo is not reported;
 - inconsistent person: a person whose photos agree with each other less than typical photos of
-  *different* people do (two people in one folder, or photos too poor to recognise).
+  *different* people do (two people in one folder, or photos too poor to recognise). Judged with
+  the misfiled photos moved where they belong: one stray photo otherwise raises "what different
+  people reach" to the similarity of a photo with its copy, and most people then look inconsistent.
 
 The limits are cosine similarities of L2-normalised embeddings; the ones below were checked on the
 shared identity sets with both embedders (docs/recognition.md).
@@ -34,10 +38,20 @@ MISFILED_MARGIN = 0.10
 INCONSISTENT_QUANTILE = 0.99
 
 
+@dataclass(frozen=True, slots=True)
+class Misfiled:
+    photo: str
+    folder: str
+    closer_to: str
+    closest_photo: str
+    other: float  # similarity to closest_photo
+    own: float  # similarity to the nearest other photo of its own folder
+
+
 @dataclass
 class Hygiene:
     near_duplicates: list[tuple[str, str, float]] = field(default_factory=list)
-    misfiled: list[tuple[str, str, str, float, float]] = field(default_factory=list)
+    misfiled: list[Misfiled] = field(default_factory=list)
     inconsistent: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
@@ -47,9 +61,10 @@ class Hygiene:
     def lines(self) -> list[str]:
         out = [f"near-duplicate: {a} and {b} (similarity {s:.3f})" for a, b, s in self.near_duplicates]
         out += [
-            f"probably misfiled: {path} (in {own}) is closer to {other} ({o:.3f}) than to its own "
-            f"folder ({w:.3f})"
-            for path, own, other, o, w in self.misfiled
+            f"probably misfiled: {m.photo} (in {m.folder}) looks like {m.closer_to} ({m.other:.3f}, "
+            f"{'the same photo as ' if m.other >= DUPLICATE_SIMILARITY else ''}{m.closest_photo}), "
+            f"not like its own folder ({m.own:.3f})"
+            for m in self.misfiled
         ]
         out += [
             f"inconsistent person: {person}'s photos agree at {median:.3f} (median), below what "
@@ -58,20 +73,52 @@ class Hygiene:
         ]
         return out
 
+    def suspects(self) -> list[str]:
+        """The photos and people to look at first, most telling first, for a one-line message."""
+        return [m.photo for m in self.misfiled] + [f"{p}/ (photos disagree)" for p, _, _ in self.inconsistent]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "near_duplicates": [
                 {"a": a, "b": b, "similarity": round(s, 4)} for a, b, s in self.near_duplicates
             ],
             "misfiled": [
-                {"photo": p, "folder": own, "closer_to": other, "other": round(o, 4), "own": round(w, 4)}
-                for p, own, other, o, w in self.misfiled
+                {
+                    "photo": m.photo,
+                    "folder": m.folder,
+                    "closer_to": m.closer_to,
+                    "closest_photo": m.closest_photo,
+                    "other": round(m.other, 4),
+                    "own": round(m.own, 4),
+                }
+                for m in self.misfiled
             ],
             "inconsistent": [
                 {"person": p, "median_similarity": round(m, 4), "impostor_q99": round(q, 4)}
                 for p, m, q in self.inconsistent
             ],
         }
+
+
+def _most_misfiled(
+    sims: npt.NDArray[np.float64], y: npt.NDArray[np.str_], moved: set[int]
+) -> tuple[int, int, float] | None:
+    """(photo, its closest photo of another folder, nearest own similarity) of the photo that
+    beats its own folder by the widest margin (at least MISFILED_MARGIN), or None."""
+    n = len(y)
+    same = y[:, None] == y[None, :]
+    own = same & ~np.eye(n, dtype=bool)
+    nearest_own = np.where(own, sims, -np.inf).max(axis=1)
+    foreign = np.where(~same, sims, -np.inf)
+    closest = foreign.argmax(axis=1)
+    margin = foreign[np.arange(n), closest] - nearest_own
+    # Undecidable without another photo in its folder or in any other folder.
+    margin[~own.any(axis=1) | same.all(axis=1)] = -np.inf
+    margin[list(moved)] = -np.inf
+    best = int(np.argmax(margin))
+    if not np.isfinite(margin[best]) or margin[best] < MISFILED_MARGIN:
+        return None
+    return best, int(closest[best]), float(nearest_own[best])
 
 
 def check(x: npt.NDArray[np.float64], labels: Sequence[str], paths: Sequence[Path | str]) -> Hygiene:
@@ -81,22 +128,22 @@ def check(x: npt.NDArray[np.float64], labels: Sequence[str], paths: Sequence[Pat
     if n < 2:
         return result
     sims = np.asarray(x, dtype=np.float64) @ np.asarray(x, dtype=np.float64).T
-    y = np.asarray(labels)
+    filed = np.asarray(labels)
     names = [str(p) for p in paths]
-    same = y[:, None] == y[None, :]
     upper = np.triu(np.ones((n, n), dtype=bool), k=1)
     for i, j in zip(*np.nonzero(upper & (sims >= DUPLICATE_SIMILARITY)), strict=True):
         result.near_duplicates.append((names[i], names[j], float(sims[i, j])))
-    others = ~np.eye(n, dtype=bool)
-    for i in range(n):
-        own = others[i] & same[i]
-        foreign = ~same[i]
-        if not own.any() or not foreign.any():
-            continue
-        nearest_own = float(sims[i, own].max())
-        j = int(np.flatnonzero(foreign)[np.argmax(sims[i, foreign])])
-        if float(sims[i, j]) - nearest_own >= MISFILED_MARGIN:
-            result.misfiled.append((names[i], str(y[i]), str(y[j]), float(sims[i, j]), nearest_own))
+    # Where each photo belongs as far as the photos tell: misfiled ones move to whom they resemble.
+    y = filed.copy()
+    moved: set[int] = set()
+    while (found := _most_misfiled(sims, y, moved)) is not None:
+        i, j, nearest_own = found
+        result.misfiled.append(
+            Misfiled(names[i], str(filed[i]), str(y[j]), names[j], float(sims[i, j]), nearest_own)
+        )
+        y[i] = y[j]
+        moved.add(i)
+    same = y[:, None] == y[None, :]
     between = sims[upper & ~same]
     if between.size == 0:
         return result

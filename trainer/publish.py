@@ -14,6 +14,7 @@ import aiomqtt
 
 from agent.classifier.bundle import ParsedBundle, parse_bundle
 from agent.classifier.errors import BundleError, RejectCode
+from agent.classifier.signature import check_signed
 from agent.runtime.credentials import Secret
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 from agent.runtime.topics import FLEET, FleetTopics
@@ -56,8 +57,10 @@ def check_bundle(data: bytes, trusted_keys: dict[str, Any] | None) -> tuple[Pars
     """What an agent would check before installing, done before a bundle becomes the retained model
     message (where a bad one would be refused by every agent at every restart): the structure, the
     payload's sha256 and size against the manifest, and, when public keys are at hand, the
-    signature and that the payload loads. Returns the parsed bundle and whether the signature was
-    checked; raises BundleError saying why the bundle must not be sent."""
+    signature. The payload is not loaded here: that needs scikit-learn and skops, which cost
+    seconds before anything is sent; every agent loads it before it runs it. Returns the parsed
+    bundle and whether the signature was checked; raises BundleError saying why the bundle must
+    not be sent."""
     parsed = parse_bundle(data)
     manifest = parsed.manifest
     if parsed.payload_sha256 != manifest.payload_sha256 or len(parsed.payload) != manifest.payload_size:
@@ -68,9 +71,7 @@ def check_bundle(data: bytes, trusted_keys: dict[str, Any] | None) -> tuple[Pars
         )
     if not trusted_keys:
         return parsed, False
-    from agent.classifier.verify import verify_bundle
-
-    verify_bundle(data, trusted_keys=trusted_keys, embedder_id=None, dim=None)
+    check_signed(data, trusted_keys=trusted_keys, embedder_id=None, dim=None)
     return parsed, True
 
 

@@ -51,6 +51,9 @@ REPORTED_FARS = (0.001, 0.01, 0.05)
 CONFIDENCE = 0.95
 
 Array = npt.NDArray[np.float64]
+# The confusion row of the --negatives photos; parentheses keep it apart from any folder name a
+# user would choose, and the internal class name out of what users read.
+NEGATIVES_ROW = "(negatives)"
 
 
 class TrainingError(ValueError):
@@ -66,7 +69,8 @@ class TrainingResult:
     threshold: float
     report: dict[str, Any] = field(default_factory=dict)
     # Cross-validated similarities behind the report, for its picture (trainer/plots.py):
-    # enrolled faces correctly picked, and faces of identities left out (-1: rejected by --negatives).
+    # enrolled faces correctly picked, and faces of identities left out (those the --negatives class
+    # rejected at their nearest enrolled face, _Scored.threshold_score).
     genuine_scores: list[float] = field(default_factory=list)
     impostor_scores: list[float] = field(default_factory=list)
 
@@ -117,6 +121,14 @@ def _min_count(y: Sequence[str]) -> int:
     return min(Counter(y).values())
 
 
+def single_photo_people(y: Sequence[str]) -> str:
+    """Who has one photo only, for the messages that say so ("alice, bob" or "8 people: a, b, c, ...")."""
+    names = sorted(str(label) for label, n in Counter(y).items() if n == 1 and label != REJECTED_CLASS)
+    if len(names) <= 3:
+        return ", ".join(names) or "negatives"
+    return f"{len(names)} people: {', '.join(names[:3])}, ..."
+
+
 def fit_estimator(x: Array, y: Sequence[str], params: dict[str, Any], seed: int = 0) -> Any:
     """An SVC with calibrated probabilities; calibration needs >= 2 photos per class for its CV."""
     min_count = _min_count(y)
@@ -138,7 +150,7 @@ def select_params(x: Array, y: Sequence[str], seed: int = 0) -> tuple[dict[str, 
     """Cross-validated choice of kernel and C; skipped when a class has a single photo."""
     min_count = _min_count(y)
     if min_count < 2:
-        return dict(DEFAULT_PARAMS), "skipped: a person has a single photo; linear C=1"
+        return dict(DEFAULT_PARAMS), f"skipped: a single photo of {single_photo_people(y)}; linear C=1"
     folds = min(5, min_count)
     search = GridSearchCV(
         SVC(class_weight="balanced"),
@@ -157,6 +169,14 @@ class _Scored:
     predicted: str  # the SVM's class (may be REJECTED_CLASS)
     score: float  # similarity to the predicted person's nearest enrolled face, in [0, 1]
     probability: float | None
+    nearest: float  # similarity to the nearest enrolled face of anyone, in [0, 1]
+
+    @property
+    def threshold_score(self) -> float:
+        """The similarity the threshold must stop for this face when it is a stranger. A face the
+        --negatives class rejected counts at its nearest enrolled face: the threshold then holds
+        for strangers unlike every negative too, instead of falling to 0 behind the class."""
+        return self.nearest if self.predicted == REJECTED_CLASS else self.score
 
 
 def _score(
@@ -170,7 +190,8 @@ def _score(
     for person, probability, sim, truth in zip(named, probabilities, sims, truths, strict=True):
         mine = sim[owners == person]
         score = float(np.clip(mine.max(), 0.0, 1.0)) if mine.size else 0.0
-        out.append(_Scored(truth, person, score, probability))
+        nearest = float(np.clip(sim.max(), 0.0, 1.0)) if sim.size else 0.0
+        out.append(_Scored(truth, person, score, probability, nearest))
     return out
 
 
@@ -236,7 +257,7 @@ def _nn1_correct(x: Array, y: Sequence[str], splits: list[tuple[Any, Any]]) -> t
 def empirical_threshold(impostor_scores: Sequence[float], far_target: float) -> float:
     """Lowest threshold with (#impostor scores >= threshold) <= floor(far_target * n).
 
-    Scores < 0 mark impostors a --negatives class already rejected (never accepted).
+    A score < 0 is never accepted (kept for callers that mark rejected faces so).
     """
     if not impostor_scores:
         return FALLBACK_THRESHOLD
@@ -328,7 +349,13 @@ def train(
         model = fit_estimator(all_x[kept], kept_y, params, seed)
         gallery, owners = _gallery(all_x[kept], kept_y)
         impostors.extend(_score(model, all_x[held], [UNKNOWN] * len(held), gallery, owners))
-    impostor_scores = [s.score if s.predicted != REJECTED_CLASS else -1.0 for s in impostors]
+    impostor_scores = [s.threshold_score for s in impostors]
+    caught = sum(1 for s in impostors if s.predicted == REJECTED_CLASS)
+    if caught:
+        notes.append(
+            f"{caught} of {len(impostors)} unseen-identity faces were rejected by the --negatives class; "
+            "the threshold counts them at their nearest enrolled face, so it holds without that class too"
+        )
     calibrated = min_count_all >= 2
     if impostors:
         threshold = choose_threshold(impostor_scores, far_target)
@@ -371,11 +398,12 @@ def train(
             "resolved": bool(impostors) and len(impostors) >= faces_needed(far),
         }
 
-    rows = [*labels, *([REJECTED_CLASS] if len(neg) else [])]
+    rows = [*labels, *([NEGATIVES_ROW] if len(neg) else [])]
     columns = [*labels, UNKNOWN]
     matrix = [[0] * len(columns) for _ in rows]
     for s in genuine:
-        matrix[rows.index(s.truth)][columns.index(_accepted_as(s, threshold))] += 1
+        truth = NEGATIVES_ROW if s.truth == REJECTED_CLASS else s.truth
+        matrix[rows.index(truth)][columns.index(_accepted_as(s, threshold))] += 1
     people: dict[str, dict[str, Any]] = {}
     for label in labels:
         truth_n = sum(1 for s in genuine if s.truth == label)
@@ -397,7 +425,7 @@ def train(
         "params": params,
         "probabilities": "calibrated (sigmoid, cross-validated)"
         if calibrated
-        else "none: a person has one photo",
+        else f"none: a single photo of {single_photo_people(all_y)}",
         "cv": cv_text,
         "threshold": round(threshold, 6),
         "threshold_empirical": round(empirical_threshold(impostor_scores, far_target), 6)

@@ -7,6 +7,7 @@ already ships. The Edge TPU path is only: load the delegate, or fail/fall back t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import faulthandler
 import os
 import sys
@@ -206,6 +207,18 @@ def _native_stderr_as_log(model: str) -> Iterator[None]:
             _log.warning("tflite_runtime_message", model=model, message=line)
 
 
+def check_edgetpu_library() -> None:
+    """OSError unless libedgetpu loads.
+
+    LiteRT's Delegate.__init__ loads the library before it sets `_library`, which its __del__
+    reads: without libedgetpu, `load_delegate` left a half-built Delegate whose finaliser raised
+    AttributeError at a later garbage collection ("Exception ignored in Delegate.__del__", a
+    12-line PytestUnraisableExceptionWarning in the test run). Loading the library here first
+    means a Delegate is only built when its library is there.
+    """
+    ctypes.CDLL(EDGETPU_LIBRARY)
+
+
 def load_model(path: Path, *, threads: int = 2, allow_cpu_fallback: bool = False) -> TfliteModel:
     """Load `path` on the Edge TPU when its name ends in `_edgetpu.tflite`, else on the CPU.
 
@@ -216,6 +229,7 @@ def load_model(path: Path, *, threads: int = 2, allow_cpu_fallback: bool = False
         raise ModelNotFoundError(missing_model_message(path))
     if is_edgetpu_model(path):
         try:
+            check_edgetpu_library()
             delegate = load_delegate(EDGETPU_LIBRARY)
         except (ValueError, OSError, RuntimeError) as exc:
             return _cpu_fallback(path, threads, allow_cpu_fallback, reason=str(exc) or type(exc).__name__)
