@@ -26,6 +26,11 @@ import numpy as np
 from agent import __version__
 from agent.cli_parser import OneLineParser
 from agent.config import AgentConfig, ConfigError, load_config
+from trainer.commands import cluster, collect, name
+from trainer.errors import TrainerError
+
+# Commands in their own module (trainer/commands/<name>.py): add_parser(subparsers), run(args) -> int.
+COMMAND_MODULES = (collect, cluster, name)
 
 EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage error or no device answered."
 
@@ -263,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--prefix", help="topic prefix (default: config mqtt.topic_prefix, facetrack)")
     publish.add_argument("--json", action="store_true", help="print the answers as JSON")
     publish.set_defaults(handler=cmd_publish)
+    for module in COMMAND_MODULES:
+        module.add_parser(commands)
     return parser
 
 
@@ -631,6 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.handler(args))
+    except TrainerError as exc:
+        print(f"facetrack-trainer: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
     except ModelLoadError as exc:
         # A model missing (run outside the repository, a wrong --assets-dir): one line, as the agent.
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
