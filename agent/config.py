@@ -209,7 +209,9 @@ class EnrolmentConfig(Section):
 
     enabled: bool = False
     # Best faces kept per track (by the face-quality gate's numbers).
-    faces_per_track: int = Field(3, ge=1, le=20)
+    faces_per_track: int = Field(8, ge=1, le=20)
+    # Kept faces of one track are at least this many frames apart (neighbours are near copies).
+    min_frame_gap: int = Field(5, ge=1)
     # Also keep named tracks whose best vote stayed below this confidence (0 = only unknown tracks).
     low_confidence: float = Field(0.0, ge=0.0, le=1.0)
     # Longest side of the JPEG crop (face box plus a margin, so `train` finds the face again).

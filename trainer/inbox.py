@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 INDEX = "index.jsonl"
+LOCK = ".collect.lock"
 FACES = "faces"
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -75,6 +78,13 @@ class Inbox:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InboxError(f"inbox {root} cannot be created: {exc.strerror or exc}") from None
+        # One writer per inbox: two collectors appending to one index would both add every face.
+        self._lock = (root / LOCK).open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise InboxError(f"inbox {root} is in use by another `facetrack-trainer collect`") from None
         self._ids: set[str] = set()
         self._hashes: set[str] = set()
         for record in read_records(root):
@@ -82,6 +92,10 @@ class Inbox:
             self._hashes.add(str(record.get("sha256")))
         self.added = 0
         self.duplicates = 0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._lock.close()
 
     def __len__(self) -> int:
         return len(self._ids)

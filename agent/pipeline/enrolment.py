@@ -8,7 +8,6 @@ embedded, so every candidate is one the classifier could have used.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import cv2
@@ -59,7 +58,7 @@ def quality_score(quality: FaceQuality) -> float:
     return float(size * sharp * frontal)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FaceCandidate:
     """One embedded face of one frame: what the analyzer measured and cut out."""
 
@@ -69,7 +68,7 @@ class FaceCandidate:
     crop: Frame
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class KeptFace:
     """A face worth naming, with where and when it was seen."""
 
@@ -85,19 +84,20 @@ class KeptFace:
 
 @dataclass(slots=True)
 class _TrackFaces:
-    # Min-heap on (score, order): the worst kept face is the first to go.
-    heap: list[tuple[float, int, KeptFace]] = field(default_factory=list)
+    # Best first; at most per_track, no two within min_gap frames of each other.
+    kept: list[KeptFace] = field(default_factory=list)
     best_confidence: float = 0.0
 
 
 class FaceKeeper:
-    """Keeps the `per_track` best faces of each live track; hands them out when the track ends."""
+    """Keeps the `per_track` best faces of each live track, at least `min_gap` frames apart (faces
+    of consecutive frames are nearly the same picture); hands them out when the track ends."""
 
-    def __init__(self, per_track: int, low_confidence: float = 0.0) -> None:
+    def __init__(self, per_track: int, low_confidence: float = 0.0, min_gap: int = 1) -> None:
         self.per_track = max(1, per_track)
         self.low_confidence = low_confidence
+        self.min_gap = max(1, min_gap)
         self._tracks: dict[int, _TrackFaces] = {}
-        self._order = 0
 
     def observe(
         self,
@@ -113,24 +113,24 @@ class FaceKeeper:
         if confidence is not None:
             faces.best_confidence = max(faces.best_confidence, confidence)
         score = quality_score(candidate.quality)
-        self._order += 1
+        near = [k for k in faces.kept if abs(k.frame_index - frame_index) < self.min_gap]
+        if any(k.score >= score for k in near):
+            return
+        if len(faces.kept) - len(near) >= self.per_track and score <= faces.kept[-1].score:
+            return
         kept = KeptFace(track_id, frame_index, media_s, wall_ts, UNKNOWN, 0.0, score, candidate)
-        item = (score, self._order, kept)
-        if len(faces.heap) < self.per_track:
-            heapq.heappush(faces.heap, item)
-        elif score > faces.heap[0][0]:
-            heapq.heapreplace(faces.heap, item)
+        others = [k for k in faces.kept if abs(k.frame_index - frame_index) >= self.min_gap]
+        faces.kept = sorted([*others, kept], key=lambda k: -k.score)[: self.per_track]
 
     def finish(self, track_id: int, label: str) -> list[KeptFace]:
         """The track ended as `label`: its kept faces (best first) if it is worth naming, else []."""
         faces = self._tracks.pop(track_id, None)
-        if faces is None or not faces.heap:
+        if faces is None or not faces.kept:
             return []
         named_but_unsure = label != UNKNOWN and faces.best_confidence < self.low_confidence
         if label != UNKNOWN and not named_but_unsure:
             return []
-        ranked = sorted(faces.heap, key=lambda item: (-item[0], item[1]))
-        return [_relabel(kept, label, faces.best_confidence) for _, _, kept in ranked]
+        return [_relabel(kept, label, faces.best_confidence) for kept in faces.kept]
 
     def track_ids(self) -> list[int]:
         """The tracks holding faces, in id order (a copy: `finish` may be called while iterating)."""

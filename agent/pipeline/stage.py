@@ -66,7 +66,11 @@ class TrackingStage:
             IdentityResolver(config.identity.min_votes, config.identity.min_confidence),
             EventBuilder(config.device_id),
             config.pipeline.face_recheck_every,
-            FaceKeeper(config.enrolment.faces_per_track, config.enrolment.low_confidence)
+            FaceKeeper(
+                config.enrolment.faces_per_track,
+                config.enrolment.low_confidence,
+                config.enrolment.min_frame_gap,
+            )
             if config.enrolment.enabled
             else None,
         )

@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         raise TrainerError(f"MQTT {options.host}:{options.port}: {exc}", exit_code=1) from None
     except OSError as exc:
         raise TrainerError(f"inbox {args.inbox}: {exc.strerror or exc}", exit_code=1) from None
+    finally:
+        inbox.close()
     print(
         f"stopped ({report.stopped_by}): {report.added} new faces, {report.duplicates} duplicates, "
         f"{report.bad} unreadable messages; {len(inbox)} faces in {args.inbox}",
