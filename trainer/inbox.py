@@ -5,7 +5,7 @@
     inbox/faces/<device>/<id>.jpg
 
 A face is added once: a message sent twice (a lost PUBACK) has the same `id`, and the same crop
-from a re-sent or replayed message has the same sha256; both are dropped as duplicates.
+from one device replayed under a new id has the same sha256; both are dropped as duplicates.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Inbox:
         self._hashes: set[str] = set()
         for record in read_records(root):
             self._ids.add(str(record.get("id")))
-            self._hashes.add(str(record.get("sha256")))
+            self._hashes.add(f"{record.get('device')}/{record.get('sha256')}")
         self.added = 0
         self.duplicates = 0
 
@@ -103,7 +103,8 @@ class Inbox:
     def add(self, payload: bytes) -> bool:
         """Store one message's face; False for a duplicate. Raises InboxError for a bad message."""
         record, jpeg = parse_message(payload)
-        if record["id"] in self._ids or record["sha256"] in self._hashes:
+        content = f"{record['device']}/{record['sha256']}"
+        if record["id"] in self._ids or content in self._hashes:
             self.duplicates += 1
             return False
         relative = Path(FACES) / record["device"] / f"{record['id']}.jpg"
@@ -120,7 +121,7 @@ class Inbox:
             index.flush()
             os.fsync(index.fileno())
         self._ids.add(record["id"])
-        self._hashes.add(record["sha256"])
+        self._hashes.add(content)
         self.added += 1
         return True
 
