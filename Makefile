@@ -93,6 +93,8 @@ bench: setup
 	$(PY) -m bench.reload
 	$(PY) -m bench.fleet --devices 10,100,500
 	$(PY) -m bench.outbox
+	$(PY) -m bench.cluster
+	$(PY) -m bench.enrolment
 
 # The fleet install on the Pi's OS and architecture, under arm64 emulation (docs/pi-check.md).
 # Slow (29 min on an idle 2-core machine, see docs/pi-check.md), needs root and downloads a Debian root: not part of `make test`.
