@@ -82,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     data = args.assets_dir / "data"
     embedding = FaceEmbedding.from_config(config, cache_dir=None, pad=0.5)
     strangers = list_images(data / "photos" / "dlib_faces")
-    sets = {"A": embed(embedding, _set_a(data), []), "B": embed(embedding, _set_b(data), strangers)}
+    sets = {
+        "A (dlib_johns)": embed(embedding, _set_a(data), []),
+        "B (knn, refs, strangers)": embed(embedding, _set_b(data), strangers),
+    }
     out: dict[str, Any] = {
         "embedder": embedding.embedder_id,
         "precision_target": PRECISION_TARGET,
         "folds": [],
     }
-    x_all = np.concatenate([sets["A"][0], sets["B"][0]])
-    y_all = sets["A"][1] + sets["B"][1]
+    (x_a, y_a), (x_b, y_b) = sets.values()
+    x_all = np.concatenate([x_a, x_b])
+    y_all = y_a + y_b
     people = sorted(set(y_all))
     totals = np.zeros(3)  # correct pairs, predicted pairs, true pairs over the held-out folds
     for seed in range(SEEDS):
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"default cut {DEFAULT_DISTANCE:.2f} on {name}:"
             f" precision {s['precision']:.3f} recall {s['recall']:.3f}"
         )
-    print("cut   " + "   ".join(f"{name}: prec  rec" for name in sets))
+    print("cut   " + "   ".join(f"{name[:1]}: prec  rec" for name in sets))
     for i, cut in enumerate(GRID):
         row = "   ".join(f"   {out['curve'][n][i][1]:.3f} {out['curve'][n][i][2]:.3f}" for n in sets)
         print(f"{cut:.2f} {row}")
