@@ -12,9 +12,9 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto shellcheck chromium assets demo test test-timing lint bench clean-venv pi-check
 
-setup: venv mosquitto shellcheck assets
+setup: venv mosquitto shellcheck chromium assets
 
 venv: $(STAMP)
 
@@ -34,6 +34,18 @@ mosquitto:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
 	else \
 	  echo "mosquitto is not installed. Run:  sudo apt-get update && sudo apt-get install -y mosquitto mosquitto-clients  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# Debian's chromium and chromedriver: tests/test_review_page.py drives the review page in them.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	else \
+	  echo "chromium is not installed. Run:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver  then run make again." >&2; \
 	  exit 1; \
 	fi
 

@@ -155,6 +155,11 @@ def test_name_train_publish_and_a_new_run_names_him(
         "--quiet",
     )
     assert trained.returncode == 0, trained.stderr + trained.stdout
+    # Given the new model, cluster says who the largest group probably is.
+    again = trainer("cluster", str(collected.inbox), "--model", str(model), "--quiet", "--no-cache")
+    assert again.returncode == 0, again.stderr
+    saved = json.loads((collected.inbox / ".groups" / "groups.json").read_text())["groups"]
+    assert saved[0]["probably"] == LMM and f"probably {LMM}" in again.stdout
     broker = collected.broker
     published = trainer(
         "publish", str(model), "--device", "cam3", "--broker", f"{broker.host}:{broker.port}",

@@ -26,11 +26,11 @@ import numpy as np
 from agent import __version__
 from agent.cli_parser import OneLineParser
 from agent.config import AgentConfig, ConfigError, load_config
-from trainer.commands import cluster, collect, name
+from trainer.commands import cluster, collect, name, review
 from trainer.errors import TrainerError
 
 # Commands in their own module (trainer/commands/<name>.py): add_parser(subparsers), run(args) -> int.
-COMMAND_MODULES = (collect, cluster, name)
+COMMAND_MODULES = (collect, cluster, name, review)
 
 EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage error or no device answered."
 
