@@ -354,4 +354,5 @@ def _enrolment_status(r: AgentResources) -> dict[str, Any] | None:
         "faces_bytes": faces.store.bytes,
         "faces_published": faces.published,
         "faces_dropped": faces.store.dropped_total,
+        "faces_unstored": faces.unstored,
     }

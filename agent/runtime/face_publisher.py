@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from typing import Any, Protocol
 
 from agent.pipeline.enrolment import KeptFace
@@ -19,6 +20,9 @@ from agent.runtime.face_store import FaceStore
 # notification to wait on).
 OFFLINE_POLL_S = 0.5
 BATCH = 16
+# A publish the broker refuses (an ACL without the faces topic) is retried with a growing pause, so
+# a misconfigured broker costs a warning every RETRY_MAX_S, not a loop.
+RETRY_MAX_S = 60.0
 
 
 class LinkLike(Protocol):
@@ -50,6 +54,9 @@ class FacePublisher:
         self._wake = asyncio.Event()
         self.published = 0
         self.kept = 0
+        # Faces lost because the disk refused them (counted apart from the bounds' drops).
+        self.unstored = 0
+        self._failures = 0
 
     def keep(self, faces: list[KeptFace]) -> None:
         """Encode and store the faces of tracks that just ended, and wake the sender."""
@@ -61,7 +68,13 @@ class FacePublisher:
             except FaceEncodeError as exc:
                 self._log.warning("face_not_kept", error=str(exc))
                 continue
-            dropped = self.store.add(payload)
+            try:
+                dropped = self.store.add(payload)
+            except (sqlite3.Error, OSError) as exc:
+                # A face is never worth stopping the agent for (a full disk, a failing card).
+                self.unstored += 1
+                self._log.warning("face_not_stored", error=str(exc), unstored=self.unstored)
+                continue
             self.kept += 1
             if dropped:
                 self._log.warning("faces_dropped", count=dropped, dropped_total=self.store.dropped_total)
@@ -76,16 +89,28 @@ class FacePublisher:
         """Until cancelled: send what is stored whenever the link is up."""
         while True:
             self._wake.clear()
-            rows = self.store.oldest(BATCH) if self._link.connected else []
-            sent_all = True
-            for face_id, payload in rows:
-                if not await self._link.publish_raw(self._topic, payload, qos=1):
-                    sent_all = False
-                    break
-                self.store.delete(face_id)
-                self.published += 1
+            try:
+                sent_all, rows = await self._send_batch()
+            except (sqlite3.Error, OSError) as exc:
+                self._log.warning("faces_store_error", error=str(exc))
+                sent_all, rows = False, 1
             if rows and sent_all:
+                self._failures = 0
                 continue
-            wait = None if (self.store.depth == 0) else OFFLINE_POLL_S
+            if rows and not sent_all and self._link.connected:
+                self._failures += 1
+            wait = None if self.store.depth == 0 else OFFLINE_POLL_S
+            if self._failures:
+                wait = min(RETRY_MAX_S, OFFLINE_POLL_S * 2.0 ** min(self._failures, 10))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def _send_batch(self) -> tuple[bool, int]:
+        """Publish up to BATCH stored faces, deleting each on its PUBACK: (all sent, how many tried)."""
+        rows = self.store.oldest(BATCH) if self._link.connected else []
+        for face_id, payload in rows:
+            if not await self._link.publish_raw(self._topic, payload, qos=1):
+                return False, len(rows)
+            self.store.delete(face_id)
+            self.published += 1
+        return True, len(rows)

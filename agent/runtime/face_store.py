@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.runtime.outbox_store import OutboxError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS faces (
@@ -27,8 +29,9 @@ CREATE TABLE IF NOT EXISTS faces (
 _DROPPED = "dropped_total"
 
 
-class FaceStoreError(Exception):
-    """The face store's file cannot be used; one line for the user."""
+class FaceStoreError(OutboxError):
+    """The face store's file cannot be used; one line for the user (reported at start like an
+    unusable outbox: exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)
