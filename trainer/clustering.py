@@ -20,8 +20,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 
 # Cosine distance (1 - cosine similarity) at which average linkage stops merging (bench/cluster.py).
 DEFAULT_DISTANCE = 0.56
-# A group this close (mean cosine similarity of its members to an enrolled person's classifier
-# decision) is reported as "probably <name>".
+# The pairwise precision bench/cluster.py keeps when it picks the cut: a wrong merge puts one
+# person's faces under another's name, which costs more than a person split in two groups.
 PRECISION_TARGET = 0.97
 
 
