@@ -12,9 +12,9 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto shellcheck chromium assets demo test test-timing lint bench clean-venv pi-check
 
-setup: venv mosquitto shellcheck assets
+setup: venv mosquitto shellcheck chromium assets
 
 venv: $(STAMP)
 
@@ -34,6 +34,18 @@ mosquitto:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
 	else \
 	  echo "mosquitto is not installed. Run:  sudo apt-get update && sudo apt-get install -y mosquitto mosquitto-clients  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# Debian's chromium and chromedriver: tests/test_review_page.py drives the review page in them.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	else \
+	  echo "chromium is not installed. Run:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver  then run make again." >&2; \
 	  exit 1; \
 	fi
 
@@ -95,6 +107,8 @@ bench: setup
 	$(PY) -m bench.fleet --devices 10,100,500
 	$(PY) -m bench.outbox
 	$(PY) -m bench.scene_cuts
+	$(PY) -m bench.cluster
+	$(PY) -m bench.enrolment
 
 # The fleet install on the Pi's OS and architecture, under arm64 emulation (docs/pi-check.md).
 # Slow (29 min on an idle 2-core machine, see docs/pi-check.md), needs root and downloads a Debian root: not part of `make test`.

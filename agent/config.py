@@ -242,6 +242,26 @@ class ClassifierConfig(Section):
     keep_versions: int = Field(3, ge=1)
 
 
+class EnrolmentConfig(Section):
+    """Keeping the faces of unknown people to name them later (docs/enrolment.md). Faces are
+    biometric data: off unless turned on, and bounded on disk."""
+
+    enabled: bool = False
+    # Best faces kept per track (by the face-quality gate's numbers).
+    faces_per_track: int = Field(8, ge=1, le=20)
+    # Kept faces of one track are at least this many frames apart (neighbours are near copies).
+    min_frame_gap: int = Field(5, ge=1)
+    # Also keep named tracks whose best vote stayed below this confidence (0 = only unknown tracks).
+    low_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    # Longest side of the JPEG crop (face box plus a margin, so `train` finds the face again).
+    crop_size: int = Field(160, ge=48, le=512)
+    jpeg_quality: int = Field(85, ge=30, le=100)
+    # Bounds of the faces waiting for the broker in the state directory; oldest go first.
+    max_faces: int = Field(2000, ge=1)
+    max_mb: float = Field(50.0, gt=0.0)
+    max_age_h: float = Field(168.0, gt=0.0)
+
+
 class HomeAssistantConfig(Section):
     enabled: bool = False
     discovery_prefix: str = "homeassistant"
@@ -297,6 +317,7 @@ class AgentConfig(BaseSettings):
     status: StatusConfig = StatusConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    enrolment: EnrolmentConfig = EnrolmentConfig()
 
     @field_validator("device_id")
     @classmethod

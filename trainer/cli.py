@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from agent import __version__
 from agent.cli_parser import OneLineParser
 from agent.logging_setup import configure_logging
-from trainer.commands import evaluate, keygen, publish, train
+from trainer.commands import cluster, collect, evaluate, keygen, name, publish, review, train
 from trainer.commands.options import EPILOG
 from trainer.errors import TrainerError
 
-COMMANDS = (keygen, train, evaluate, publish)
+COMMANDS = (keygen, train, evaluate, publish, collect, cluster, name, review)
 # What a shell reports for a process killed by SIGPIPE (128 + 13), as `cat` would end in `cat | head`.
 SIGPIPE_EXIT = 141
 

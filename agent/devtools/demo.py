@@ -6,6 +6,8 @@
    it in the demo's state directory; `--no-classifier` runs without one (faces stay "unknown").
 3. Runs `facetrack-agent run` on data/video/hamilton_clip.mp4 with an annotated video output.
 4. Prints every event a separate MQTT subscriber receives, one line each, then a summary.
+With [enrolment] on, the faces of tracks that end unknown are also published on the demo device's
+faces topic (set FACETRACK_ENROLMENT__ENABLED=false to keep them off).
 """
 
 from __future__ import annotations
@@ -185,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: started a private mosquitto on {host}:{port}")
 
     env = dict(os.environ)
+    # The demo shows the whole loop: faces of people it cannot name go to <prefix>/demo/faces for
+    # `facetrack-trainer collect` (docs/enrolment.md). Off by default everywhere else.
+    env.setdefault("FACETRACK_ENROLMENT__ENABLED", "true")
     extra: list[str] = []
     try:
         if not args.no_classifier:
@@ -234,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: seq 1..{max(seqs) if seqs else 0} {'contiguous' if contiguous else 'NOT contiguous'}")
         print(f"demo: identities seen: {', '.join(names) if names else 'none'}")
         print(f"demo: annotated video: {args.output}")
+        if env["FACETRACK_ENROLMENT__ENABLED"] == "true":
+            print(
+                f"demo: faces of unknown people went to {config.mqtt.topic_prefix}/{DEMO_DEVICE}/faces "
+                "([enrolment]); to name them: docs/enrolment.md"
+            )
         return code
     finally:
         if broker is not None:

@@ -23,12 +23,13 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.identity.binding import bind_faces
+from agent.pipeline.enrolment import FaceCandidate, margin_crop
 from agent.pipeline.frame import SourceFrame
 from agent.tracking import ColorHistogramEncoder
 from agent.tracking.iou_matching import iou_matrix
 from agent.vision.detection_schedule import DetectionScheduler, ScheduleParams, TrackBox, run_plan
 from agent.vision.face_crops import faces_in_crops, head_region, may_show_a_face
-from agent.vision.face_quality import QualityParams, Reason, measure
+from agent.vision.face_quality import FaceQuality, QualityParams, Reason, measure
 from agent.vision.motion import MotionParams
 from agent.vision.person_boxes import PersonShape, plausible_people
 from agent.vision.types import (
@@ -85,6 +86,8 @@ class DetectionOptions:
     quality: QualityParams | None = None
     # Person boxes no person could make are dropped before anything else sees them.
     person_shape: PersonShape | None = None
+    # Longest side of the face crops kept for enrolment (docs/enrolment.md); None = keep none.
+    enrolment_crop: int | None = None
 
     @classmethod
     def from_config(
@@ -92,6 +95,7 @@ class DetectionOptions:
         detection: DetectionConfig,
         region_size: int = 300,
         person_boxes: PersonBoxConfig | None = None,
+        enrolment_crop: int | None = None,
     ) -> DetectionOptions:
         params = ScheduleParams(
             motion=detection.motion,
@@ -124,6 +128,7 @@ class DetectionOptions:
             face_crop_margin=detection.face_crop_margin if detection.face_crops else None,
             quality=quality if quality != QualityParams() else None,
             person_shape=shape if shape is not None and shape.checks_anything else None,
+            enrolment_crop=enrolment_crop,
         )
 
 
@@ -155,6 +160,8 @@ class Analysis:
     held: int = 0
     # Faces kept from voting, per reason (small, blurred, turned).
     faces_skipped: dict[str, int] = field(default_factory=dict)
+    # detection index -> an embedded face kept for enrolment (only with `enrolment_crop`)
+    candidates: dict[int, FaceCandidate] = field(default_factory=dict)
 
 
 def _needing_face(boxes_tlwh: npt.NDArray[np.float64], hints: list[TrackHint]) -> npt.NDArray[np.bool_]:
@@ -283,10 +290,13 @@ class FrameAnalyzer:
         analysis.faces = {b.person_index: faces[b.face_index] for b in bindings}
         wanted = [(b.person_index, faces[b.face_index]) for b in bindings if b.person_index in needing]
         quality = self.options.quality
-        if quality is not None:
+        crop_size = self.options.enrolment_crop
+        measured: dict[int, FaceQuality] = {}
+        if quality is not None or crop_size is not None:
             good: list[tuple[int, FaceDetection]] = []
             for det_index, face in wanted:
-                reason: Reason | None = measure(image, face).rejected(quality)
+                measured[det_index] = measure(image, face)
+                reason: Reason | None = measured[det_index].rejected(quality) if quality is not None else None
                 if reason is None:
                     good.append((det_index, face))
                 else:
@@ -301,6 +311,11 @@ class FrameAnalyzer:
         for row, (det_index, _) in enumerate(wanted):
             face_features[det_index] = embeddings[row]
         analysis.face_features = face_features
+        if crop_size is not None:
+            for row, (det_index, face) in enumerate(wanted):
+                crop = margin_crop(image, face.box, crop_size)
+                if crop is not None:
+                    analysis.candidates[det_index] = FaceCandidate(measured[det_index], embeddings[row], crop)
         if classifier is not None:
             predictions = classifier.predict(embeddings)
             timings["classify_ms"] = (time.perf_counter() - t4) * 1000

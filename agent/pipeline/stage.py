@@ -16,11 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.classifier.labels import UNKNOWN
 from agent.events.builder import EventBuilder
 from agent.events.clock import FrameStamp
 from agent.events.schema import EventBase
 from agent.identity.voting import IdentityResolver
 from agent.pipeline.analyzer import Analysis, TrackHint
+from agent.pipeline.enrolment import FaceKeeper, KeptFace
 from agent.tracking import Tracker, TrackerParams, TrackView
 from agent.vision.scene_cut import SceneCutDetector, SceneCutParams
 
@@ -46,6 +48,7 @@ class TrackingStage:
         builder: EventBuilder,
         face_recheck_every: int,
         cuts: SceneCutDetector | None = None,
+        keeper: FaceKeeper | None = None,
     ) -> None:
         self.tracker = tracker
         # Frames are checked here, in order, because a cut is a change from the frame before.
@@ -62,6 +65,9 @@ class TrackingStage:
         self._scores: dict[int, float] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
         self.last_index = 0
+        # Enrolment (docs/enrolment.md): the best faces of each track, handed out when it ends.
+        self.keeper = keeper
+        self._kept: list[KeptFace] = []
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> TrackingStage:
@@ -74,6 +80,13 @@ class TrackingStage:
             config.pipeline.face_recheck_every,
             SceneCutDetector(SceneCutParams(cut.min_colour_change, cut.max_layout_correlation))
             if cut.enabled
+            else None,
+            FaceKeeper(
+                config.enrolment.faces_per_track,
+                config.enrolment.low_confidence,
+                config.enrolment.min_frame_gap,
+            )
+            if config.enrolment.enabled
             else None,
         )
 
@@ -122,6 +135,7 @@ class TrackingStage:
         for life in update.events:
             events.extend(builder.lifecycle(life, stamp))
             if life.kind == "deleted":
+                self._end_faces(life.track_id)
                 for change in resolver.remove(life.track_id):
                     events.extend(builder.identity(change, stamp))
         det_to_track = {t.detection_index: t.track_id for t in update.tracks if t.detection_index is not None}
@@ -134,6 +148,7 @@ class TrackingStage:
             for change in resolver.observe(track_id, pred.label, pred.confidence):
                 events.extend(builder.identity(change, stamp))
         live = [t.track_id for t in update.tracks]
+        self._observe_faces(analysis, det_to_track, live, stamp)
         for change in resolver.retain(live):
             events.extend(builder.identity(change, stamp))
         events.extend(builder.sweep(live, stamp))
@@ -148,8 +163,45 @@ class TrackingStage:
             events, update.tracks, labels, {"track_ms": (t1 - t0) * 1000, "identity_ms": (t2 - t1) * 1000}
         )
 
+    def take_kept_faces(self) -> list[KeptFace]:
+        """The faces of the tracks that ended since the last call, worth naming (enrolment)."""
+        kept, self._kept = self._kept, []
+        return kept
+
+    def _end_faces(self, track_id: int) -> None:
+        if self.keeper is not None:
+            self._kept.extend(self.keeper.finish(track_id, self.resolver.label_of(track_id)))
+
+    def _observe_faces(
+        self, analysis: Analysis, det_to_track: dict[int, int], live: list[int], stamp: FrameStamp
+    ) -> None:
+        keeper = self.keeper
+        if keeper is None:
+            return
+        for det_index, candidate in analysis.candidates.items():
+            track_id = det_to_track.get(det_index)
+            if track_id is None:
+                continue
+            pred = analysis.predictions.get(det_index)
+            keeper.observe(
+                track_id,
+                candidate,
+                frame_index=stamp.index,
+                media_s=stamp.media_s,
+                wall_ts=stamp.shown.isoformat(),
+                confidence=pred.confidence if pred is not None and pred.label != UNKNOWN else None,
+            )
+        # Tracks the tracker dropped without a "deleted" event (tentative ones) end here too.
+        live_set = set(live)
+        for track_id in keeper.track_ids():
+            if track_id not in live_set:
+                self._end_faces(track_id)
+
     def finish(self, stamp: FrameStamp) -> list[EventBase]:
         """End of input: every live track ends (track_ended carries its label)."""
+        if self.keeper is not None:
+            for track_id in self.keeper.track_ids():
+                self._end_faces(track_id)
         events = self.builder.end_all(stamp)
         self.resolver.retain([])
         self._tracks = []

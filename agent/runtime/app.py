@@ -205,6 +205,8 @@ class AgentApp:
         for topic in r.service.topics(r.topics):
             r.link.subscribe(topic, r.service.handle_message)
         r.tasks.append(asyncio.create_task(r.link.run(), name="mqtt"))
+        if r.faces is not None:
+            r.tasks.append(asyncio.create_task(r.faces.run(), name="faces"))
         await r.announcer.start()  # does nothing unless [homeassistant] enabled = true
         r.tasks.append(asyncio.create_task(self._publish_status_loop(), name="status"))
         self.log.info(
@@ -258,6 +260,7 @@ class AgentApp:
             "frames_skipped": r.source.stats.frames_skipped,
             "faces_skipped": dict(sorted(self.faces_skipped.items())),
             "person_detector_runs": self.person_passes,
+            "enrolment": _enrolment_status(r),
             "source": {
                 "input": self.config.pipeline.input,
                 "kind": r.source.kind,
@@ -293,7 +296,7 @@ class AgentApp:
         # Let the link drain the outbox first, so the last status shows what really stayed queued.
         # A broker that is down gets the whole timeout to come back (the link keeps reconnecting).
         flush_deadline = time.monotonic() + self.flush_timeout_s
-        if r.outbox.depth and self.flush_timeout_s > 0:
+        if (r.outbox.depth or _faces_queued(r)) and self.flush_timeout_s > 0:
             self.log.info(
                 "agent_flushing",
                 queued=r.outbox.depth,
@@ -302,7 +305,8 @@ class AgentApp:
             )
         # Polled: the outbox has no "drained" notification, and this runs once per process.
         for _ in range(int(self.flush_timeout_s / 0.02) + 1):
-            if not (r.outbox.depth and time.monotonic() < flush_deadline) or self._hurry.is_set():
+            queued = r.outbox.depth or _faces_queued(r)
+            if not (queued and time.monotonic() < flush_deadline) or self._hurry.is_set():
                 break
             await asyncio.sleep(0.02)
         if self._hurry.is_set():
@@ -334,3 +338,21 @@ class AgentApp:
 def _event_fields(event: EventBase) -> dict[str, Any]:
     data = event.model_dump(mode="json", exclude={"v", "device", "ts"})
     return {k: v for k, v in data.items() if v is not None}
+
+
+def _faces_queued(r: AgentResources) -> int:
+    return r.faces.depth if r.faces is not None and r.link.connected else 0
+
+
+def _enrolment_status(r: AgentResources) -> dict[str, Any] | None:
+    """Faces kept for naming: queued on disk, published, and dropped by the bounds (None when off)."""
+    faces = r.faces
+    if faces is None:
+        return None
+    return {
+        "faces_queued": faces.store.depth,
+        "faces_bytes": faces.store.bytes,
+        "faces_published": faces.published,
+        "faces_dropped": faces.store.dropped_total,
+        "faces_unstored": faces.unstored,
+    }

@@ -104,6 +104,7 @@ class FrameLoop:
         )
         for event in r.stage.finish(end):
             self._emit(event)
+        self._keep_faces()
         for pending in self._pending_writes:
             await asyncio.wrap_future(pending)
         if r.writer is not None:
@@ -163,6 +164,7 @@ class FrameLoop:
             result = r.stage.step(analysis, stamp)
             for event in result.events:
                 self._emit(event)
+            self._keep_faces()
             if analysis.classifier_version is not None:
                 r.service.note_frame_classified(frame.index, analysis.classifier_version)
             timings = dict(analysis.timings_ms)
@@ -177,6 +179,13 @@ class FrameLoop:
                 )
                 if len(self._pending_writes) > 8:
                     await asyncio.wrap_future(self._pending_writes.pop(0))
+
+    def _keep_faces(self) -> None:
+        """Store the kept faces of tracks that ended (after their events: a face never delays one)."""
+        faces = self._res.faces
+        kept = self._res.stage.take_kept_faces()
+        if faces is not None and kept:
+            faces.keep(kept)
 
 
 def _annotate(writer: AnnotatedVideoWriter, analysis: Analysis, result: StepResult, fps: float) -> None:

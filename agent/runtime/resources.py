@@ -26,6 +26,8 @@ from agent.vision.factory import VisionStack, build_vision_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentResources.open`, after the input is open: they are slow to import.
+    from agent.runtime.face_publisher import FacePublisher
+    from agent.runtime.face_store import FaceStore
     from agent.runtime.homeassistant import HomeAssistantAnnouncer
     from agent.runtime.model_service import ModelService
     from agent.runtime.mqtt_link import MqttLink
@@ -55,6 +57,8 @@ class AgentResources:
     inference: ThreadPoolExecutor
     drawing: ThreadPoolExecutor
     lock: StateLock
+    # Enrolment (docs/enrolment.md): None unless [enrolment] enabled = true.
+    faces: FacePublisher | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -109,6 +113,9 @@ class AgentResources:
                 owner=topics.events,
             )
             undo.callback(outbox.close)
+            faces_store = _open_face_store(cfg)
+            if faces_store is not None:
+                undo.callback(faces_store.close)
             analyzers, stack = build_analyzers(cfg, vision)
             # Raises ConfigError for an unreadable trusted key.
             service = ModelService(cfg, emit=emit, embedder=stack.embedder)
@@ -132,6 +139,7 @@ class AgentResources:
                 inference=inference,
                 drawing=drawing,
                 lock=lock,
+                faces=_face_publisher(cfg, faces_store, link, topics, stack),
             )
             undo.pop_all()
         return resources
@@ -152,6 +160,8 @@ class AgentResources:
         self.inference.shutdown(wait=True, cancel_futures=True)
         self.drawing.shutdown(wait=True)
         self.outbox.close()
+        if self.faces is not None:
+            self.faces.store.close()
         self.lock.release()
 
 
@@ -163,7 +173,10 @@ def build_analyzers(
     workers = 1 if first.backend == "edgetpu" or vision is not None else config.inference.workers
     stacks = [first] + [build_vision_stack(config) for _ in range(workers - 1)]
     # One motion background and detection schedule for the camera, shared by the workers.
-    options = DetectionOptions.from_config(config.detection, _input_side(first), config.person_boxes)
+    crop = config.enrolment.crop_size if config.enrolment.enabled else None
+    options = DetectionOptions.from_config(
+        config.detection, _input_side(first), config.person_boxes, enrolment_crop=crop
+    )
     analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]
     return analyzers, first
 
@@ -173,3 +186,33 @@ def _input_side(stack: VisionStack) -> int:
     model = getattr(stack.person_detector, "model", None)
     shape = getattr(getattr(model, "input", None), "shape", None)
     return int(shape[1]) if shape is not None and len(shape) == 4 else 300
+
+
+def _open_face_store(cfg: AgentConfig) -> FaceStore | None:
+    if not cfg.enrolment.enabled:
+        return None
+    from agent.runtime.face_store import FaceBounds, FaceStore
+
+    e = cfg.enrolment
+    bounds = FaceBounds(e.max_faces, int(e.max_mb * 1024 * 1024), e.max_age_h * 3600.0)
+    return FaceStore(cfg.state_dir / "faces.sqlite3", bounds)
+
+
+def _face_publisher(
+    cfg: AgentConfig, store: FaceStore | None, link: MqttLink, topics: Topics, stack: VisionStack
+) -> FacePublisher | None:
+    if store is None:
+        return None
+    import structlog
+
+    from agent.runtime.face_publisher import FacePublisher
+
+    return FacePublisher(
+        store,
+        link,
+        topics.faces,
+        device=cfg.device_id,
+        embedder=stack.embedder.embedder_id,
+        jpeg_quality=cfg.enrolment.jpeg_quality,
+        log=structlog.get_logger("facetrack.faces"),
+    )

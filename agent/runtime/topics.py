@@ -32,6 +32,11 @@ class FleetTopics:
         """The filter a fleet-wide subscriber uses: events of every device under this prefix."""
         return f"{self.prefix}/+/events"
 
+    @property
+    def all_faces(self) -> str:
+        """The filter the trainer's `collect` uses: faces kept for naming by every device."""
+        return f"{self.prefix}/+/faces"
+
     def model_for(self, device: str) -> str:
         """The model topic of one device, or of the whole fleet when `device` is FLEET."""
         return self.model if device == FLEET else Topics(self.prefix, device).model
@@ -71,6 +76,11 @@ class Topics:
     @property
     def model(self) -> str:
         return self.device("model")
+
+    @property
+    def faces(self) -> str:
+        """Faces of unknown people kept for naming (enrolment; biometric, only the trainer reads)."""
+        return self.device("faces")
 
     @property
     def fleet_model(self) -> str:

@@ -106,6 +106,7 @@ device_block() {
     printf 'topic write facetrack/%s/events\n' "$id"
     printf 'topic write facetrack/%s/status\n' "$id"
     printf 'topic write facetrack/%s/availability\n' "$id"
+    printf 'topic write facetrack/%s/faces\n' "$id"
     printf 'topic read facetrack/%s/#\n' "$id"
     printf 'topic read facetrack/all/model\n'
     printf 'topic write homeassistant/+/%s/+/config\n' "$id"

@@ -1,0 +1,1 @@
+"""`facetrack-trainer review`: the groups of an inbox as a local web page (docs/enrolment.md)."""
