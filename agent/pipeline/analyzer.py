@@ -72,6 +72,10 @@ class TrackHint:
     # Matched to a detection on its frame (a still track is held only while it keeps being found).
     updated: bool = False
     score: float = 1.0
+    hits: int = 0
+    # Last frame a detector pass found the track (-1: never), and the frame this hint describes.
+    detected_at: int = -1
+    seen_at: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ class DetectionOptions:
             max_regions=detection.max_regions,
             full_frame_every=detection.full_frame_every,
             still_check_every=detection.still_check_every,
+            coast_frames=detection.coast_frames,
+            coast_min_hits=detection.coast_min_hits,
             motion_params=MotionParams(height=detection.motion_height, threshold=detection.motion_threshold),
         )
         quality = QualityParams(
@@ -132,8 +138,10 @@ class Analysis:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Person detector runs on this frame (0: nothing moved and no track was due).
     person_passes: int = 1
-    # Rows at the end of boxes_tlwh that are still tracks' last boxes, not fresh detections.
+    # Rows at the end of boxes_tlwh that are tracks' predicted boxes, not fresh detections.
     held: int = 0
+    # The held rows are coasting tracks (they move: faces are looked for in them when due).
+    coasted: bool = False
     # Faces kept from voting, per reason (small, blurred, turned).
     faces_skipped: dict[str, int] = field(default_factory=dict)
 
@@ -185,13 +193,20 @@ class FrameAnalyzer:
             stack.crop_face_detector,
         )
 
-    def _detect_people(self, frame: SourceFrame, hints: list[TrackHint]) -> tuple[list[Detection], int, int]:
-        """Fresh detections followed by held still-track boxes; also the detector passes and the
-        number held."""
+    def _detect_people(
+        self, frame: SourceFrame, hints: list[TrackHint]
+    ) -> tuple[list[Detection], int, int, bool]:
+        """Fresh detections followed by held track boxes; also the detector passes, the number
+        held and whether the frame coasted."""
         scheduler = self.options.scheduler
         if scheduler is None:
-            return self.person_detector.detect(frame.image), 1, 0
-        tracks = [TrackBox(h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated) for h in hints]
+            return self.person_detector.detect(frame.image), 1, 0, False
+        tracks = [
+            TrackBox(
+                h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated, h.hits, h.detected_at, h.seen_at
+            )
+            for h in hints
+        ]
         plan = scheduler.plan(frame.index, frame.image, tracks)
         detections = run_plan(self.person_detector, frame.image, plan.plan)
         if plan.plan.passes:
@@ -202,7 +217,7 @@ class FrameAnalyzer:
             # A region around someone else may have found this person anew.
             if all(tracks[i].box.iou(d.box) < NEWCOMER_IOU for d in detections)
         ]
-        return detections + held, plan.plan.passes, len(held)
+        return detections + held, plan.plan.passes, len(held), plan.reason == "coast"
 
     def _find_faces(
         self, image: Frame, detections: list[Detection], needing: set[int]
@@ -226,7 +241,7 @@ class FrameAnalyzer:
         timings: dict[str, float] = {}
         image = frame.image
         t0 = time.perf_counter()
-        detections, passes, held = self._detect_people(frame, hints)
+        detections, passes, held, coasted = self._detect_people(frame, hints)
         t1 = time.perf_counter()
         timings["person_ms"] = (t1 - t0) * 1000
         n = len(detections)
@@ -237,13 +252,23 @@ class FrameAnalyzer:
             features = self.appearance.encode(image, boxes) if n else None
             timings["appearance_ms"] = (time.perf_counter() - t1) * 1000
         analysis = Analysis(
-            frame, boxes, scores, features, None, timings_ms=timings, person_passes=passes, held=held
+            frame,
+            boxes,
+            scores,
+            features,
+            None,
+            timings_ms=timings,
+            person_passes=passes,
+            held=held,
+            coasted=coasted,
         )
         if classifier is not None:
             analysis.classifier_version = classifier.version
 
-        # A held box shows the same pixels as when it was last looked at: no new face to see.
-        needing = {i for i in np.flatnonzero(_needing_face(boxes, hints)).tolist() if i < n - held}
+        # A still held box shows the same pixels as when it was last looked at: no new face to
+        # see. A coasting one moves, and the face schedule does not wait for the next pass.
+        fresh = n if coasted else n - held
+        needing = {i for i in np.flatnonzero(_needing_face(boxes, hints)).tolist() if i < fresh}
         if not needing:
             return analysis
         analysis.faces_checked = True

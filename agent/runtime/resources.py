@@ -22,7 +22,7 @@ from agent.runtime.analyzer_pool import AnalyzerPool
 from agent.runtime.annotate import AnnotatedVideoWriter
 from agent.runtime.source import FrameSource
 from agent.runtime.status import StatusMonitor
-from agent.vision.factory import VisionStack, build_vision_stack
+from agent.vision.factory import VisionStack, build_vision_stack, build_worker_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentResources.open`, after the input is open: they are slow to import.
@@ -161,7 +161,8 @@ def build_analyzers(
     """One analyzer per inference worker (`vision`, when given, is the only one), and the first stack."""
     first = vision or build_vision_stack(config)
     workers = 1 if first.backend == "edgetpu" or vision is not None else config.inference.workers
-    stacks = [first] + [build_vision_stack(config) for _ in range(workers - 1)]
+    # Extra workers share the first one's rarely used face detector and embedder.
+    stacks = [first] + [build_worker_stack(config, first) for _ in range(workers - 1)]
     # One motion background and detection schedule for the camera, shared by the workers.
     options = DetectionOptions.from_config(config.detection, _input_side(first))
     analyzers = [FrameAnalyzer.from_stack(s, options) for s in stacks]

@@ -12,7 +12,14 @@ Per frame, from the motion mask and the live tracks of the previous frame:
 - a person found where no track was (a newcomer) is looked for again on the next
   `newcomer_frames` frames, whatever the motion says: the tracker needs a few hits in a row to
   confirm a track, and with frames in flight the tracks the scheduler sees lag a frame or two;
-- nothing moving and no track due: the detector does not run at all.
+- nothing moving and no track due: the detector does not run at all;
+- coasting (`coast_frames` k > 0): when every live track is confirmed, well established
+  (`coast_min_hits`), was found by the last detector pass it has seen and by one at most
+  k + `coast_lag` frames ago, and no motion lies away from the tracks, the detector skips the frame
+  and every track is held on its predicted box, for at most k frames in a row. The detector runs
+  again as soon as one of those fails: new motion away from live tracks, a track that missed a
+  pass, an unconfirmed or young track, k frames coasted. The seed loop coasted 2 frames in 3
+  whatever happened; docs/benchmarks.md has the held-out choice of k and the triggers.
 On frames shorter than `regions_min_height` regions gain too little resolution to pay for several
 detector runs: whatever needs a look gets one full-frame pass instead.
 
@@ -23,6 +30,7 @@ reach it slightly out of order, which a running-average background does not mind
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +58,16 @@ class ScheduleParams:
     still_check_every: int = 25
     # Frames a newcomer's box stays a region to look at (tracker n_init + frames in flight).
     newcomer_frames: int = 5
+    # Frames in a row the detector may skip while every track coasts (0: never coast).
+    coast_frames: int = 0
+    # Hits a confirmed track needs before it may coast (its velocity is known by then).
+    coast_min_hits: int = 5
+    # Frames a track's hint may lag the frame planned (frames in flight) on top of coast_frames.
+    coast_lag: int = 2
+    # Share of each motion box the (grown) track boxes must cover; less is new motion.
+    coast_motion_cover: float = 0.5
+    # Track boxes are grown by this share of their height before covering motion.
+    coast_margin: float = 0.25
     motion_params: MotionParams = field(default_factory=MotionParams)
 
 
@@ -62,6 +80,11 @@ class TrackBox:
     confirmed: bool
     # Matched to a detection on its last frame (else it is lost and must be searched for).
     updated: bool
+    hits: int = 0
+    # Last frame a detector pass (not a held box) found the track; -1: unknown (never coasts).
+    detected_at: int = -1
+    # The frame the hint describes (the tracker's last frame when the plan was made).
+    seen_at: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +103,8 @@ class DetectionScheduler:
         self._last_full: int | None = None
         # (frame index, box) of recent detections that matched no track.
         self._newcomers: list[tuple[int, BBox]] = []
+        # Frames planned with at least one detector pass, most recent last (for coasting).
+        self._passes: deque[int] = deque(maxlen=64)
         self._lock = threading.Lock()
 
     def record(self, frame_index: int, detections: Sequence[BBox], tracks: Sequence[TrackBox]) -> None:
@@ -93,7 +118,28 @@ class DetectionScheduler:
 
     def plan(self, frame_index: int, frame: Frame, tracks: Sequence[TrackBox]) -> FramePlan:
         with self._lock:
-            return self._plan(frame_index, frame, tracks)
+            planned = self._plan(frame_index, frame, tracks)
+            if planned.plan.passes:
+                self._passes.append(frame_index)
+            return planned
+
+    def _may_coast(self, frame_index: int, motion: Motion, tracks: Sequence[TrackBox]) -> bool:
+        """Every track well predicted and no motion away from them (the module docstring)."""
+        p = self.params
+        if p.coast_frames <= 0 or not tracks or not motion.known or not self._passes:
+            return False
+        if frame_index - self._passes[-1] > p.coast_frames:
+            return False
+        for track in tracks:
+            if not track.confirmed or track.hits < p.coast_min_hits or track.detected_at < 0:
+                return False
+            if frame_index - track.detected_at > p.coast_frames + p.coast_lag:
+                return False
+            # A pass the track's hint has seen that did not find it: it may be gone or occluded.
+            if any(track.detected_at < done <= track.seen_at for done in self._passes):
+                return False
+        grown = [_grow(t.box, p.coast_margin) for t in tracks]
+        return all(_covered(m, grown) >= p.coast_motion_cover for m in motion.boxes)
 
     def _plan(self, frame_index: int, frame: Frame, tracks: Sequence[TrackBox]) -> FramePlan:
         p = self.params
@@ -106,6 +152,8 @@ class DetectionScheduler:
             self._last_full = frame_index if self._last_full is None else max(self._last_full, frame_index)
             reason = "motion unknown" if not motion.known else "periodic"
             return FramePlan(RegionPlan(full_frame=True), (), motion, reason)
+        if self._may_coast(frame_index, motion, tracks):
+            return FramePlan(RegionPlan(full_frame=False), tuple(range(len(tracks))), motion, "coast")
         wanted: list[BBox] = list(motion.boxes)
         # A newcomer the tracks now know about is looked after as a track.
         self._newcomers = [
@@ -129,6 +177,16 @@ class DetectionScheduler:
         if plan.full_frame:
             return FramePlan(plan, (), motion, "too many regions")
         return FramePlan(plan, tuple(held), motion, "regions")
+
+
+def _grow(box: BBox, share: float) -> BBox:
+    pad = share * box.height
+    return BBox(box.x1 - pad, box.y1 - pad, box.x2 + pad, box.y2 + pad)
+
+
+def _covered(box: BBox, covers: Sequence[BBox]) -> float:
+    """Share of `box` inside the union of `covers` (overlaps between covers counted once, capped)."""
+    return min(1.0, sum(box.intersection_over_self(c) for c in covers))
 
 
 def run_plan(detector: PersonDetector, frame: Frame, plan: RegionPlan) -> list[Detection]:
