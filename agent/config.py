@@ -144,7 +144,7 @@ class DetectionConfig(Section):
     # Coasting (docs/benchmarks.md#detection-schedule): the person detector may skip up to n frames
     # in a row while every track is confirmed with coast_min_hits and nothing moves away from
     # them; tracks hold their predicted boxes. 0 = detect whenever anything moves.
-    coast_frames: int = Field(2, ge=0, le=25)
+    coast_frames: int = Field(1, ge=0, le=25)
     coast_min_hits: int = Field(5, ge=1, le=1000)
     # Faces looked for in the head region of each person box; false = on the whole frame.
     face_crops: bool = True

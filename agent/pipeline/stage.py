@@ -3,7 +3,7 @@
 It runs on the event loop, overlapping the next frame's inference; pure Python and NumPy. It also
 keeps the per-track face-check schedule the analyzer reads (`TrackingStage.hints`): unidentified
 tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown) every
-`face_recheck_every` frames. A hint's box is the track's box predicted to the frame it is for
+`face_recheck_every` frames. A hint also carries the track's box predicted to the frame it is for
 (frames in flight, coasting), from a smoothed per-frame velocity of the tracker's boxes.
 """
 
@@ -89,14 +89,19 @@ class TrackingStage:
                 needs = frame_index - last >= self.face_recheck_every
             if needs:
                 self._last_face_check[tid] = frame_index
-            ahead = max(0, frame_index - self.last_index)
             box = np.asarray(track.tlwh[:4], dtype=np.float64)
+            ahead = max(0, frame_index - self.last_index)
             velocity = self._velocity.get(tid)
-            if velocity is not None and ahead:
-                box = box + ahead * velocity
+            predicted = box + ahead * velocity if velocity is not None else box
             out.append(
                 TrackHint(
                     tlwh=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    predicted_tlwh=(
+                        float(predicted[0]),
+                        float(predicted[1]),
+                        float(predicted[2]),
+                        float(predicted[3]),
+                    ),
                     needs_face=needs,
                     track_id=tid,
                     confirmed=track.is_confirmed,

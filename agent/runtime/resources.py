@@ -20,6 +20,7 @@ from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
 from agent.pipeline.stage import TrackingStage
 from agent.runtime.analyzer_pool import AnalyzerPool
 from agent.runtime.annotate import AnnotatedVideoWriter
+from agent.runtime.blas_threads import limit_blas_threads
 from agent.runtime.source import FrameSource
 from agent.runtime.status import StatusMonitor
 from agent.vision.factory import VisionStack, build_vision_stack, build_worker_stack
@@ -109,6 +110,8 @@ class AgentResources:
                 owner=topics.events,
             )
             undo.callback(outbox.close)
+            # Before the models' first run: BLAS threads would fight the inference workers.
+            limit_blas_threads()
             analyzers, stack = build_analyzers(cfg, vision)
             # Raises ConfigError for an unreadable trusted key.
             service = ModelService(cfg, emit=emit, embedder=stack.embedder)

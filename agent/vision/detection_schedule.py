@@ -13,13 +13,14 @@ Per frame, from the motion mask and the live tracks of the previous frame:
   `newcomer_frames` frames, whatever the motion says: the tracker needs a few hits in a row to
   confirm a track, and with frames in flight the tracks the scheduler sees lag a frame or two;
 - nothing moving and no track due: the detector does not run at all;
-- coasting (`coast_frames` k > 0): when every live track is confirmed, well established
-  (`coast_min_hits`), was found by the last detector pass it has seen and by one at most
-  k + `coast_lag` frames ago, and no motion lies away from the tracks, the detector skips the frame
-  and every track is held on its predicted box, for at most k frames in a row. The detector runs
-  again as soon as one of those fails: new motion away from live tracks, a track that missed a
-  pass, an unconfirmed or young track, k frames coasted. The seed loop coasted 2 frames in 3
-  whatever happened; docs/benchmarks.md has the held-out choice of k and the triggers.
+- coasting (`coast_frames` k > 0): when every live track is confirmed with `coast_min_hits`
+  hits, none has just missed a pass, and no motion lies away from the tracks, the detector skips
+  the frame and the tracks found by their last pass are held on their predicted boxes, for at
+  most k frames in a row. The detector runs again as soon as one of those fails: new motion away
+  from live tracks, a track that missed the last pass it has seen (once: a track lost for longer
+  is looked for by the regular passes), an unconfirmed or young track, k frames coasted. The
+  seed loop coasted 2 frames in 3 whatever happened; docs/benchmarks.md#detection-schedule has
+  the held-out choice of k and the triggers.
 On frames shorter than `regions_min_height` regions gain too little resolution to pay for several
 detector runs: whatever needs a look gets one full-frame pass instead.
 
@@ -85,6 +86,8 @@ class TrackBox:
     detected_at: int = -1
     # The frame the hint describes (the tracker's last frame when the plan was made).
     seen_at: int = -1
+    # `box` moved on to the planned frame by the track's velocity (None: not known).
+    predicted: BBox | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,23 +126,34 @@ class DetectionScheduler:
                 self._passes.append(frame_index)
             return planned
 
-    def _may_coast(self, frame_index: int, motion: Motion, tracks: Sequence[TrackBox]) -> bool:
-        """Every track well predicted and no motion away from them (the module docstring)."""
+    def _coasting(
+        self, frame_index: int, motion: Motion, tracks: Sequence[TrackBox]
+    ) -> tuple[int, ...] | None:
+        """The tracks to hold on their predicted boxes when the frame may coast, else None (the
+        triggers of the module docstring)."""
         p = self.params
         if p.coast_frames <= 0 or not tracks or not motion.known or not self._passes:
-            return False
+            return None
         if frame_index - self._passes[-1] > p.coast_frames:
-            return False
-        for track in tracks:
-            if not track.confirmed or track.hits < p.coast_min_hits or track.detected_at < 0:
-                return False
-            if frame_index - track.detected_at > p.coast_frames + p.coast_lag:
-                return False
-            # A pass the track's hint has seen that did not find it: it may be gone or occluded.
-            if any(track.detected_at < done <= track.seen_at for done in self._passes):
-                return False
-        grown = [_grow(t.box, p.coast_margin) for t in tracks]
-        return all(_covered(m, grown) >= p.coast_motion_cover for m in motion.boxes)
+            return None
+        held: list[int] = []
+        for i, track in enumerate(tracks):
+            if not track.confirmed or track.hits < p.coast_min_hits:
+                return None
+            seen = [done for done in self._passes if done <= track.seen_at]
+            if track.detected_at >= (seen[-1] if seen else 0):
+                # Found by the last pass its hint has seen: held, unless that is too long ago.
+                if frame_index - track.detected_at > p.coast_frames + p.coast_lag:
+                    return None
+                held.append(i)
+            elif len(seen) < 2 or track.detected_at >= seen[-2]:
+                # Just missed a pass: occluded, gone, or badly predicted; look again at once.
+                return None
+            # Else lost for longer: not held (it keeps missing), and the next pass looks for it.
+        grown = [_grow(t.predicted or t.box, p.coast_margin) for t in tracks]
+        if any(_covered(m, grown) < p.coast_motion_cover for m in motion.boxes):
+            return None
+        return tuple(held)
 
     def _plan(self, frame_index: int, frame: Frame, tracks: Sequence[TrackBox]) -> FramePlan:
         p = self.params
@@ -152,8 +166,9 @@ class DetectionScheduler:
             self._last_full = frame_index if self._last_full is None else max(self._last_full, frame_index)
             reason = "motion unknown" if not motion.known else "periodic"
             return FramePlan(RegionPlan(full_frame=True), (), motion, reason)
-        if self._may_coast(frame_index, motion, tracks):
-            return FramePlan(RegionPlan(full_frame=False), tuple(range(len(tracks))), motion, "coast")
+        coasting = self._coasting(frame_index, motion, tracks)
+        if coasting is not None:
+            return FramePlan(RegionPlan(full_frame=False), coasting, motion, "coast")
         wanted: list[BBox] = list(motion.boxes)
         # A newcomer the tracks now know about is looked after as a track.
         self._newcomers = [
