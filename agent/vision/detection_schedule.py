@@ -69,6 +69,9 @@ class ScheduleParams:
     coast_motion_cover: float = 0.5
     # Track boxes are grown by this share of their height before covering motion.
     coast_margin: float = 0.25
+    # A track that just missed a pass gets the detector on the next frame (False: the next regular
+    # pass looks for it).
+    coast_recheck_missed: bool = True
     motion_params: MotionParams = field(default_factory=MotionParams)
 
 
@@ -146,7 +149,7 @@ class DetectionScheduler:
                 if frame_index - track.detected_at > p.coast_frames + p.coast_lag:
                     return None
                 held.append(i)
-            elif len(seen) < 2 or track.detected_at >= seen[-2]:
+            elif p.coast_recheck_missed and (len(seen) < 2 or track.detected_at >= seen[-2]):
                 # Just missed a pass: occluded, gone, or badly predicted; look again at once.
                 return None
             # Else lost for longer: not held (it keeps missing), and the next pass looks for it.
