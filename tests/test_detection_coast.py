@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import load_config
 from agent.events.clock import FrameStamp
-from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
+from agent.pipeline.analyzer import Analysis, DetectionOptions, FrameAnalyzer
 from agent.pipeline.frame import SourceFrame
 from agent.pipeline.stage import TrackingStage
 from agent.tracking import ColorHistogramEncoder
@@ -133,3 +133,24 @@ def test_coasting_frames_hold_tracks_and_detector_frames_measure_cpu(
     detected = [a for a in analyses if a.person_passes]
     assert detected and all(a.model_cpu_ms > 0 for a in detected)
     assert coasted and all(a.held == len(a.boxes_tlwh) and a.person_passes == 0 for a in coasted)
+
+
+def test_hints_predict_the_position_and_keep_the_size_of_a_shrinking_track() -> None:
+    """A person walking away shrinks by 6 px a frame: the hint two frames ahead (frames in flight)
+    moves the box on and keeps its size positive, so a coasting frame never feeds the tracker a
+    box of zero height."""
+    config = load_config(None)
+    stage = TrackingStage.from_config(config)
+    for index in range(8):
+        height = 200.0 - 6.0 * index
+        boxes = np.array([[100.0 + 4.0 * index, 50.0, height / 2, height]])
+        image = np.zeros((576, 768, 3), dtype=np.uint8)
+        analysis = Analysis(
+            SourceFrame(index, image, datetime.now(UTC), 0.0), boxes, np.array([0.9]), None, None
+        )
+        stage.step(analysis, FrameStamp(index, datetime.now(UTC)))
+    (hint,) = stage.hints(9)
+    assert hint.predicted_tlwh is not None
+    assert hint.predicted_tlwh[0] > hint.tlwh[0]  # moved on to the right
+    assert hint.predicted_tlwh[2:] == hint.tlwh[2:]
+    assert hint.detected_at == 7 and hint.seen_at == 7 and hint.confirmed

@@ -231,6 +231,8 @@ class FrameAnalyzer:
             coasting = [
                 Detection(tracks[i].predicted or tracks[i].box, hints[i].score, -1) for i in plan.held
             ]
+            # A degenerate filtered box is no detection: that track misses the frame instead.
+            coasting = [d for d in coasting if d.box.width > 0 and d.box.height > 0]
             return coasting, 0, len(coasting), True
         cpu0 = time.thread_time()
         detections = run_plan(self.person_detector, frame.image, plan.plan)

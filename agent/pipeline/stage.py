@@ -57,7 +57,7 @@ class TrackingStage:
         # Last detection score per track: a held still track reports it again.
         self._scores: dict[int, float] = {}
         # Per track: last frame a detector pass (not a held box) found it, and the velocity of its
-        # box in pixels per frame (tlwh).
+        # box's top-left corner in pixels per frame.
         self._detected_at: dict[int, int] = {}
         self._velocity: dict[int, npt.NDArray[np.float64]] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
@@ -92,7 +92,11 @@ class TrackingStage:
             box = np.asarray(track.tlwh[:4], dtype=np.float64)
             ahead = max(0, frame_index - self.last_index)
             velocity = self._velocity.get(tid)
-            predicted = box + ahead * velocity if velocity is not None else box
+            predicted = box.copy()
+            if velocity is not None:
+                # The position moves on; the size stays (a shrinking box extrapolated over a few
+                # frames can reach zero height, which no detection has).
+                predicted[:2] += ahead * velocity
             out.append(
                 TrackHint(
                     tlwh=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
@@ -171,7 +175,7 @@ class TrackingStage:
             before = previous.get(track.track_id)
             if before is None:
                 continue
-            step = (np.asarray(track.tlwh[:4], dtype=np.float64) - before) / gap
+            step = (np.asarray(track.tlwh[:2], dtype=np.float64) - before[:2]) / gap
             old = self._velocity.get(track.track_id)
             self._velocity[track.track_id] = (
                 step if old is None else VELOCITY_SMOOTHING * step + (1 - VELOCITY_SMOOTHING) * old
