@@ -135,22 +135,23 @@ def test_coasting_frames_hold_tracks_and_detector_frames_measure_cpu(
     assert coasted and all(a.held == len(a.boxes_tlwh) and a.person_passes == 0 for a in coasted)
 
 
-def test_hints_predict_the_position_and_keep_the_size_of_a_shrinking_track() -> None:
-    """A person walking away shrinks by 6 px a frame: the hint two frames ahead (frames in flight)
-    moves the box on and keeps its size positive, so a coasting frame never feeds the tracker a
-    box of zero height."""
+def test_hints_move_a_shrinking_track_on_and_keep_its_size_positive() -> None:
+    """A person walking away shrinks by 20 px a frame: the hint 30 frames ahead moves the box on
+    and keeps at least half its size, so a coasting frame never feeds the tracker a box of zero
+    height."""
     config = load_config(None)
     stage = TrackingStage.from_config(config)
     for index in range(8):
-        height = 200.0 - 6.0 * index
+        height = 200.0 - 20.0 * index
         boxes = np.array([[100.0 + 4.0 * index, 50.0, height / 2, height]])
         image = np.zeros((576, 768, 3), dtype=np.uint8)
         analysis = Analysis(
             SourceFrame(index, image, datetime.now(UTC), 0.0), boxes, np.array([0.9]), None, None
         )
         stage.step(analysis, FrameStamp(index, datetime.now(UTC)))
-    (hint,) = stage.hints(9)
+    (hint,) = stage.hints(37)
     assert hint.predicted_tlwh is not None
     assert hint.predicted_tlwh[0] > hint.tlwh[0]  # moved on to the right
-    assert hint.predicted_tlwh[2:] == hint.tlwh[2:]
+    assert hint.predicted_tlwh[3] == pytest.approx(hint.tlwh[3] / 2)
+    assert hint.predicted_tlwh[2] == pytest.approx(hint.tlwh[2] / 2)
     assert hint.detected_at == 7 and hint.seen_at == 7 and hint.confirmed

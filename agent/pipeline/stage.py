@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 # Weight of the newest frame-to-frame box change in a track's smoothed velocity.
 VELOCITY_SMOOTHING = 0.5
+# A predicted box keeps at least this share of its width and height. Moving the size too scored
+# better than moving the position alone on the tune half of vtest (docs/benchmarks.md).
+MIN_PREDICTED_SIZE = 0.5
 
 
 @dataclass(slots=True)
@@ -57,7 +60,7 @@ class TrackingStage:
         # Last detection score per track: a held still track reports it again.
         self._scores: dict[int, float] = {}
         # Per track: last frame a detector pass (not a held box) found it, and the velocity of its
-        # box's top-left corner in pixels per frame.
+        # box in pixels per frame (tlwh).
         self._detected_at: dict[int, int] = {}
         self._velocity: dict[int, npt.NDArray[np.float64]] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
@@ -94,9 +97,10 @@ class TrackingStage:
             velocity = self._velocity.get(tid)
             predicted = box.copy()
             if velocity is not None:
-                # The position moves on; the size stays (a shrinking box extrapolated over a few
-                # frames can reach zero height, which no detection has).
-                predicted[:2] += ahead * velocity
+                predicted += ahead * velocity
+                # A shrinking box extrapolated over a few frames could reach zero height, which no
+                # detection has: it shrinks to half its size at most.
+                predicted[2:] = np.maximum(predicted[2:], MIN_PREDICTED_SIZE * box[2:])
             out.append(
                 TrackHint(
                     tlwh=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
@@ -175,7 +179,7 @@ class TrackingStage:
             before = previous.get(track.track_id)
             if before is None:
                 continue
-            step = (np.asarray(track.tlwh[:2], dtype=np.float64) - before[:2]) / gap
+            step = (np.asarray(track.tlwh[:4], dtype=np.float64) - before) / gap
             old = self._velocity.get(track.track_id)
             self._velocity[track.track_id] = (
                 step if old is None else VELOCITY_SMOOTHING * step + (1 - VELOCITY_SMOOTHING) * old
