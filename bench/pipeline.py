@@ -498,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seed_child:
         return seed_child(Path(args.seed_child[0]), int(args.seed_child[1]), args.assets)
-    if args.frames < 2 or args.repeat < 1:
-        parser.error("--frames must be at least 2 and --repeat at least 1")
+    if args.frames < 2 or args.repeat < 1 or args.memory_frames < 0:
+        parser.error("--frames must be at least 2, --repeat at least 1 and --memory-frames at least 0")
 
     from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
