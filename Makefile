@@ -102,6 +102,7 @@ bench: setup
 	$(PY) -m bench.models
 	$(PY) -m bench.mot $(ASSETS_DIR)/data/mot15/* --baseline sort
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.pipeline_pareto --png out/pipeline_pareto.png
 	$(PY) -m bench.reload
 	$(PY) -m bench.publish
 	$(PY) -m bench.fleet --devices 10,100,500

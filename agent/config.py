@@ -141,6 +141,11 @@ class DetectionConfig(Section):
     full_frame_every: int = Field(50, ge=0)
     # A person standing still is re-detected every n frames and held in between; 1 = every frame.
     still_check_every: int = Field(25, ge=1, le=1000)
+    # Coasting (docs/benchmarks.md#detection-schedule): the person detector may skip up to n frames
+    # in a row while every track is confirmed with coast_min_hits and nothing moves away from
+    # them; tracks hold their predicted boxes. 0 = detect whenever anything moves.
+    coast_frames: int = Field(1, ge=0, le=25)
+    coast_min_hits: int = Field(5, ge=1, le=1000)
     # Faces looked for in the head region of each person box; false = on the whole frame.
     face_crops: bool = True
     face_crop_margin: float = Field(0.2, ge=0.0, le=2.0)

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import skops.io as sio
 
 from agent.classifier.bundle import Manifest
 from agent.classifier.errors import BundleError, RejectCode
@@ -60,11 +59,18 @@ class Prediction:
 
 
 def dump_estimator(estimator: Any) -> bytes:
+    import skops.io as sio
+
     return bytes(sio.dumps(estimator))
 
 
 def load_estimator(payload: bytes) -> Any:
-    """The estimator from a skops payload; raises BundleError for untrusted types or garbage."""
+    """The estimator from a skops payload; raises BundleError for untrusted types or garbage.
+
+    skops (with scikit-learn, SciPy and pandas) is imported here, not with the module: an agent
+    that has no classifier yet does not carry its 60-100 MB (docs/benchmarks.md#memory)."""
+    import skops.io as sio
+
     try:
         untrusted = sio.get_untrusted_types(data=payload)
     except Exception as exc:

@@ -74,6 +74,13 @@ class TrackHint:
     # Matched to a detection on its frame (a still track is held only while it keeps being found).
     updated: bool = False
     score: float = 1.0
+    hits: int = 0
+    # The box moved on to the hinted frame by the track's velocity (None: `tlwh`); a coasting
+    # track is held there.
+    predicted_tlwh: tuple[float, float, float, float] | None = None
+    # Last frame a detector pass found the track (-1: never), and the frame this hint describes.
+    detected_at: int = -1
+    seen_at: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,8 @@ class DetectionOptions:
             max_regions=detection.max_regions,
             full_frame_every=detection.full_frame_every,
             still_check_every=detection.still_check_every,
+            coast_frames=detection.coast_frames,
+            coast_min_hits=detection.coast_min_hits,
             motion_params=MotionParams(height=detection.motion_height, threshold=detection.motion_threshold),
         )
         quality = QualityParams(
@@ -156,12 +165,17 @@ class Analysis:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Person detector runs on this frame (0: nothing moved and no track was due).
     person_passes: int = 1
-    # Rows at the end of boxes_tlwh that are still tracks' last boxes, not fresh detections.
+    # Rows at the end of boxes_tlwh that are tracks' predicted boxes, not fresh detections.
     held: int = 0
+    # The held rows are coasting tracks (they move: faces are looked for in them when due).
+    coasted: bool = False
     # Faces kept from voting, per reason (small, blurred, turned).
     faces_skipped: dict[str, int] = field(default_factory=dict)
     # detection index -> an embedded face kept for enrolment (only with `enrolment_crop`)
     candidates: dict[int, FaceCandidate] = field(default_factory=dict)
+    # CPU milliseconds of this worker thread inside the models (detectors, embedder, classifier,
+    # with their pre- and post-processing): the agent's honest bound (docs/benchmarks.md).
+    model_cpu_ms: float = 0.0
 
 
 def _needing_face(boxes_tlwh: npt.NDArray[np.float64], hints: list[TrackHint]) -> npt.NDArray[np.bool_]:
@@ -197,6 +211,8 @@ class FrameAnalyzer:
         self.options = options or DetectionOptions()
         # What looks at head crops (a variant suited to faces that fill the crop).
         self.crop_face_detector: FaceDetector = crop_face_detector or face_detector
+        # The person detector's CPU on the frame being analysed (one analyzer, one thread).
+        self._cpu_ms = 0.0
 
     @classmethod
     def from_stack(cls, stack: VisionStack, options: DetectionOptions | None = None) -> FrameAnalyzer:
@@ -211,15 +227,43 @@ class FrameAnalyzer:
             stack.crop_face_detector,
         )
 
-    def _detect_people(self, frame: SourceFrame, hints: list[TrackHint]) -> tuple[list[Detection], int, int]:
-        """Fresh detections followed by held still-track boxes; also the detector passes and the
-        number held."""
+    def _detect_people(
+        self, frame: SourceFrame, hints: list[TrackHint]
+    ) -> tuple[list[Detection], int, int, bool]:
+        """Fresh detections followed by held track boxes; also the detector passes, the number
+        held and whether the frame coasted."""
         scheduler = self.options.scheduler
         if scheduler is None:
-            return self._plausible(frame.image, self.person_detector.detect(frame.image)), 1, 0
-        tracks = [TrackBox(h.track_id, BBox.from_tlwh(*h.tlwh), h.confirmed, h.updated) for h in hints]
+            cpu0 = time.thread_time()
+            found = self.person_detector.detect(frame.image)
+            self._cpu_ms += (time.thread_time() - cpu0) * 1000
+            return self._plausible(frame.image, found), 1, 0, False
+        tracks = [
+            TrackBox(
+                h.track_id,
+                BBox.from_tlwh(*h.tlwh),
+                h.confirmed,
+                h.updated,
+                h.hits,
+                h.detected_at,
+                h.seen_at,
+                BBox.from_tlwh(*h.predicted_tlwh) if h.predicted_tlwh is not None else None,
+            )
+            for h in hints
+        ]
         plan = scheduler.plan(frame.index, frame.image, tracks)
-        detections = self._plausible(frame.image, run_plan(self.person_detector, frame.image, plan.plan))
+        if plan.reason == "coast":
+            # Nobody is looked for: the tracks found by their last pass stand on their predicted box.
+            coasting = [
+                Detection(tracks[i].predicted or tracks[i].box, hints[i].score, -1) for i in plan.held
+            ]
+            # A degenerate filtered box is no detection: that track misses the frame instead.
+            coasting = [d for d in coasting if d.box.width > 0 and d.box.height > 0]
+            return coasting, 0, len(coasting), True
+        cpu0 = time.thread_time()
+        detections = run_plan(self.person_detector, frame.image, plan.plan)
+        self._cpu_ms += (time.thread_time() - cpu0) * 1000
+        detections = self._plausible(frame.image, detections)
         if plan.plan.passes:
             scheduler.record(frame.index, [d.box for d in detections], tracks)
         held = [
@@ -228,7 +272,7 @@ class FrameAnalyzer:
             # A region around someone else may have found this person anew.
             if all(tracks[i].box.iou(d.box) < NEWCOMER_IOU for d in detections)
         ]
-        return detections + held, plan.plan.passes, len(held)
+        return detections + held, plan.plan.passes, len(held), False
 
     def _plausible(self, image: Frame, detections: list[Detection]) -> list[Detection]:
         shape = self.options.person_shape
@@ -257,8 +301,11 @@ class FrameAnalyzer:
     ) -> Analysis:
         timings: dict[str, float] = {}
         image = frame.image
+        # Models run inline on this thread (one interpreter thread per worker by default; OpenCV
+        # on as many): its CPU time inside them is what they cost.
+        self._cpu_ms = 0.0
         t0 = time.perf_counter()
-        detections, passes, held = self._detect_people(frame, hints)
+        detections, passes, held, coasted = self._detect_people(frame, hints)
         t1 = time.perf_counter()
         timings["person_ms"] = (t1 - t0) * 1000
         n = len(detections)
@@ -269,20 +316,32 @@ class FrameAnalyzer:
             features = self.appearance.encode(image, boxes) if n else None
             timings["appearance_ms"] = (time.perf_counter() - t1) * 1000
         analysis = Analysis(
-            frame, boxes, scores, features, None, timings_ms=timings, person_passes=passes, held=held
+            frame,
+            boxes,
+            scores,
+            features,
+            None,
+            timings_ms=timings,
+            person_passes=passes,
+            held=held,
+            coasted=coasted,
+            model_cpu_ms=self._cpu_ms,
         )
         if classifier is not None:
             analysis.classifier_version = classifier.version
 
-        # A held box shows the same pixels as when it was last looked at: no new face to see.
-        needing = {i for i in np.flatnonzero(_needing_face(boxes, hints)).tolist() if i < n - held}
+        # A still held box shows the same pixels as when it was last looked at: no new face to
+        # see. A coasting one moves, and the face schedule does not wait for the next pass.
+        fresh = n if coasted else n - held
+        needing = {i for i in np.flatnonzero(_needing_face(boxes, hints)).tolist() if i < fresh}
         if not needing:
             return analysis
         analysis.faces_checked = True
-        t2 = time.perf_counter()
+        t2, cpu2 = time.perf_counter(), time.thread_time()
         faces = self._find_faces(image, detections, needing)
         t3 = time.perf_counter()
         timings["face_ms"] = (t3 - t2) * 1000
+        analysis.model_cpu_ms += (time.thread_time() - cpu2) * 1000
         if not faces:
             return analysis
         persons = [d.box for d in detections]
@@ -304,9 +363,11 @@ class FrameAnalyzer:
             wanted = good
         if not wanted:
             return analysis
+        cpu3 = time.thread_time()
         embeddings = self.embedder.embed(image, [face for _, face in wanted])
-        t4 = time.perf_counter()
+        t4, cpu4 = time.perf_counter(), time.thread_time()
         timings["embed_ms"] = (t4 - t3) * 1000
+        analysis.model_cpu_ms += (cpu4 - cpu3) * 1000
         face_features = np.full((n, embeddings.shape[1]), np.nan, dtype=np.float32)
         for row, (det_index, _) in enumerate(wanted):
             face_features[det_index] = embeddings[row]
@@ -319,6 +380,7 @@ class FrameAnalyzer:
         if classifier is not None:
             predictions = classifier.predict(embeddings)
             timings["classify_ms"] = (time.perf_counter() - t4) * 1000
+            analysis.model_cpu_ms += (time.thread_time() - cpu4) * 1000
             for (det_index, _), pred in zip(wanted, predictions, strict=True):
                 analysis.predictions[det_index] = FacePrediction(str(pred.label), float(pred.confidence))
         return analysis

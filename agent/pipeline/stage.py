@@ -3,7 +3,8 @@
 It runs on the event loop, overlapping the next frame's inference; pure Python and NumPy. It also
 keeps the per-track face-check schedule the analyzer reads (`TrackingStage.hints`): unidentified
 tracks every frame, identified ones (and strangers: 3 x min_votes faces, all unknown) every
-`face_recheck_every` frames.
+`face_recheck_every` frames. A hint also carries the track's box predicted to the frame it is for
+(frames in flight, coasting), from a smoothed per-frame velocity of the tracker's boxes.
 
 Each frame is first checked for a scene cut against the one before it (in frame order, which is
 why here and not in the analyzer's workers); at a cut the tracker ends every track no face
@@ -15,6 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from agent.classifier.labels import UNKNOWN
 from agent.events.builder import EventBuilder
@@ -28,6 +32,12 @@ from agent.vision.scene_cut import SceneCutDetector, SceneCutParams
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
+
+# Weight of the newest frame-to-frame box change in a track's smoothed velocity.
+VELOCITY_SMOOTHING = 0.5
+# A predicted box keeps at least this share of its width and height. Moving the size too scored
+# better than moving the position alone on the tune half of vtest (docs/benchmarks.md).
+MIN_PREDICTED_SIZE = 0.5
 
 
 @dataclass(slots=True)
@@ -63,6 +73,10 @@ class TrackingStage:
         self._last_face_check: dict[int, int] = {}
         # Last detection score per track: a held still track reports it again.
         self._scores: dict[int, float] = {}
+        # Per track: last frame a detector pass (not a held box) found it, and the velocity of its
+        # box in pixels per frame (tlwh).
+        self._detected_at: dict[int, int] = {}
+        self._velocity: dict[int, npt.NDArray[np.float64]] = {}
         # Index of the last frame stepped: tracks alive at the end of input end on it.
         self.last_index = 0
         # Enrolment (docs/enrolment.md): the best faces of each track, handed out when it ends.
@@ -106,15 +120,32 @@ class TrackingStage:
                 needs = frame_index - last >= self.face_recheck_every
             if needs:
                 self._last_face_check[tid] = frame_index
-            tlwh = tuple(float(v) for v in track.tlwh[:4])
+            box = np.asarray(track.tlwh[:4], dtype=np.float64)
+            ahead = max(0, frame_index - self.last_index)
+            velocity = self._velocity.get(tid)
+            predicted = box.copy()
+            if velocity is not None:
+                predicted += ahead * velocity
+                # A shrinking box extrapolated over a few frames could reach zero height, which no
+                # detection has: it shrinks to half its size at most.
+                predicted[2:] = np.maximum(predicted[2:], MIN_PREDICTED_SIZE * box[2:])
             out.append(
                 TrackHint(
-                    tlwh=(tlwh[0], tlwh[1], tlwh[2], tlwh[3]),
+                    tlwh=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    predicted_tlwh=(
+                        float(predicted[0]),
+                        float(predicted[1]),
+                        float(predicted[2]),
+                        float(predicted[3]),
+                    ),
                     needs_face=needs,
                     track_id=tid,
                     confirmed=track.is_confirmed,
                     updated=track.detection_index is not None,
                     score=self._scores.get(tid, 1.0),
+                    hits=track.hits,
+                    detected_at=self._detected_at.get(tid, -1),
+                    seen_at=self.last_index,
                 )
             )
         return out
@@ -122,11 +153,22 @@ class TrackingStage:
     def step(self, analysis: Analysis, stamp: FrameStamp) -> StepResult:
         t0 = time.perf_counter()
         cut = self.cuts is not None and self.cuts.check(analysis.frame.image).cut
+        fresh = len(analysis.boxes_tlwh) - analysis.held
+        rows = slice(None)
         if cut:
             self.cuts_seen += 1
             self.last_cut = stamp.index
+            # Held and coasted rows are the old shot's boxes: on the new shot they would start
+            # tracks where nobody is. Velocities were measured on the old shot too.
+            rows = slice(0, fresh)
+            self._velocity.clear()
+        features, faces = analysis.features, analysis.face_features
         update = self.tracker.update(
-            analysis.boxes_tlwh, analysis.scores, analysis.features, analysis.face_features, scene_cut=cut
+            analysis.boxes_tlwh[rows],
+            analysis.scores[rows],
+            None if features is None else features[rows],
+            None if faces is None else faces[rows],
+            scene_cut=cut,
         )
         t1 = time.perf_counter()
         events: list[EventBase] = []
@@ -139,6 +181,10 @@ class TrackingStage:
                 for change in resolver.remove(life.track_id):
                     events.extend(builder.identity(change, stamp))
         det_to_track = {t.detection_index: t.track_id for t in update.tracks if t.detection_index is not None}
+        for det, tid in det_to_track.items():
+            if det < fresh:
+                self._detected_at[tid] = stamp.index
+        self._update_velocities(update.tracks, stamp.index)
         self._scores = {tid: float(analysis.scores[det]) for det, tid in det_to_track.items()}
         for det_index, pred in sorted(analysis.predictions.items()):
             track_id = det_to_track.get(det_index)
@@ -155,6 +201,10 @@ class TrackingStage:
         live_set = set(live)
         for tid in [t for t in self._last_face_check if t not in live_set]:
             del self._last_face_check[tid]
+        for tid in [t for t in self._detected_at if t not in live_set]:
+            del self._detected_at[tid]
+        for tid in [t for t in self._velocity if t not in live_set]:
+            del self._velocity[tid]
         self._tracks = update.tracks
         self.last_index = stamp.index
         labels = {t.track_id: resolver.label_of(t.track_id) for t in update.tracks}
@@ -196,6 +246,22 @@ class TrackingStage:
         for track_id in keeper.track_ids():
             if track_id not in live_set:
                 self._end_faces(track_id)
+
+    def _update_velocities(self, tracks: list[TrackView], index: int) -> None:
+        """Smoothed per-frame change of each track's box since the previous step."""
+        gap = index - self.last_index
+        if gap <= 0:
+            return
+        previous = {t.track_id: np.asarray(t.tlwh[:4], dtype=np.float64) for t in self._tracks}
+        for track in tracks:
+            before = previous.get(track.track_id)
+            if before is None:
+                continue
+            step = (np.asarray(track.tlwh[:4], dtype=np.float64) - before) / gap
+            old = self._velocity.get(track.track_id)
+            self._velocity[track.track_id] = (
+                step if old is None else VELOCITY_SMOOTHING * step + (1 - VELOCITY_SMOOTHING) * old
+            )
 
     def finish(self, stamp: FrameStamp) -> list[EventBase]:
         """End of input: every live track ends (track_ended carries its label)."""

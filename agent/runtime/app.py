@@ -33,7 +33,7 @@ from agent.events.schema import EventBase
 from agent.runtime.frame_loop import INPUT_ERROR, FrameCounts, FrameLoop
 from agent.runtime.resources import STOP_PUBLISH_TIMEOUT_S, AgentResources
 from agent.runtime.source import CaptureFactory, FrameSource
-from agent.runtime.status import run_state
+from agent.runtime.status import peak_rss_mb, rss_mb, run_state
 from agent.vision.factory import VisionStack
 
 # Signals that stop the agent cleanly. SIGHUP too: a closed terminal or `kill -HUP` must not kill it
@@ -54,6 +54,10 @@ class RunSummary:
     last_seq: int = 0
     stopped_by: str = "end of input"
     output: str | None = None
+    # CPU milliseconds the inference workers spent inside the models, over every frame processed.
+    model_cpu_ms: float = 0.0
+    # The process's resident set at its peak (ru_maxrss).
+    peak_rss_mb: float = 0.0
 
 
 class AgentApp:
@@ -261,6 +265,8 @@ class AgentApp:
             "faces_skipped": dict(sorted(self.faces_skipped.items())),
             "person_detector_runs": self.person_passes,
             "enrolment": _enrolment_status(r),
+            "rss_mb": rss_mb(),
+            "peak_rss_mb": peak_rss_mb(),
             "source": {
                 "input": self.config.pipeline.input,
                 "kind": r.source.kind,
@@ -293,6 +299,8 @@ class AgentApp:
         summary.frames_skipped = r.source.stats.frames_skipped
         summary.stopped_by = self.stopped_by
         summary.output = str(r.writer.path) if r.writer is not None else None
+        summary.model_cpu_ms = self._counts.model_cpu_ms
+        summary.peak_rss_mb = peak_rss_mb()
         # Let the link drain the outbox first, so the last status shows what really stayed queued.
         # A broker that is down gets the whole timeout to come back (the link keeps reconnecting).
         flush_deadline = time.monotonic() + self.flush_timeout_s

@@ -39,13 +39,16 @@ _InFlight = tuple[SourceFrame, asyncio.Future[Analysis]] | None
 
 @dataclass(slots=True)
 class FrameCounts:
-    """Since start: person detector runs, and faces kept from voting per reason (status fields)."""
+    """Since start: person detector runs, faces kept from voting per reason (status fields), and
+    the inference workers' CPU milliseconds inside the models (the honest bound's numerator)."""
 
     person_passes: int = 0
     faces_skipped: dict[str, int] = field(default_factory=dict)
+    model_cpu_ms: float = 0.0
 
     def add(self, analysis: Analysis) -> None:
         self.person_passes += analysis.person_passes
+        self.model_cpu_ms += analysis.model_cpu_ms
         for reason, count in analysis.faces_skipped.items():
             self.faces_skipped[reason] = self.faces_skipped.get(reason, 0) + count
 

@@ -20,9 +20,10 @@ from agent.pipeline.analyzer import DetectionOptions, FrameAnalyzer
 from agent.pipeline.stage import TrackingStage
 from agent.runtime.analyzer_pool import AnalyzerPool
 from agent.runtime.annotate import AnnotatedVideoWriter
+from agent.runtime.blas_threads import limit_blas_threads
 from agent.runtime.source import FrameSource
 from agent.runtime.status import StatusMonitor
-from agent.vision.factory import VisionStack, build_vision_stack
+from agent.vision.factory import VisionStack, build_vision_stack, build_worker_stack
 
 if TYPE_CHECKING:
     # Imported for real inside `AgentResources.open`, after the input is open: they are slow to import.
@@ -116,6 +117,8 @@ class AgentResources:
             faces_store = _open_face_store(cfg)
             if faces_store is not None:
                 undo.callback(faces_store.close)
+            # Before the models' first run: BLAS threads would fight the inference workers.
+            limit_blas_threads()
             analyzers, stack = build_analyzers(cfg, vision)
             # Raises ConfigError for an unreadable trusted key.
             service = ModelService(cfg, emit=emit, embedder=stack.embedder)
@@ -171,7 +174,8 @@ def build_analyzers(
     """One analyzer per inference worker (`vision`, when given, is the only one), and the first stack."""
     first = vision or build_vision_stack(config)
     workers = 1 if first.backend == "edgetpu" or vision is not None else config.inference.workers
-    stacks = [first] + [build_vision_stack(config) for _ in range(workers - 1)]
+    # Extra workers share the first one's rarely used face detector and embedder.
+    stacks = [first] + [build_worker_stack(config, first) for _ in range(workers - 1)]
     # One motion background and detection schedule for the camera, shared by the workers.
     crop = config.enrolment.crop_size if config.enrolment.enabled else None
     options = DetectionOptions.from_config(

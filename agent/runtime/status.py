@@ -5,6 +5,9 @@ Pure book-keeping; the app's status task publishes `StatusMonitor.snapshot(...)`
 
 from __future__ import annotations
 
+import os
+import resource
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -19,6 +22,22 @@ def run_state(*, finished: bool, stopping: bool) -> str:
     if finished:
         return "stopped"
     return "stopping" if stopping else "running"
+
+
+def rss_mb() -> float | None:
+    """The process's resident set now, in MB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def peak_rss_mb() -> float:
+    """The process's largest resident set so far, in MB (ru_maxrss: kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 class StatusMonitor:

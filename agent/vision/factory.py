@@ -114,6 +114,22 @@ def build_embedder(config: AgentConfig) -> MobileFaceNetEmbedder | OpenFaceEmbed
     )
 
 
+def build_worker_stack(config: AgentConfig, first: VisionStack) -> VisionStack:
+    """The models of one more inference worker: its own person detector and head-crop face
+    detector (run on most frames, so not shared), and `first`'s whole-frame face detector and
+    embedder. Those run rarely (faces only for people not yet named) and each serialises its own
+    calls; SFace alone is about 100 MB resident (docs/benchmarks.md#memory), a copy per worker
+    would put a 1 GB Pi over budget."""
+    person = build_person_detector(config)
+    crop = build_crop_face_detector(config)
+    backends = dict(first.backends)
+    backends["person_detector"] = person.model.backend
+    if crop is not None:
+        backends["crop_face_detector"] = crop.model.backend
+    backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
+    return VisionStack(person, first.face_detector, first.embedder, backend, backends, crop)
+
+
 def build_vision_stack(config: AgentConfig) -> VisionStack:
     """Load all three models; raises ModelLoadError (one line, names the file) on any problem."""
     person = build_person_detector(config)
