@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.runtime.redact import redact_text
 from agent.runtime.topics import check_topic_part
 
 ENV_PREFIX = "FACETRACK_"
@@ -320,7 +321,8 @@ def _origin(loc: tuple[Any, ...], overrides: dict[str, Any], config_file: Path |
 
 
 def _shown(value: Any) -> str:
-    text = "{...}" if isinstance(value, dict) else repr(value)
+    # A bad value may be a camera URL with its password: the error line goes to logs and terminals.
+    text = "{...}" if isinstance(value, dict) else redact_text(repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -210,7 +210,7 @@ class AgentApp:
         self.log.info(
             "agent_started",
             device=cfg.device_id,
-            input=cfg.pipeline.input,
+            input=r.source.shown,
             source=r.source.kind,
             backend=r.stack.backend,
             workers=r.pool.size,
@@ -258,13 +258,8 @@ class AgentApp:
             "frames_skipped": r.source.stats.frames_skipped,
             "faces_skipped": dict(sorted(self.faces_skipped.items())),
             "person_detector_runs": self.person_passes,
-            "source": {
-                "input": self.config.pipeline.input,
-                "kind": r.source.kind,
-                "connected": r.source.stats.connected,
-                "reconnects": r.source.stats.reconnects,
-                "last_error": r.source.stats.last_error,
-            },
+            # Redacted: every viewer of the retained status may read it (camera URLs carry passwords).
+            "source": r.source.status(),
             "mqtt": {k: link[k] for k in ("connected", "reconnects", "published", "last_error")},
         }
 
