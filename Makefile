@@ -12,7 +12,7 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto shellcheck assets demo test test-timing test-faults lint bench clean-venv pi-check
 
 setup: venv mosquitto shellcheck assets
 
@@ -58,6 +58,15 @@ demo: setup
 # Lint first: main stays ruff- and mypy-clean, and pytest's summary stays the last line printed.
 test: setup lint
 	$(VENV)/bin/pytest -q
+
+# Issue 24's seeded fault-injection run at full length (make test runs 20 cycles of it): kill -9,
+# a full disk, .seq and WAL damage, a restored backup; about 3-4 min on a busy 2-core machine.
+FAULT_CYCLES ?= 200
+FAULT_SEED ?= 20261207
+test-faults: setup
+	@echo "== $(FAULT_CYCLES) fault cycles, seed $(FAULT_SEED) (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	FACETRACK_FAULT_CYCLES=$(FAULT_CYCLES) FACETRACK_FAULT_SEED=$(FAULT_SEED) \
+	  $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/test_fault_injection.py
 
 # The tests that wait on a broker, a subprocess or a video, run three ways: pinned to one core,
 # pinned to that core beside a CPU burner (a busy loop, killed afterwards), and unpinned. They must

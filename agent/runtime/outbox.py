@@ -142,7 +142,11 @@ class Outbox:
         reserve.store(Reservation(self._last_seq, self._dropped, 0, self._settled))
 
     def _reservation(self, seq: int, extra_held: int = 0, extra_dropped: int = 0) -> Reservation:
-        return Reservation(seq, self._dropped + extra_dropped, len(self._spill) + extra_held, self._settled)
+        """The reserve's record for `seq`; `extra_*` are what the spill is about to hold and drop
+        (a dropped seq is also settled: counted, not missing)."""
+        return Reservation(
+            seq, self._dropped + extra_dropped, len(self._spill) + extra_held, self._settled + extra_dropped
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
