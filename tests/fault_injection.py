@@ -17,10 +17,10 @@ What is checked at the end, over every cycle:
 
 Where a fault would destroy the only record of a loss, or make a delivered event count as lost,
 the run avoids combining them, and says so (`_choose`): a `.seq` file is not damaged right after a
-cycle on a full disk (it alone records that cycle's losses); a WAL is cut only after a cycle with the broker down that began
-from a clean close; a full disk runs with the broker down (an event published from memory whose
-PUBACK was lost with a kill is delivered, yet lost for the device); backups are taken and restored
-only when the outbox is empty.
+cycle on a full disk (it alone records that cycle's losses); a WAL is cut only after a cycle with
+the broker down that began from a clean close; a full disk runs with the broker down (an event
+published from memory whose PUBACK was lost with a kill is delivered, yet lost for the device);
+backups are taken and restored only when the outbox is empty.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ async def main():
     task = asyncio.create_task(link.run())
     loop = asyncio.get_running_loop()
     for frame in range(first, first + count):
-        event = link.emit(TrackStarted(device=device, ts=utc_now(), frame=frame, track_id=frame, bbox=[0, 0, 9, 9]))
+        draft = TrackStarted(device=device, ts=utc_now(), frame=frame, track_id=frame, bbox=[0, 0, 9, 9])
+        event = link.emit(draft)
         say(kind="event", frame=frame, seq=event.seq, epoch=event.epoch)
         if await loop.run_in_executor(None, sys.stdin.readline) != "go\n":
             return
@@ -186,7 +187,8 @@ class FaultRun:
         child = subprocess.Popen(
             [sys.executable, str(self.script), str(self.state), str(port), str(self.frame), str(plan.count),
              str(MAX_ROWS), str(MAX_BYTES), DEVICE, str(SPILL_ROWS)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cwd=REPO_ROOT,
         )  # fmt: skip
         assert child.stdin is not None and child.stdout is not None
         filler: Path | None = None
