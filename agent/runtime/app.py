@@ -275,7 +275,9 @@ class AgentApp:
         status and stop the link."""
         r = self._res
         summary = self.summary
-        r.source.stop()
+        # Not waited for here: a stalled stream's last read ends while the outbox flushes, and
+        # resources.close() joins the reader (which alone releases the capture).
+        r.source.request_stop()
         self._winding_down = True  # status: "stopping" while the outbox flushes, whatever ended the run
         await self._frames.finish()
         summary.frames = r.monitor.frames_processed

@@ -43,7 +43,7 @@ SourceKind = Literal["file", "camera", "stream"]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 # Bounds on one call into OpenCV for a live source. A read that waits longer counts as a dropped
 # stream (reconnect with backoff); a stop waits for at most one read.
-LIVE_OPEN_TIMEOUT_S = 5.0
+LIVE_OPEN_TIMEOUT_S = 3.0
 LIVE_READ_TIMEOUT_S = 2.0
 # A live source with no new frame for this long is reported disconnected in the status.
 STALL_AFTER_S = 3.0
@@ -160,9 +160,7 @@ class FrameSource:
         """Stop reading. The reader thread releases the capture itself on its way out, so it is
         never freed under a `read()` in progress (which crashed OpenCV); this waits for one
         bounded read at most, and a reader that never started leaves the capture to us."""
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.request_stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=LIVE_OPEN_TIMEOUT_S + LIVE_READ_TIMEOUT_S + 1.0)
@@ -172,6 +170,13 @@ class FrameSource:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+    def request_stop(self) -> None:
+        """Tell the reader to stop, without waiting for it (its last OpenCV call may take up to
+        LIVE_OPEN_TIMEOUT_S); `stop()` waits. The agent asks first and waits after its flush."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         """The status message's `source` object. A live source that is connected but delivered
@@ -363,6 +368,8 @@ class FrameSource:
             capture = self._factory(self.target)
             if not capture.isOpened():
                 capture.release()
+                if self._stop.is_set():
+                    return
                 self._report_down(f"cannot open {self.kind} {self.shown!r}", attempt)
                 self._stop.wait(backoff(attempt))
                 attempt += 1
