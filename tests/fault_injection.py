@@ -184,10 +184,12 @@ class FaultRun:
     def cycle(self, last: bool = False) -> None:
         plan = self._choose(last)
         port = self.broker.port if plan.broker_up else free_port()
+        # Its log, kept beside the tmpfs for a failure's diagnosis.
+        log_file = (self.disk.parent / f"cycle-{self.report.cycles}.log").open("w")
         child = subprocess.Popen(
             [sys.executable, str(self.script), str(self.state), str(port), str(self.frame), str(plan.count),
              str(MAX_ROWS), str(MAX_BYTES), DEVICE, str(SPILL_ROWS)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, text=True,
             cwd=REPO_ROOT,
         )  # fmt: skip
         assert child.stdin is not None and child.stdout is not None
@@ -227,6 +229,7 @@ class FaultRun:
                 child.wait()
             child.stdin.close()
             child.stdout.close()
+            log_file.close()
             if filler is not None:
                 filler.unlink()
         self.report.cycles += 1
