@@ -216,6 +216,9 @@ class ClassifierConfig(Section):
     # Ed25519 public keys (PEM files or raw base64) whose signatures we accept; several for rotation.
     trusted_keys: list[str] = []
     keep_versions: int = Field(3, ge=1, le=1000)
+    # The largest model message taken (a bundle is held whole, about 3x, while verified). Real
+    # bundles are kilobytes to a few MB; the bundle format's own ceiling is 65 MiB.
+    max_bundle_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, le=65 * 1024 * 1024)
 
 
 class HomeAssistantConfig(Section):

@@ -24,6 +24,7 @@ from agent.classifier.bundle import (
     new_version,
     parse_bundle,
     signed_region,
+    too_far_ahead,
     version_key,
 )
 from agent.classifier.classifier import FaceClassifier, load_estimator
@@ -80,11 +81,14 @@ def verify_bundle(
     embedder_id: str | None,
     dim: int | None,
     running_version: str | None = None,
+    now: datetime | None = None,
 ) -> VerifiedBundle:
     """A bundle fit to run on this agent, or BundleError saying precisely why not.
 
     `embedder_id`/`dim` None skip that check (the trainer's evaluate reads its own bundles).
     `running_version`: a bundle must be strictly newer; the same version is "already running".
+    `now` (the caller's clock; None skips the check): a version more than MAX_VERSION_SKEW ahead
+    of it is refused, as it would make every later bundle "older".
     """
     parsed = parse_bundle(data)
     manifest = parsed.manifest
@@ -120,6 +124,10 @@ def verify_bundle(
             RejectCode.EMBEDDER_MISMATCH,
             f"embedding dimension {manifest.dim} does not match this agent's embedder ({dim})",
         )
+    if now is not None:
+        ahead = too_far_ahead(manifest.model_version, now)
+        if ahead is not None:
+            raise BundleError(RejectCode.FUTURE_VERSION, ahead)
     if running_version is not None:
         new_key, old_key = version_key(manifest.model_version), version_key(running_version)
         if new_key == old_key:
