@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +310,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from agent.classifier.bundle import version_key
+    from agent.classifier.bundle import too_far_ahead, version_key
     from agent.classifier.classifier import RESERVED_LABELS
     from agent.classifier.keys import KeyFileError
     from agent.runtime.key_files import load_private_key
@@ -334,6 +335,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             version_key(args.model_version)
         except ValueError as exc:
             return _error(str(exc))
+        # A version far ahead would make every later bundle "older" on the devices (issue 24).
+        ahead = too_far_ahead(args.model_version, datetime.now(UTC))
+        if ahead is not None:
+            return _error(f"--model-version: {ahead}")
     try:
         private_key = load_private_key(args.key)
         config = _config(args)
