@@ -3,8 +3,10 @@
 Every event is committed to SQLite (WAL, synchronous=FULL) before anyone may publish it and is
 deleted only after the broker's PUBACK. The sequence counter lives in the same database and is
 advanced in the same transaction as the insert, so a kill -9 at any instant leaves either the
-whole event (with its seq) or nothing, and seq never repeats or skips across restarts, even when
-the queue was empty.
+whole event (with its seq) or nothing, and seq never repeats across restarts, even when the queue
+was empty. Events carry the epoch of this run (new at every start), so even a disk that lost or
+rolled back its files cannot make an (epoch, seq) repeat; a seq skipped by a crash (an event held
+in memory, a commit cut short, rows the disk lost) is counted in `dropped_total` at the next start.
 
 A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_spill`. The
 SQLite file itself (schema, integrity, owner, the SQL) is `outbox_store`.

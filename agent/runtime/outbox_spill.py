@@ -2,9 +2,11 @@
 
 The agent keeps running: events that cannot be committed wait in a bounded in-memory spill, are
 published in seq order like stored ones while the broker is up, and are written to SQLite as soon
-as a write succeeds again. Their seqs must never be handed out twice, even if the process dies
-before the disk recovers, so the highest seq given to a spilled event is recorded in a small file
-created at start (the agent refuses to start without it) and then only overwritten in place:
+as a write succeeds again. Their seqs must not be handed out again, and their loss must be counted
+if the process dies before the disk recovers, so the highest seq handed out (written before each
+commit too) and how many events above the stored counter are held in memory are recorded in a
+small file created at start (the agent refuses to start without it) and then only overwritten in
+place:
 rewriting allocated blocks needs no free space on tmpfs, ext4 or vfat (a copy-on-write filesystem
 may still refuse, and then the event is dropped and counted rather than given a seq that could
 repeat).
