@@ -170,14 +170,14 @@ class DetectionConfig(Section):
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
     max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
-    # Embeddings kept per track (1e9 ran out of memory mid-run): 10,000 x 512 floats is 20 MB a track.
-    nn_budget: int = Field(100, ge=1, le=10_000)
+    # Embeddings kept per track (1e9 ran out of memory mid-run); 1,000 x 512 floats is 2 MB a track.
+    nn_budget: int = Field(100, ge=1, le=1000)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1, le=100_000)
     n_init: int = Field(3, ge=1, le=1000)
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
-    face_budget: int = Field(30, ge=1, le=10_000)
+    face_budget: int = Field(30, ge=1, le=1000)
     # Kalman velocity noise per frame as a fraction of box height (docs/tracking.md).
     std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
     # A new track needs a detection score at this quantile of the scores tracked people get.
