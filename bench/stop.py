@@ -26,9 +26,11 @@ CLIP = Path("models/assets/data/video/hamilton_clip.mp4")
 def _stop(args: list[str], state: Path, ready: object) -> float:
     agent = AgentProcess([*args, "--flush-timeout", "2"], state)
     try:
-        agent.wait_log(lambda r: r.get("event") == "event")
+        agent.wait_event("agent_started")
         if callable(ready):
             ready(agent)
+        else:
+            agent.wait_log(lambda r: r.get("event") == "event")  # frames flow
         began = time.monotonic()
         agent.signal(signal.SIGTERM)
         code = agent.finish()
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 def stalled(agent: AgentProcess, source: PacedSource = source) -> None:
                     source.stalled.wait(120)
                     # Silent for longer than the read timeout: the reader is reconnecting.
-                    agent.wait_event("source_retry")
+                    seen = len(agent.logged("source_retry"))
+                    agent.wait_log(lambda r: len(agent.logged("source_retry")) > seen)
 
                 stalled_s.append(_stop(["--input", source.url, *broker_arg], Path(tmp) / f"s{n}", stalled))
             finally:
