@@ -12,7 +12,7 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck chromium assets demo test test-timing lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto shellcheck chromium assets demo test test-timing test-faults lint bench clean-venv pi-check
 
 setup: venv mosquitto shellcheck chromium assets
 
@@ -70,6 +70,20 @@ demo: setup
 # Lint first: main stays ruff- and mypy-clean, and pytest's summary stays the last line printed.
 test: setup lint
 	$(VENV)/bin/pytest -q
+
+# Issue 24's seeded fault-injection run at full length (make test runs 20 cycles of it): kill -9,
+# a full disk, .seq and WAL damage, a restored backup (3-6 min on a busy 2-core machine); then
+# SIGTERM with a stalled live stream, STALL_RUNS times on the real agent (about 40 s a run).
+FAULT_CYCLES ?= 200
+FAULT_SEED ?= 20261207
+STALL_RUNS ?= 20
+test-faults: setup
+	@echo "== $(FAULT_CYCLES) fault cycles, seed $(FAULT_SEED) (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	FACETRACK_FAULT_CYCLES=$(FAULT_CYCLES) FACETRACK_FAULT_SEED=$(FAULT_SEED) \
+	  $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/test_fault_injection.py
+	@echo "== SIGTERM with a stalled stream, $(STALL_RUNS) runs (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
+	FACETRACK_STALL_RUNS=$(STALL_RUNS) $(VENV)/bin/pytest -q -s -p no:cacheprovider \
+	  tests/test_robustness_stream.py -k stalled
 
 # The tests that wait on a broker, a subprocess or a video, run three ways: pinned to one core,
 # pinned to that core beside a CPU burner (a busy loop, killed afterwards), and unpinned. They must

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from agent.events.topic_rules import check_topic_part
+from agent.redact import redact_text
 
 ENV_PREFIX = "FACETRACK_"
 
@@ -32,7 +33,8 @@ class ConfigError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan anywhere: `reconnect_min_s = inf` gave a NaN backoff, a nan timeout never ends.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LogConfig(Section):
@@ -56,20 +58,31 @@ class MqttConfig(Section):
     port: int = Field(1883, ge=1, le=65535)
     protocol: Literal["3.1.1", "5"] = "5"
     topic_prefix: str = "facetrack"
-    client_id: str = ""
+    # MQTT allows 65,535 bytes; brokers and logs do not need more than this (70,000 retried forever).
+    client_id: str = Field("", max_length=128, pattern=r"^[\x21-\x7e]*$")
     username: str = ""
     # The password never lives in config.toml: it is read from this environment variable or file.
     password_env: str = "FACETRACK_MQTT_PASSWORD"
     password_file: Path | None = None
     keepalive_s: int = Field(30, ge=5, le=3600)
-    reconnect_min_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    # 1e-9 made 12,854 attempts in 12 s: no backoff below 50 ms, none beyond a day.
+    reconnect_min_s: float = Field(0.5, ge=0.05, le=3600)
+    reconnect_max_s: float = Field(30.0, ge=0.05, le=86400)
     tls: TlsConfig = TlsConfig()
 
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_plain_topic(cls, value: str) -> str:
         return check_topic_part(value)
+
+    @model_validator(mode="after")
+    def _backoff_range(self) -> MqttConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s}) must not exceed "
+                f"reconnect_max_s ({self.reconnect_max_s})"
+            )
+        return self
 
 
 class InferenceConfig(Section):
@@ -126,7 +139,8 @@ class DetectionConfig(Section):
     face_nms_threshold: float = Field(0.3, ge=0.0, le=1.0)
     # --nms_threshold: detections overlapping more than this are suppressed (1.0 disables).
     nms_threshold: float = Field(1.0, ge=0.0, le=1.0)
-    person_class_id: int = Field(0, ge=0)
+    # A class index of the detector's label map (COCO has 90); 2**70 was accepted and matched nothing.
+    person_class_id: int = Field(0, ge=0, le=999)
     # HD frames (docs/detection.md). Motion mask on a small grey copy; false = the person detector
     # runs on every frame.
     motion: bool = True
@@ -135,10 +149,10 @@ class DetectionConfig(Section):
     # Detector-sized regions around motion and tracks; false = whole-frame passes only.
     regions: bool = True
     # Frames shorter than this get one whole-frame pass instead of regions (0 = always regions).
-    regions_min_height: int = Field(720, ge=0)
+    regions_min_height: int = Field(720, ge=0, le=100_000)
     max_regions: int = Field(4, ge=1, le=32)
     # A whole-frame pass at least every n frames; 0 = only when motion is unknown.
-    full_frame_every: int = Field(50, ge=0)
+    full_frame_every: int = Field(50, ge=0, le=1_000_000)
     # A person standing still is re-detected every n frames and held in between; 1 = every frame.
     still_check_every: int = Field(25, ge=1, le=1000)
     # Coasting (docs/benchmarks.md#detection-schedule): the person detector may skip up to n frames
@@ -153,8 +167,8 @@ class DetectionConfig(Section):
     # bench/hd.py). "" = models.face_detector. Unused with an SSD face detector.
     face_crop_detector: str = "models/face_detection_short_range.tflite"
     # Faces below these do not vote (0 switches a check off); measured by bench/face_quality.py.
-    face_min_height: float = Field(20.0, ge=0.0)
-    face_min_sharpness: float = Field(6.8, ge=0.0)
+    face_min_height: float = Field(20.0, ge=0.0, le=10_000.0)
+    face_min_sharpness: float = Field(6.8, ge=0.0, le=1e6)
     face_max_turn: float = Field(3.0, ge=0.0, le=10.0)
 
 
@@ -185,13 +199,14 @@ class TilesConfig(Section):
 class TrackerConfig(Section):
     # --cosine_distance in the original script.
     max_cosine_distance: float = Field(0.1, ge=0.0, le=2.0)
-    nn_budget: int = Field(100, ge=1)
+    # Embeddings kept per track (1e9 ran out of memory mid-run); 1,000 x 512 floats is 2 MB a track.
+    nn_budget: int = Field(100, ge=1, le=1000)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
-    max_age: int = Field(30, ge=1)
-    n_init: int = Field(3, ge=1)
+    max_age: int = Field(30, ge=1, le=100_000)
+    n_init: int = Field(3, ge=1, le=1000)
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
-    face_budget: int = Field(30, ge=1)
+    face_budget: int = Field(30, ge=1, le=1000)
     # Kalman velocity noise per frame as a fraction of box height (docs/tracking.md).
     std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
     # A new track needs a detection score at this quantile of the scores tracked people get.
@@ -219,32 +234,35 @@ class PipelineConfig(Section):
     input: str = ""
     # --output: write an annotated video here ("" for none).
     output: str = ""
-    frame_stride: int = Field(1, ge=1)
+    frame_stride: int = Field(1, ge=1, le=10_000)
     # --loop: play a file again from the start when it ends, until stopped (files only).
     loop: bool = False
-    face_recheck_every: int = Field(15, ge=1)
+    face_recheck_every: int = Field(15, ge=1, le=1_000_000)
 
 
 class IdentityConfig(Section):
-    min_votes: int = Field(3, ge=1)
+    min_votes: int = Field(3, ge=1, le=10_000)
     # An extra floor on the classifier's confidence (cosine similarity to the person's enrolled
     # faces). 0 trusts the threshold each signed model was calibrated with; raise it to be stricter.
     min_confidence: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class OutboxConfig(Section):
-    max_rows: int = Field(100_000, ge=10)
-    max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024)
+    max_rows: int = Field(100_000, ge=10, le=100_000_000)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**3)
 
 
 class StatusConfig(Section):
-    interval_s: float = Field(10.0, gt=0)
+    interval_s: float = Field(10.0, ge=0.1, le=86_400)
 
 
 class ClassifierConfig(Section):
     # Ed25519 public keys (PEM files or raw base64) whose signatures we accept; several for rotation.
     trusted_keys: list[str] = []
-    keep_versions: int = Field(3, ge=1)
+    keep_versions: int = Field(3, ge=1, le=1000)
+    # The largest model message taken (a bundle is held whole, about 3x, while verified). Real
+    # bundles are kilobytes to a few MB; the bundle format's own ceiling is 65 MiB.
+    max_bundle_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, le=65 * 1024 * 1024)
 
 
 class EnrolmentConfig(Section):
@@ -270,6 +288,12 @@ class EnrolmentConfig(Section):
 class HomeAssistantConfig(Section):
     enabled: bool = False
     discovery_prefix: str = "homeassistant"
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix_is_a_plain_topic(cls, value: str) -> str:
+        # "#/x" passed and crashed the agent on connect.
+        return check_topic_part(value)
 
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -388,7 +412,8 @@ def _origin(loc: tuple[Any, ...], overrides: dict[str, Any], config_file: Path |
 
 
 def _shown(value: Any) -> str:
-    text = "{...}" if isinstance(value, dict) else repr(value)
+    # A bad value may be a camera URL with its password: the error line goes to logs and terminals.
+    text = "{...}" if isinstance(value, dict) else redact_text(repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

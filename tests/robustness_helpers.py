@@ -36,9 +36,12 @@ class PacedSource:
     tcp://127.0.0.1:PORT at `fps` frames a second (the agent reads it as a live stream: it keeps
     only the newest frame, as from a camera). `accepted` is set once the agent has connected."""
 
-    def __init__(self, clip: Path, fps: float = 15.0) -> None:
+    def __init__(self, clip: Path, fps: float = 15.0, stall_after: int | None = None) -> None:
         self.clip = clip
         self.fps = fps
+        # Frames sent on a connection before it goes silent, connection kept open (a stalled camera).
+        self.stall_after = stall_after
+        self.stalled = threading.Event()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", 0))
@@ -77,6 +80,10 @@ class PacedSource:
             conn.sendall(f"YUV4MPEG2 W{width} H{height} F{round(self.fps)}:1 Ip A1:1 C420jpeg\n".encode())
             next_at = time.monotonic()
             while not self._stop.is_set():
+                if self.stall_after is not None and self.frames_sent >= self.stall_after:
+                    self.stalled.set()
+                    self._stop.wait()
+                    return
                 frame = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes()
                 conn.sendall(b"FRAME\n" + frame)
                 self.frames_sent += 1

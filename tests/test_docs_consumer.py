@@ -3,7 +3,9 @@
 The consumer is the example in docs/mqtt-contract.md, run as written (its `consume` coroutine)
 against a real mosquitto. The device is the agent's real outbox and MQTT link: three events, one of
 them delivered twice (a redelivery after a lost PUBACK), then the outbox is replaced (a wiped state
-directory) and three more events follow, numbered from 1 again under a new epoch.
+directory) and three more events follow, numbered from 1 again under a new epoch; then the agent
+restarts on that directory (a new epoch, seq carrying on) and an event of the previous run is
+delivered again after the new run's first events.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ async def test_doc_consumer_keeps_events_after_a_seq_reset_and_drops_duplicates(
         assert second.epoch != first_epoch
         sent += await _emit(mosquitto, second, 3)
         second.close()
+        # A restart on the same state directory: a new epoch (issue 24), seq carries on.
+        third = Outbox(state / "outbox.sqlite3", 1000, 1 << 20, owner=f"facetrack/{DEVICE}/events")
+        assert third.epoch not in (first_epoch, second.epoch)
+        sent += await _emit(mosquitto, third, 2)
+        third.close()
+        # An event of the previous run sent again after the new run's first events (its PUBACK was
+        # lost with the connection at the restart): a duplicate, though its epoch is not the last.
+        await injector.publish(f"facetrack/{DEVICE}/events", sent[5], qos=1)
         # A marker after everything: once it is printed, everything before it was handled.
         marker = {"device": "canary", "epoch": "end", "seq": 1, "type": "end"}
         await injector.publish("facetrack/canary/events", json.dumps(marker), qos=1)
@@ -99,14 +109,16 @@ async def test_doc_consumer_keeps_events_after_a_seq_reset_and_drops_duplicates(
     with pytest.raises(asyncio.CancelledError):
         await consumer
     handled = [line.split() for line in printed.splitlines() if line.startswith(DEVICE)]
-    # Every event once, in order: 1 2 3 of the first outbox, then 1 2 3 of the new one.
-    assert [int(fields[1]) for fields in handled] == [1, 2, 3, 1, 2, 3], printed
+    # Every event once, in order: 1 2 3 of the first outbox, 1 2 3 of the new one, 4 5 after a restart.
+    assert [int(fields[1]) for fields in handled] == [1, 2, 3, 1, 2, 3, 4, 5], printed
     events = [json.loads(p) for p in sent]
-    assert [e["epoch"] for e in events] == [first_epoch] * 3 + [events[3]["epoch"]] * 3
+    assert [e["epoch"] for e in events] == (
+        [first_epoch] * 3 + [events[3]["epoch"]] * 3 + [events[6]["epoch"]] * 2
+    )
     # What deduplicating on seq alone (the old example) would have done: drop the whole new epoch.
     highest: dict[str, int] = {}
     kept = []
-    for event in [*events[:3], events[1], *events[3:]]:
+    for event in [*events[:3], events[1], *events[3:6]]:
         if 0 <= highest.get(event["device"], 0) - event["seq"] < 1000:
             continue
         highest[event["device"]] = event["seq"]

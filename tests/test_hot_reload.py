@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from structlog.testing import capture_logs
 
 from agent.classifier.classifier import UNKNOWN
 from agent.classifier.errors import RejectCode
@@ -288,6 +289,48 @@ async def test_a_superseded_bundle_replayed_is_not_a_rejection(
         await client.publish("facetrack/all/model", b"", qos=1, retain=True)
     assert agent.service.current_version == V_NEW
     assert len(agent.of(ModelRejected)) == 1
+
+
+async def test_a_bundle_dated_2999_is_refused_and_does_not_block_later_ones(
+    agent: Agent,
+    mosquitto: MosquittoBroker,
+    emb: FaceEmbedding,
+    key: Ed25519PrivateKey,
+    models: dict[str, Any],
+) -> None:
+    """Issue 24 item 6: a validly signed bundle dated 2999 was installed, and every later update was
+    then refused as older_version, with no recovery short of deleting the models. Now it is refused
+    (future_version, with how to recover) and the next real bundle applies."""
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe("facetrack/+/events", qos=1)
+        future = bundle_from(models["b"], emb, key, version="29990101T000000Z")
+        await client.publish("facetrack/cam-1/model", future, qos=1)
+        rejected = await _next_model_event(client)
+        assert isinstance(rejected, ModelRejected) and rejected.code == "future_version"
+        assert "ahead of this clock" in rejected.reason and "train again" in rejected.reason
+        await client.publish(
+            "facetrack/cam-1/model", bundle_from(models["b"], emb, key, version=V_NEW), qos=1
+        )
+        applied = await _next_model_event(client)
+        assert isinstance(applied, ModelApplied) and applied.model_version == V_NEW
+    assert not agent.service.store.path_for("29990101T000000Z").exists()
+
+
+def test_a_future_dated_bundle_installed_before_is_skipped_at_start(
+    tmp_path: Path, assets_dir: Path, emb: FaceEmbedding, key: Ed25519PrivateKey, models: dict[str, Any]
+) -> None:
+    """The recovery for a device that installed one before this fix: it is skipped at start (with
+    the reason in the log) and the newest sane bundle runs, so the next push applies."""
+    config = agent_config(assets_dir, tmp_path / "state", [key])
+    store = ModelService(config, emit=lambda _e: None, embedder=emb.embedder).store
+    store.install(bundle_from(models["a"], emb, key, version=V_OLD), V_OLD)
+    store.install(bundle_from(models["b"], emb, key, version="29990101T000000Z"), "29990101T000000Z")
+    service = ModelService(config, emit=lambda _e: None, embedder=emb.embedder)
+    with capture_logs() as logs:
+        service.load_installed()
+    assert service.current_version == V_OLD
+    skipped = [log for log in logs if log["event"] == "model_store_skipped"]
+    assert len(skipped) == 1 and "ahead of this clock" in skipped[0]["reason"], logs
 
 
 async def _next_model_event(client: aiomqtt.Client, timeout_s: float = HANG_S) -> EventBase:

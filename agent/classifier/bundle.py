@@ -25,7 +25,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -56,6 +56,32 @@ def version_key(version: str) -> tuple[int, int, int]:
     date, time, fraction = match.groups()
     datetime.strptime(date + time, "%Y%m%d%H%M%S")  # rejects month 13 and the like
     return int(date), int(time), int((fraction or "0").ljust(6, "0"))
+
+
+# How far ahead of the clock reading it a model version may be: trainers and devices whose clocks
+# disagree by minutes or hours still work; a bundle dated 2999 (it blocked every later update as
+# "older_version") does not.
+MAX_VERSION_SKEW = timedelta(hours=24)
+
+
+def version_time(version: str) -> datetime:
+    """The UTC instant a model version names; raises ValueError for a malformed one."""
+    date, time, fraction = version_key(version)
+    moment = datetime.strptime(f"{date:08d}{time:06d}", "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    return moment + timedelta(microseconds=fraction)
+
+
+def too_far_ahead(version: str, now: datetime) -> str | None:
+    """Why `version` cannot be accepted at `now` (the caller's clock), or None when it can."""
+    ahead = version_time(version) - now
+    if ahead <= MAX_VERSION_SKEW:
+        return None
+    hours = MAX_VERSION_SKEW.total_seconds() / 3600
+    return (
+        f"version {version} is {ahead.total_seconds() / 3600:.0f} h ahead of this clock "
+        f"({now:%Y-%m-%dT%H:%M:%SZ}; at most {hours:g} h allowed): check the trainer's clock, "
+        "train again with the right time, and publish that"
+    )
 
 
 def new_version(now: datetime | None = None) -> str:

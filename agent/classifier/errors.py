@@ -17,6 +17,8 @@ class RejectCode(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     EMBEDDER_MISMATCH = "embedder_mismatch"
     OLDER_VERSION = "older_version"
+    FUTURE_VERSION = "future_version"
+    TOO_LARGE = "too_large"
     ALREADY_RUNNING = "already_running"
     UNTRUSTED_TYPES = "untrusted_types"
     BAD_PAYLOAD = "bad_payload"

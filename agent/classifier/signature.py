@@ -6,11 +6,12 @@ trainer's `publish` runs them alone, so it never imports the estimator's librari
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.classifier.bundle import ParsedBundle, parse_bundle, version_key
+from agent.classifier.bundle import ParsedBundle, parse_bundle, too_far_ahead, version_key
 from agent.classifier.errors import BundleError, RejectCode
 
 
@@ -21,8 +22,13 @@ def check_signed(
     embedder_id: str | None,
     dim: int | None,
     running_version: str | None = None,
+    now: datetime | None = None,
 ) -> ParsedBundle:
-    """The parsed bundle when it is signed by a trusted key and fits this agent, or BundleError."""
+    """The parsed bundle when it is signed by a trusted key and fits this agent, or BundleError.
+
+    `now` (the caller's clock; None skips the check): a version more than MAX_VERSION_SKEW ahead
+    of it is refused, as it would make every later bundle "older".
+    """
     parsed = parse_bundle(data)
     manifest = parsed.manifest
     if not trusted_keys:
@@ -57,6 +63,10 @@ def check_signed(
             RejectCode.EMBEDDER_MISMATCH,
             f"embedding dimension {manifest.dim} does not match this agent's embedder ({dim})",
         )
+    if now is not None:
+        ahead = too_far_ahead(manifest.model_version, now)
+        if ahead is not None:
+            raise BundleError(RejectCode.FUTURE_VERSION, ahead)
     if running_version is not None:
         new_key, old_key = version_key(manifest.model_version), version_key(running_version)
         if new_key == old_key:

@@ -77,14 +77,22 @@ def verify_bundle(
     embedder_id: str | None,
     dim: int | None,
     running_version: str | None = None,
+    now: datetime | None = None,
 ) -> VerifiedBundle:
     """A bundle fit to run on this agent, or BundleError saying precisely why not.
 
     `embedder_id`/`dim` None skip that check (the trainer's evaluate reads its own bundles).
     `running_version`: a bundle must be strictly newer; the same version is "already running".
+    `now` (the caller's clock; None skips the check): a version more than MAX_VERSION_SKEW ahead
+    of it is refused, as it would make every later bundle "older".
     """
     parsed = check_signed(
-        data, trusted_keys=trusted_keys, embedder_id=embedder_id, dim=dim, running_version=running_version
+        data,
+        trusted_keys=trusted_keys,
+        embedder_id=embedder_id,
+        dim=dim,
+        running_version=running_version,
+        now=now,
     )
     classifier = FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
     return VerifiedBundle(manifest=parsed.manifest, classifier=classifier, data=data)

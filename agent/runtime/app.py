@@ -216,7 +216,7 @@ class AgentApp:
         self.log.info(
             "agent_started",
             device=cfg.device_id,
-            input=cfg.pipeline.input,
+            input=r.source.shown,
             source=r.source.kind,
             backend=r.stack.backend,
             workers=r.pool.size,
@@ -267,13 +267,8 @@ class AgentApp:
             "enrolment": _enrolment_status(r),
             "rss_mb": rss_mb(),
             "peak_rss_mb": peak_rss_mb(),
-            "source": {
-                "input": self.config.pipeline.input,
-                "kind": r.source.kind,
-                "connected": r.source.stats.connected,
-                "reconnects": r.source.stats.reconnects,
-                "last_error": r.source.stats.last_error,
-            },
+            # Redacted: every viewer of the retained status may read it (camera URLs carry passwords).
+            "source": r.source.status(),
             "mqtt": {k: link[k] for k in ("connected", "reconnects", "published", "last_error")},
         }
 
@@ -289,7 +284,9 @@ class AgentApp:
         status and stop the link."""
         r = self._res
         summary = self.summary
-        r.source.stop()
+        # Not waited for here: a stalled stream's last read ends while the outbox flushes, and
+        # resources.close() joins the reader (which alone releases the capture).
+        r.source.request_stop()
         self._winding_down = True  # status: "stopping" while the outbox flushes, whatever ended the run
         await self._frames.finish()
         summary.frames = r.monitor.frames_processed

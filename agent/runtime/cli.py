@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import re
 import signal
 import sys
 from pathlib import Path
@@ -48,6 +50,41 @@ def _positive_int(value: str) -> int:
     return number
 
 
+FLUSH_TIMEOUT_MAX_S = 3600.0
+
+
+def _flush_timeout(value: str) -> float:
+    """Seconds, finite, 0..FLUSH_TIMEOUT_MAX_S: `inf` and `nan` passed and failed at stop."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or not 0.0 <= number <= FLUSH_TIMEOUT_MAX_S:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and {FLUSH_TIMEOUT_MAX_S:g} seconds")
+    return number
+
+
+# "{config:section.key}" in a help text: the default of that setting, read from the config model
+# when the help is printed (so `--help` can never disagree with it, and no import slows a run).
+_CONFIG_DEFAULT = re.compile(r"\{config:([a-z_]+)\.([a-z_]+)\}")
+
+
+def _config_default(match: re.Match[str]) -> str:
+    from agent.config import AgentConfig
+
+    section = AgentConfig.model_fields[match.group(1)].default
+    value = getattr(section, match.group(2))
+    return str(value).replace("%", "%%")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in `{config:...}` defaults (argparse's documented hook for help text defaults)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        return _CONFIG_DEFAULT.sub(_config_default, text) if text else text
+
+
 def _key_file(value: str) -> str:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -64,7 +101,7 @@ NO_INPUT = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = _HelpFormatter
     parser.description = (
         "Run the agent: read frames from a video file, camera or RTSP/HTTP stream, detect people and\n"
         "faces, track and name them, and publish track and identity events to MQTT. Events are kept\n"
@@ -104,14 +141,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
     det = parser.add_argument_group("detection and tracking (the original script's flags still work)")
-    det.add_argument("--confidence", type=float, metavar="P", help="minimum person detection score [0.5]")
+    det.add_argument(
+        "--confidence",
+        type=float,
+        metavar="P",
+        help="minimum person detection score [{config:detection.confidence}]",
+    )
     det.add_argument(
         "--nms_threshold",
         "--nms-threshold",
         dest="nms_threshold",
         type=float,
         metavar="T",
-        help="suppress detections overlapping more than T (1.0 disables) [1.0]",
+        help="suppress detections overlapping more than T (1.0 disables) [{config:detection.nms_threshold}]",
     )
     det.add_argument(
         "--cosine_distance",
@@ -119,16 +161,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="cosine_distance",
         type=float,
         metavar="D",
-        help="tracker appearance gate: max cosine distance to match a track [0.2]",
+        help="tracker appearance gate: max cosine distance to match a track "
+        "[{config:tracker.max_cosine_distance}]",
     )
     det.add_argument(
-        "--min-votes", type=_positive_int, metavar="N", help="face votes before a name is announced"
+        "--min-votes",
+        type=_positive_int,
+        metavar="N",
+        help="face votes before a name is announced [{config:identity.min_votes}]",
     )
     det.add_argument(
         "--min-face-confidence",
         type=float,
         metavar="P",
-        help="extra floor on the classifier confidence (0: the model's own calibrated threshold) [0]",
+        help="extra floor on the classifier confidence (0: the model's own calibrated threshold) "
+        "[{config:identity.min_confidence}]",
     )
     det.add_argument(
         "--workers", type=_positive_int, metavar="N", help="inference workers (CPU only; Edge TPU uses 1)"
@@ -142,9 +189,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
     mq = parser.add_argument_group("MQTT and state")
-    mq.add_argument("--broker", type=_broker, metavar="HOST[:PORT]", help="MQTT broker [127.0.0.1:1883]")
+    mq.add_argument(
+        "--broker",
+        type=_broker,
+        metavar="HOST[:PORT]",
+        help="MQTT broker [{config:mqtt.host}:{config:mqtt.port}]",
+    )
     mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
-    mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [facetrack]")
+    mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [{config:mqtt.topic_prefix}]")
     mq.add_argument(
         "--state-dir",
         type=Path,
@@ -160,23 +212,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="public key file (from `facetrack-trainer keygen`) whose signed models this agent "
         "accepts; repeat for several (key rotation). Replaces classifier.trusted_keys",
     )
-    mq.add_argument("--status-interval", type=float, metavar="S", help="seconds between status messages [10]")
+    mq.add_argument(
+        "--status-interval",
+        type=float,
+        metavar="S",
+        help="seconds between status messages [{config:status.interval_s}]",
+    )
     mq.add_argument(
         "--flush-timeout",
-        type=float,
+        type=_flush_timeout,
         default=10.0,
         metavar="S",
-        help="on stop, wait up to S seconds for the broker to take queued events [10]",
+        help="on stop, wait up to S seconds (0-3600) for the broker to take queued events [%(default)s]",
     )
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
-        help="log verbosity (logs go to stderr) [info]",
+        help="log verbosity (logs go to stderr) [{config:log.level}]",
     )
     parser.add_argument(
         "--log-format",
         choices=["auto", "json", "console"],
-        help="auto: readable on a terminal, JSON lines otherwise [auto]",
+        help="auto: readable on a terminal, JSON lines otherwise [{config:log.format}]",
     )
 
 

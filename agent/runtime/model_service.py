@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -118,6 +119,17 @@ class ModelService:
         if not payload:
             # An empty retained message is how an operator clears the topic; nothing to install.
             self._log.info("model_topic_cleared", topic=topic)
+            return
+        limit = self._config.classifier.max_bundle_bytes
+        if len(payload) > limit:
+            # Only over MQTT 3.1.1 (or a broker that ignores our Maximum Packet Size): an MQTT 5
+            # broker never sends it. Not parsed, not even for its claimed version.
+            self._reject(
+                topic,
+                None,
+                RejectCode.TOO_LARGE,
+                f"model message of {len(payload)} bytes exceeds classifier.max_bundle_bytes={limit}",
+            )
             return
         async with self._lock:
             running = self._current_bundle
@@ -225,6 +237,8 @@ class ModelService:
                 embedder_id=self._embedder_id,
                 dim=self._dim,
                 running_version=running_version,
+                # The device's clock: a future-dated bundle would block every later update.
+                now=datetime.now(UTC),
             )
 
         return verify

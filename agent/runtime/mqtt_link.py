@@ -23,13 +23,14 @@ import paho.mqtt.client as paho_mqtt
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from agent.config import MqttConfig
+from agent.config import ClassifierConfig, MqttConfig
 from agent.events.schema import EventBase
 from agent.runtime.credentials import resolve_login, tls_context, tls_enabled
 
 # Re-exported: bench/fleet.py and the tests import the client from the link.
 from agent.runtime.mqtt_client import MqttClient as MqttClient
 from agent.runtime.mqtt_client import PublishRefused as PublishRefused
+from agent.runtime.mqtt_limits import connect_properties
 from agent.runtime.outbox import Outbox
 from agent.runtime.outbox_drain import OutboxDrain
 from agent.runtime.subscriptions import Handler, Subscriptions
@@ -48,6 +49,9 @@ DEFAULT_WINDOW = 16
 STOP_GRACE_S = 2.0
 # A session shorter than this does not reset the reconnect backoff.
 STABLE_SESSION_S = 10.0
+
+
+DEFAULT_MAX_BUNDLE_BYTES: int = ClassifierConfig.model_fields["max_bundle_bytes"].default
 
 
 class PahoLogTap(logging.Handler):
@@ -102,8 +106,10 @@ class MqttLink:
         *,
         window: int = DEFAULT_WINDOW,
         rng: random.Random | None = None,
+        max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
     ) -> None:
         self._config = config
+        self._max_bundle_bytes = max_bundle_bytes
         self._topics = topics
         self._outbox = outbox
         self._log: FilteringBoundLogger = (logger or structlog.get_logger("facetrack.mqtt")).bind(
@@ -347,6 +353,8 @@ class MqttLink:
             keepalive=cfg.keepalive_s,
             timeout=max(10.0, float(cfg.keepalive_s)),
             max_inflight_messages=max(20, self._window),
+            # MQTT 5: the broker never sends a model larger than we take (see mqtt_limits).
+            properties=connect_properties(self._max_bundle_bytes) if v5 else None,
             # Built per connection attempt, so a renewed client certificate is used on reconnect.
             tls_context=tls_context(cfg),
             logger=self._paho_logger,

@@ -3,11 +3,13 @@
 Every event is committed to SQLite (WAL, synchronous=FULL) before anyone may publish it and is
 deleted only after the broker's PUBACK. The sequence counter lives in the same database and is
 advanced in the same transaction as the insert, so a kill -9 at any instant leaves either the
-whole event (with its seq) or nothing, and seq never repeats or skips across restarts, even when
-the queue was empty.
+whole event (with its seq) or nothing, and seq never repeats across restarts, even when the queue
+was empty. Events carry the epoch of this run (new at every start), so even a disk that lost or
+rolled back its files cannot make an (epoch, seq) repeat; a seq skipped by a crash (an event held
+in memory, a commit cut short, rows the disk lost) is counted in `dropped_total` at the next start.
 
 A write the disk refuses (full, I/O error) does not stop the agent: see `outbox_spill`. The
-SQLite file itself (schema, integrity, owner, epoch, the SQL) is `outbox_store`.
+SQLite file itself (schema, integrity, owner, the SQL) is `outbox_store`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from agent.events.schema import EventBase
-from agent.runtime.outbox_spill import SeqReserve, Spill, SpilledRow
-from agent.runtime.outbox_store import OutboxError, OutboxStore
+from agent.runtime.outbox_spill import Reservation, SeqReserve, Spill, SpilledRow
+from agent.runtime.outbox_store import OutboxError, OutboxStore, new_epoch
 
 # OutboxError is raised by the store but is part of this module's API (callers import it here).
 __all__ = ["SPILL_MAX_BYTES", "SPILL_MAX_ROWS", "Outbox", "OutboxError", "OutboxRow"]
@@ -77,7 +79,8 @@ class Outbox:
         self._dropped = self._store.dropped
         self._depth = self._store.depth
         self._bytes = self._store.bytes
-        self.epoch = self._store.epoch
+        # A new epoch every start, never stored: no file can make this run reuse an (epoch, seq).
+        self.epoch = new_epoch()
         self._dropped_stored = self._dropped
         self._spill = Spill(min(max_rows, SPILL_MAX_ROWS), min(max_bytes, SPILL_MAX_BYTES))
         # Rows the broker acknowledged whose DELETE the disk refused: not sent again by this process.
@@ -90,15 +93,62 @@ class Outbox:
             self._store.db.close()
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a seq number"
             raise OutboxError(f"outbox seq file {reserve_path} cannot be used: {why}") from None
-        self._dropped = max(self._dropped, self._reserve.dropped)
-        if self._reserve.value > self._last_seq:
-            # The previous run handed these seqs to events the disk could not take: never reuse them.
-            self._log.warning(
-                "outbox_seq_reserved", last_stored_seq=self._last_seq, last_seq=self._reserve.value
-            )
-            self._last_seq = self._reserve.value
+        # Seqs above the stored counter no longer in memory: delivered from memory, or counted in
+        # `dropped` (reset by every commit, which stores them all).
+        self._settled = 0
+        self._reconcile(self._reserve)
         if self._depth:
             self._log.info("outbox_reopened", path=str(self.path), depth=self._depth, last_seq=self._last_seq)
+
+    def _reconcile(self, reserve: SeqReserve) -> None:
+        """Take over what the reserve knows beyond the database, and count what the last run lost.
+
+        A new epoch every start makes (epoch, seq) unique whatever the disk kept (docs/operations.md);
+        this makes the loss count and the seq line as right as the files allow, and says when not."""
+        stored_seq = self._last_seq
+        if reserve.created and stored_seq:
+            self._log.warning(
+                "outbox_seq_reserve_reset",
+                path=str(self.path) + ".seq",
+                last_seq=stored_seq,
+                note="the seq reserve was missing or cut short: events the last run held only in "
+                "memory, if any, are not counted; a new epoch keeps every (epoch, seq) unique",
+            )
+        reserved = reserve.current
+        self._dropped = max(self._dropped, reserved.dropped)
+        if reserved.seq > stored_seq:
+            ahead = reserved.seq - stored_seq
+            held = min(reserved.held, ahead)
+            missing = max(0, ahead - held - reserved.settled)
+            if held:
+                self._log.warning(
+                    "outbox_unstored_lost", events=held, last_seq=reserved.seq, at="previous run"
+                )
+            if missing:
+                # Seqs handed out that neither the database nor memory accounts for: rows the disk
+                # lost after it said they were written (a WAL cut short), or an event whose commit
+                # a kill interrupted. Some may have reached the broker: an upper bound.
+                self._log.error(
+                    "outbox_rows_missing",
+                    first_seq=stored_seq + 1,
+                    last_seq=reserved.seq,
+                    missing=missing,
+                    note="the outbox is behind its seq reserve; counted as lost in events_dropped",
+                )
+            self._dropped += held + missing
+            self._last_seq = reserved.seq
+            self._settled = ahead
+        elif reserved.seq < stored_seq and not reserve.created:
+            self._log.warning("outbox_seq_reserve_behind", reserve_seq=reserved.seq, last_seq=stored_seq)
+        # Persist the count now: a second crash before the next commit must not count them again.
+        reserve.store(Reservation(self._last_seq, self._dropped, 0, self._settled))
+
+    def _reservation(self, seq: int, extra_held: int = 0, extra_dropped: int = 0) -> Reservation:
+        """The reserve's record for `seq`; `extra_*` are what the spill is about to hold and drop
+        (a dropped seq is also settled: counted, not missing)."""
+        return Reservation(
+            seq, self._dropped + extra_dropped, len(self._spill) + extra_held, self._settled + extra_dropped
+        )
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -117,6 +167,9 @@ class Outbox:
         payload = event.model_dump_json().encode()
         if len(payload) > self.max_bytes:
             raise ValueError(f"event of {len(payload)} bytes exceeds the outbox max_bytes={self.max_bytes}")
+        if self._reserve is not None:
+            # Before the commit: the reserve is never behind a seq the database may hold.
+            self._reserve.store(self._reservation(seq))
         try:
             depth, total, dropped_now, first_dropped = self._store.commit(
                 seq,
@@ -142,6 +195,7 @@ class Outbox:
             self._write_error = None
         self._spill.clear()
         self._acked_unstored.clear()
+        self._settled = 0
         if dropped_now:
             self._note_dropped(dropped_now, first_dropped)
         return event
@@ -160,16 +214,22 @@ class Outbox:
             )
         self._write_error = error
         seq = event.seq
-        if self._reserve is None or not self._reserve.store(seq, self._dropped):
+        row = SpilledRow(seq, topic, payload)
+        # Counted before it is recorded: a kill right after the store must find every drop in it.
+        lost = self._spill.would_drop(row)
+        if self._reserve is None or not self._reserve.store(
+            self._reservation(seq, extra_held=1 - lost, extra_dropped=lost)
+        ):
             self._dropped += 1
             self._log.warning(
                 "outbox_event_dropped", reason="its seq cannot be recorded", dropped_total=self._dropped
             )
             return event.model_copy(update={"seq": 0})
         self._last_seq = seq
-        lost = self._spill.add(SpilledRow(seq, topic, payload))
-        if lost:
-            self._note_dropped(len(lost), lost[0].seq)
+        dropped_rows = self._spill.add(row)
+        if dropped_rows:
+            self._settled += len(dropped_rows)
+            self._note_dropped(len(dropped_rows), dropped_rows[0].seq)
         return event
 
     def _note_dropped(self, count: int, first_seq: int) -> None:
@@ -193,6 +253,11 @@ class Outbox:
         """Forget several acknowledged events in one transaction (one fsync for a whole window)."""
         wanted = [int(s) for s in seqs]
         in_memory, _ = self._spill.remove(wanted)
+        if in_memory:
+            # Delivered from memory: no longer lost if the process dies now.
+            self._settled += len(in_memory)
+            if self._reserve is not None:
+                self._reserve.store(self._reservation(self._last_seq))
         wanted = [s for s in wanted if s not in in_memory and s not in self._acked_unstored]
         if not wanted:
             return
@@ -268,9 +333,10 @@ class Outbox:
             # Counted (kept across the restart by the seq file): the seq gap tells consumers.
             self._log.warning("outbox_unstored_lost", events=len(self._spill), last_seq=self._last_seq)
             self._dropped += len(self._spill)
+            self._settled += len(self._spill)
             self._spill.clear()
             if self._reserve is not None:
-                self._reserve.store(self._last_seq, self._dropped)
+                self._reserve.store(self._reservation(self._last_seq))
         if self._reserve is not None:
             self._reserve.close()
             self._reserve = None

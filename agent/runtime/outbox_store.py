@@ -31,11 +31,16 @@ _DROPPED = "dropped_total"
 # Who the queued events and the seq counter belong to (the events topic); SQLite stores the text
 # as is in the INTEGER-affinity column.
 _OWNER = "owner"
-# The outbox's id, made with it and stamped on every event: seq restarts at 1 only in a new outbox,
-# so consumers dedupe on (device, epoch, seq) and tell a reset from a duplicate. Text, like owner.
+# Outboxes before issue 24 kept one epoch for their life; it is now made at every start (`new_epoch`)
+# and never stored, but an old file still has this key, which is text, not a counter.
 _EPOCH = "epoch"
 _TEXT_KEYS = (_OWNER, _EPOCH)
 _SCHEMA_VERSION = 1
+
+
+def new_epoch() -> str:
+    """A fresh epoch: the start time and 64 random bits (a repeat is as likely as guessing a key)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(8)}"
 
 
 class OutboxError(Exception):
@@ -64,7 +69,6 @@ class OutboxStore:
             raise OutboxError(f"outbox {self.path} is unusable: {exc}") from None
         if owner is not None:
             self._claim(owner)
-        self.epoch = self._load_epoch()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -118,22 +122,6 @@ class OutboxStore:
                 f"outbox {self.path} belongs to {row[0]} (its seq counter and {self.depth} queued "
                 f"events), not {owner}: give this device its own state_dir"
             )
-
-    def _load_epoch(self) -> str:
-        """This outbox's epoch; made on first use (an outbox from before epochs gets one too)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
-        if row is not None:
-            return str(row[0])
-        epoch = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-        try:
-            # OR IGNORE + re-read: a second process opening the same new file keeps the first's.
-            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_EPOCH, epoch))
-        except sqlite3.DatabaseError as exc:
-            # As for the owner: at start, a state directory that takes no write is reported.
-            self.db.close()
-            raise OutboxError(f"outbox {self.path} cannot be written: {exc}") from None
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_EPOCH,)).fetchone()
-        return str(row[0])
 
     def _load_state(self) -> tuple[int, int, int, int]:
         marks = ",".join("?" * len(_TEXT_KEYS))

@@ -122,7 +122,7 @@ class AgentResources:
             analyzers, stack = build_analyzers(cfg, vision)
             # Raises ConfigError for an unreadable trusted key.
             service = ModelService(cfg, emit=emit, embedder=stack.embedder)
-            link = MqttLink(cfg.mqtt, topics, outbox)
+            link = MqttLink(cfg.mqtt, topics, outbox, max_bundle_bytes=cfg.classifier.max_bundle_bytes)
             inference = ThreadPoolExecutor(max_workers=len(analyzers), thread_name_prefix="inference")
             undo.callback(inference.shutdown, wait=True, cancel_futures=True)
             drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotate")

@@ -9,12 +9,19 @@ Live sources deliver only the newest frame: when the pipeline falls behind, olde
 overwritten and counted in `frames_skipped`. Live sources that fail (device gone, stream dropped)
 reconnect with exponential backoff and jitter; a file that cannot be opened or decoded raises
 SourceError with one line for the user.
+
+A stream that goes silent must not hold the agent: OpenCV's open and read timeouts bound every
+call into it (`LIVE_OPEN_TIMEOUT_S`, `LIVE_READ_TIMEOUT_S`), the status calls a live source that
+delivered no frame for `STALL_AFTER_S` disconnected, and the reader thread alone touches the
+capture (release included), so a stop never frees it under a `read()` still running.
+Whatever this module shows (logs, errors, the status) carries the input with its credentials
+redacted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import random
 import threading
 import time
@@ -27,11 +34,19 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from agent.pipeline.frame import SourceFrame
+from agent.redact import redact_text, redact_url
 
 SourceKind = Literal["file", "camera", "stream"]
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+# Bounds on one call into OpenCV for a live source. A read that waits longer counts as a dropped
+# stream (reconnect with backoff); a stop waits for at most one read.
+LIVE_OPEN_TIMEOUT_S = 3.0
+LIVE_READ_TIMEOUT_S = 2.0
+# A live source with no new frame for this long is reported disconnected in the status.
+STALL_AFTER_S = 3.0
 
 
 class SourceError(Exception):
@@ -68,10 +83,21 @@ def classify_input(spec: str) -> tuple[SourceKind, str | int]:
     return "file", text
 
 
-def _opencv_capture(target: str | int) -> CaptureLike:
+def _opencv_capture(target: str | int, *, live: bool = False) -> CaptureLike:
     import cv2
 
-    capture: CaptureLike = cv2.VideoCapture(target)
+    if not live:
+        capture: CaptureLike = cv2.VideoCapture(target)
+        return capture
+    # FFmpeg and GStreamer honour these; a backend that does not is still bounded at stop by
+    # the reader thread owning the capture (see FrameSource.stop).
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(LIVE_OPEN_TIMEOUT_S * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(LIVE_READ_TIMEOUT_S * 1000),
+    ]
+    capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
     return capture
 
 
@@ -97,11 +123,13 @@ class FrameSource:
         self.frame_stride = max(1, frame_stride)
         self.loop = loop and self.kind == "file"
         self.passes = 0  # completed passes over a looped file
-        self._factory = capture_factory or _opencv_capture
+        self._factory = capture_factory or functools.partial(_opencv_capture, live=self.kind != "file")
+        # What logs and the status show: the input without its credentials.
+        self.shown = redact_url(spec)
         self._queue_size = max(1, queue_size)
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
-        self._log = logger or logging.getLogger("facetrack.source")
+        self._log = logger or structlog.get_logger("facetrack.source")
         self.stats = SourceStats()
         self.fps: float = 0.0
         self.size: tuple[int, int] | None = None  # (width, height) once known
@@ -113,6 +141,7 @@ class FrameSource:
         self._capture: CaptureLike | None = None
         self._first: SourceFrame | None = None
         self._last_media_s = -1.0
+        self._last_frame_at: float | None = None  # monotonic time of the newest live frame
 
     @property
     def is_live(self) -> bool:
@@ -128,14 +157,43 @@ class FrameSource:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        """Stop reading. The reader thread releases the capture itself on its way out, so it is
+        never freed under a `read()` in progress (which crashed OpenCV); this waits for one
+        bounded read at most, and a reader that never started leaves the capture to us."""
+        self.request_stop()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=LIVE_OPEN_TIMEOUT_S + LIVE_READ_TIMEOUT_S + 1.0)
+            if thread.is_alive():
+                self._log.warning("source_reader_still_running", source=self.shown)
+                return
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+    def request_stop(self) -> None:
+        """Tell the reader to stop, without waiting for it (its last OpenCV call may take up to
+        LIVE_OPEN_TIMEOUT_S); `stop()` waits. The agent asks first and waits after its flush."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """The status message's `source` object. A live source that is connected but delivered
+        no frame for STALL_AFTER_S is reported disconnected, with how long it has been silent."""
+        connected, last_error = self.stats.connected, self.stats.last_error
+        if self.is_live and connected and self._last_frame_at is not None:
+            silent = (time.monotonic() if now is None else now) - self._last_frame_at
+            if silent >= STALL_AFTER_S:
+                connected = False
+                last_error = f"no frame for {silent:.0f} s (stream stalled)"
+        return {
+            "input": self.shown,
+            "kind": self.kind,
+            "connected": connected,
+            "reconnects": self.stats.reconnects,
+            "last_error": redact_text(last_error) if last_error else None,
+        }
 
     # -- consumer side ---------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> SourceFrame | None:
@@ -212,9 +270,13 @@ class FrameSource:
             else:
                 self._run_live()
         except Exception as exc:  # a reader crash must end the input, not hang the pipeline
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            self._log.error(f"source reader failed: {self.stats.last_error}")
+            self.stats.last_error = redact_text(f"{type(exc).__name__}: {exc}")
+            self._log.error("source_reader_failed", source=self.shown, error=self.stats.last_error)
         finally:
+            # The reader owns the capture: only it may release it (stop() never races a read).
+            if self.kind != "file" and self._capture is not None:
+                self._capture.release()
+                self._capture = None
             with self._cond:
                 self._buffer.append(self._END)
                 self._cond.notify_all()
@@ -306,7 +368,9 @@ class FrameSource:
             capture = self._factory(self.target)
             if not capture.isOpened():
                 capture.release()
-                self._report_down(f"cannot open {self.kind} {self.spec!r}", attempt)
+                if self._stop.is_set():
+                    return
+                self._report_down(f"cannot open {self.kind} {self.shown!r}", attempt)
                 self._stop.wait(backoff(attempt))
                 attempt += 1
                 continue
@@ -315,10 +379,11 @@ class FrameSource:
                 ok, image = capture.read()
                 if not ok or image is None:
                     break
+                self._last_frame_at = time.monotonic()
                 if not self.stats.connected:
                     self._note_properties(capture, image)
                     if attempt or self.stats.last_error:
-                        self._log.warning(f"source {self.spec} reconnected after {attempt} attempt(s)")
+                        self._log.warning("source_reconnected", source=self.shown, attempts=attempt)
                         self.stats.reconnects += 1
                     self.stats.connected = True
                     self.stats.last_error = None
@@ -329,11 +394,11 @@ class FrameSource:
             self._capture = None
             if self._stop.is_set():
                 return
-            self._report_down(f"{self.kind} {self.spec!r} stopped delivering frames", attempt)
+            self._report_down(f"{self.kind} {self.shown!r} stopped delivering frames", attempt)
             self._stop.wait(backoff(attempt))
             attempt += 1
 
     def _report_down(self, message: str, attempt: int) -> None:
         self.stats.connected = False
         self.stats.last_error = message
-        self._log.warning(f"{message}; retrying (attempt {attempt + 1})")
+        self._log.warning("source_retry", source=self.shown, error=message, attempt=attempt + 1)

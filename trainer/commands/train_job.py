@@ -7,11 +7,12 @@ import contextlib
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from agent.classifier.bundle import parse_bundle, version_key
+from agent.classifier.bundle import parse_bundle, too_far_ahead, version_key
 from agent.classifier.classifier import RESERVED_LABELS
 from agent.classifier.keys import KeyFileError
 from agent.config import ConfigError
@@ -64,6 +65,10 @@ def _run(args: argparse.Namespace) -> int:
             version_key(args.model_version)
         except ValueError as exc:
             raise TrainerError(str(exc), exit_code=1) from None
+        # A version far ahead would make every later bundle "older" on the devices.
+        ahead = too_far_ahead(args.model_version, datetime.now(UTC))
+        if ahead is not None:
+            raise TrainerError(f"--model-version: {ahead}", exit_code=1)
     # Before minutes of embedding and training, not after them.
     _check_writable(args.out)
     for folder in empty_folders(args.dataset):
