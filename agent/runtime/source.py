@@ -293,6 +293,11 @@ class FrameSource:
 
     def _put_latest(self, item: SourceFrame) -> None:
         with self._cond:
+            if self._stop.is_set():
+                # The stop does not wait for a read in progress (a stalled stream's takes seconds):
+                # a frame that arrives after it is left unread and uncounted, so the counts the
+                # agent took at its stop stay the counts its last status reports.
+                return
             while self._buffer and self._buffer[0] is not self._END:
                 self._buffer.popleft()
                 self.stats.frames_skipped += 1
