@@ -12,9 +12,9 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck assets demo test test-timing lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto ejabberd shellcheck assets demo test test-timing lint bench clean-venv pi-check
 
-setup: venv mosquitto shellcheck assets
+setup: venv mosquitto ejabberd shellcheck assets
 
 venv: $(STAMP)
 
@@ -34,6 +34,21 @@ mosquitto:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto mosquitto-clients; \
 	else \
 	  echo "mosquitto is not installed. Run:  sudo apt-get update && sudo apt-get install -y mosquitto mosquitto-clients  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# Debian's ejabberd (mod_mqtt): tests/test_broker_cluster.py and `bench.fleet --broker cluster`
+# start their own two-node cluster on free loopback ports. The packaged service is stopped and
+# disabled: its default config listens for MQTT on 1883, the port of the demo's mosquitto.
+ejabberd:
+	@if ls /usr/lib/*/ejabberd-*/ebin/ejabberd.beam >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing ejabberd (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ejabberd; \
+	  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now ejabberd >/dev/null 2>&1 || true; fi; \
+	else \
+	  echo "ejabberd is not installed. Run:  sudo apt-get update && sudo apt-get install -y --no-install-recommends ejabberd && sudo systemctl disable --now ejabberd  then run make again." >&2; \
 	  exit 1; \
 	fi
 

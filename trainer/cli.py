@@ -209,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", required=True, metavar="ID|all", help="device id, or 'all' for the fleet"
     )
     publish.add_argument(
-        "--broker", metavar="HOST[:PORT]", help="MQTT broker (default: config mqtt.host:port)"
+        "--broker",
+        metavar="HOST[:PORT][,...]",
+        help="MQTT broker, or the nodes of a cluster tried in order (default: config mqtt.brokers, "
+        "else mqtt.host:port)",
     )
     publish.add_argument(
         "--config",
@@ -495,19 +498,9 @@ _PUBLISH_FILE_FLAGS = {
 
 def _publish_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The [mqtt] settings given as flags, nested like config.toml; None = not given."""
-    host: str | None = None
-    port: int | None = None
-    if args.broker:
-        from trainer.publish import split_broker
-
-        try:
-            host, port = split_broker(args.broker)
-        except ValueError:
-            raise ConfigError(f"--broker {args.broker!r} is not HOST[:PORT]") from None
     tls = {"ca_file": args.ca, "cert_file": args.cert, "key_file": args.key, "enabled": args.tls}
     return {
-        "host": host,
-        "port": port,
+        "brokers": args.broker,
         "username": args.username,
         "password_file": args.password_file,
         "protocol": args.protocol,
@@ -587,12 +580,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         prefix=mqtt.topic_prefix,
         protocol=mqtt.protocol,
         tls_context=context,
+        brokers=mqtt.addresses(),
     )
     if args.clear:
         try:
             cleared = asyncio.run(clear_retained(args.device, options))
         except Exception as exc:  # PublishError and socket errors: one line for the user
-            return _error(f"MQTT {mqtt.host}:{mqtt.port}: {exc}")
+            return _error(f"MQTT {mqtt.describe_brokers()}: {exc}")
         print(f"cleared the retained model on {cleared}")
         return 0
     try:
@@ -603,7 +597,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         hint = ""
         if "certificate required" in str(exc).lower() and mqtt.tls.cert_file is None:
             hint = "; the broker wants a client certificate: --cert/--key or [mqtt.tls] cert_file/key_file"
-        return _error(f"MQTT {mqtt.host}:{mqtt.port}: {exc}{hint}")
+        return _error(f"MQTT {mqtt.describe_brokers()}: {exc}{hint}")
     if args.json:
         print(json.dumps([a.__dict__ for a in answers], indent=2))
     else:
