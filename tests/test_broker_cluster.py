@@ -386,3 +386,37 @@ async def test_node_killed_mid_run_devices_move_and_lose_nothing(
                 bundles[1], "all", _trainer(pki, [a, b]), wait_s=HANG_S, expect=3
             )
             assert sorted((x.device, x.result) for x in answers) == [(d, "applied") for d in sorted(plan)]
+
+
+async def test_cluster_enforces_the_shipped_rules(cluster: EjabberdCluster, pki: Path) -> None:
+    """deploy/mosquitto/acl as the cluster renders it: a device writes only its own topics and
+    never a model, readers write nothing, the trainer writes models, a wrong password is refused."""
+    a, b = cluster.ports
+    refused = [
+        ("cam-a1", a, "facetrack/cam-a2/events"),  # another device's events
+        ("cam-a1", b, "facetrack/cam-a1/model"),  # a model, even its own
+        ("cam-a1", a, "facetrack/all/model"),
+        ("consumer-1", b, "facetrack/cam-a1/events"),  # readers read only
+        ("viewer", a, "facetrack/cam-a1/status"),
+    ]
+    for user, port, topic in refused:
+        async with _client(pki, user, port, f"{user}-acl") as client:
+            with pytest.raises(aiomqtt.MqttError, match="refused publish"):
+                await client.publish_confirmed(topic, b"{}", qos=1)
+    allowed = [("cam-a1", b, "facetrack/cam-a1/status"), ("trainer", a, "facetrack/cam-b1/model")]
+    for user, port, topic in allowed:
+        async with _client(pki, user, port, f"{user}-acl") as client:
+            await client.publish_confirmed(topic, b"", qos=1, retain=True)  # empty: clears nothing real
+    # A wrong password is turned away at CONNECT. (ejabberd 23.01 checks a client certificate
+    # when one is sent but cannot require one: docs/deploy.md, cluster limits.)
+    wrong = MqttClient(
+        "127.0.0.1",
+        b,
+        username="cam-a1",
+        password="not-it",
+        tls_context=_tls(pki, "cam-a1"),
+        identifier="wrong",
+    )
+    with pytest.raises(aiomqtt.MqttError):
+        async with wrong:
+            pass
