@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiomqtt
-import paho.mqtt.client as paho_mqtt
 import structlog
 from structlog.typing import FilteringBoundLogger
 
@@ -32,6 +31,7 @@ from agent.config import MqttConfig
 from agent.events.schema import EventBase
 from agent.runtime.broker_address import BrokerAddress, BrokerRotation
 from agent.runtime.credentials import resolve_login, tls_context, tls_enabled
+from agent.runtime.link_client import link_client
 
 # Re-exported: bench/fleet.py and the tests import the client from the link.
 from agent.runtime.mqtt_client import MqttClient as MqttClient
@@ -66,10 +66,6 @@ class PahoLogTap(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._sink(record)
-
-
-def _quiet(message: str) -> None:
-    del message
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -358,33 +354,16 @@ class MqttLink:
             self._log.warning("mqtt_connect_failed", broker=str(address), error=self._stats.last_error)
 
     def _make_client(self, address: BrokerAddress | None = None) -> MqttClient:
-        cfg = self._config
-        address = address or self._rotation.current
-        # The file's permissions were checked (and warned about) once, when the link was made.
-        login = resolve_login(cfg, warn=_quiet)
-        if login.password_dropped:
-            self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
-        v5 = cfg.protocol == "5"
-        client = MqttClient(
-            address.host,
-            address.port,
-            identifier=self._client_id,
-            username=login.username,
-            password=login.password.reveal() if login.password is not None else None,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        client, password_dropped = link_client(
+            self._config,
+            address or self._rotation.current,
+            client_id=self._client_id,
             will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=1, retain=True),
-            clean_session=None if v5 else True,
-            # paho rejects any clean_start other than its default on MQTT 3.1.1.
-            clean_start=True if v5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            keepalive=cfg.keepalive_s,
-            timeout=max(10.0, float(cfg.keepalive_s)),
-            max_inflight_messages=max(20, self._window),
-            # Built per connection attempt, so a renewed client certificate is used on reconnect.
-            tls_context=tls_context(cfg),
+            window=self._window,
             logger=self._paho_logger,
         )
-        # A full window of in-flight publishes is our design, not the warning sign aiomqtt assumes.
-        client.pending_calls_threshold = self._window + 10
+        if password_dropped:
+            self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
         return client
 
     async def _session(self, client: MqttClient) -> None:
