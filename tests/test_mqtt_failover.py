@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
+import numpy as np
 import pytest
 
 from agent.config import ConfigError, MqttConfig, load_config
 from agent.devtools.mosquitto import MosquittoBroker, free_port
 from agent.events.schema import TrackStarted, utc_now
 from agent.runtime.broker_address import BrokerAddress, BrokerRotation, parse_addresses
+from agent.runtime.key_files import write_key_pair
 from agent.runtime.mqtt_link import MqttLink
 from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
+from trainer.training import train
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 HANG_S = 60.0
 DEVICE = "cam-fo"
 
@@ -181,3 +187,68 @@ async def test_first_broker_down_at_start_takes_the_next(
     await link.stop(2.0)
     await task
     outbox.close()
+
+
+def _trainer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer.cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def bundle_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small signed bundle (synthetic embeddings: only its transport matters here)."""
+    keys = tmp_path_factory.mktemp("keys")
+    _, _, private = write_key_pair(keys, "fleet")
+    rng = np.random.default_rng(3)
+    x = np.vstack([c + 0.05 * rng.normal(size=(4, 128)) for c in rng.normal(size=(2, 128))])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    result = train(x, ["ada"] * 4 + ["bob"] * 4, far_target=0.01)
+    path = keys / "model.ftm"
+    path.write_bytes(result.sign(embedder_id="mobilefacenet-128-arcface112-v1", dim=128, private_key=private))
+    return path
+
+
+async def test_trainer_publish_takes_the_first_broker_that_answers(
+    brokers: tuple[MosquittoBroker, MosquittoBroker], bundle_file: Path
+) -> None:
+    _, b = brokers
+    dead = free_port()
+    data = await asyncio.to_thread(bundle_file.read_bytes)
+    ready = asyncio.Event()
+    retained: list[bytes] = []
+    async with aiomqtt.Client(b.host, b.port, identifier="retained-probe") as probe:
+        # Subscribed before the publish: the message arrives live, then stays retained.
+        await probe.subscribe("facetrack/cam-9/model", qos=1)
+        ready.set()
+        sent = await asyncio.to_thread(
+            _trainer,
+            *("publish", str(bundle_file), "--device", "cam-9", "--wait", "0.2"),
+            *("--broker", f"127.0.0.1:{dead},127.0.0.1:{b.port}"),
+        )
+        assert sent.returncode == 2 and "no device answered" in sent.stdout, sent.stderr  # sent, nobody home
+        async with asyncio.timeout(HANG_S):
+            async for message in probe.messages:
+                assert isinstance(message.payload, bytes)
+                retained.append(message.payload)
+                break
+    assert retained == [data]
+    # Every broker down: one line naming each.
+    other = free_port()
+    failed = await asyncio.to_thread(
+        _trainer,
+        *("publish", str(bundle_file), "--device", "cam-9", "--wait", "0.2"),
+        *("--broker", f"127.0.0.1:{dead},127.0.0.1:{other}"),
+    )
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert failed.returncode != 0 and len(lines) == 1, failed.stderr
+    assert "no broker answered" in lines[0] and str(dead) in lines[0] and str(other) in lines[0]
+    # A malformed list is one line too, before anything is sent.
+    bad = await asyncio.to_thread(
+        _trainer, "publish", str(bundle_file), "--device", "cam-9", "--broker", "127.0.0.1:1883,,b"
+    )
+    assert bad.returncode == 1 and "empty entry" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
