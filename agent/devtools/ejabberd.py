@@ -112,13 +112,21 @@ class EjabberdCluster:
         return ",".join(f"{self.host}:{node.port}" for node in self.nodes)
 
     def start(self, timeout_s: float = 60.0) -> None:
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            # A half-started cluster must not outlive its caller (no __exit__ runs when
+            # __enter__ raises): kill every node started so far.
+            self.close()
+            raise
+
+    def _start(self, timeout_s: float) -> None:
         for node in self.nodes:
             self._start_node(node)
         for node in self.nodes:
             if not wait_for_port(self.host, node.port, timeout_s):
                 log = node.workdir / "out.log"
                 tail = log.read_text()[-800:] if log.is_file() else ""
-                self.close()
                 raise BrokerError(f"ejabberd node {node.name} did not listen on port {node.port}: {tail}")
         first = self.nodes[0].name
         joins = "".join(
@@ -130,7 +138,6 @@ class EjabberdCluster:
         # join_cluster restarts ejabberd on the joining node: wait for its listener again.
         for node in self.nodes:
             if not wait_for_port(self.host, node.port, timeout_s):
-                self.close()
                 raise BrokerError(f"ejabberd node {node.name} did not come back after joining the cluster")
 
     def _passwords(self) -> dict[str, str]:
