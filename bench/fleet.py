@@ -340,6 +340,7 @@ async def run_fleet(
     public_key: str,
     embedder: Any,
     frame_s: float,
+    publish_wait_s: float = 600.0,
 ) -> dict[str, Any]:
     from trainer.publish import BrokerOptions, publish_bundle
 
@@ -425,7 +426,7 @@ async def run_fleet(
             tls_context=tls_context(trainer_config),
         )
         push_started = time.perf_counter()
-        _, answers = await publish_bundle(bundle, "all", options, wait_s=600, expect=n)
+        _, answers = await publish_bundle(bundle, "all", options, wait_s=publish_wait_s, expect=n)
         publish_all_s = time.perf_counter() - push_started
         applied = [a for a in answers if a.result == "applied"]
         rss_with_model = rss_kb()
@@ -537,7 +538,15 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
                     print(f"fleet of {n} on the {kind} broker ...", file=sys.stderr, flush=True)
                 with LoopErrors(f"{kind} {n}") as errors:
                     row = await run_fleet(
-                        n, args.events, kind, pki, bundle, public_key, embedder, args.frame_ms / 1000
+                        n,
+                        args.events,
+                        kind,
+                        pki,
+                        bundle,
+                        public_key,
+                        embedder,
+                        args.frame_ms / 1000,
+                        args.publish_wait,
                     )
                 rows.append({"broker": kind, **row, "loop_errors": errors.count})
     finally:
@@ -592,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the shipped broker's CA, certificates and passwords here",
     )
     parser.add_argument("--frame-ms", type=float, default=50.0, help="simulated frame period [50]")
+    parser.add_argument(
+        "--publish-wait",
+        type=float,
+        default=600.0,
+        help="seconds the fleet push waits for every device's answer; the row says how many applied [600]",
+    )
     parser.add_argument("--assets-dir", type=Path, default=REPO_ROOT / "models" / "assets")
     parser.add_argument("--json", action="store_true", help="print one JSON document (alone on stdout)")
     args = parser.parse_args(argv)
