@@ -12,9 +12,9 @@ ASSETS_DIR := $(or $(FACETRACK_ASSETS_DIR),models/assets)
 ASSET_MIRROR := $(or $(FACETRACK_ASSET_MIRROR),$(wildcard ../shared/assets))
 ASSET_GROUPS := --group runtime --group testdata
 
-.PHONY: setup venv mosquitto shellcheck chromium assets demo test test-timing test-faults lint bench clean-venv pi-check
+.PHONY: setup venv mosquitto ejabberd shellcheck chromium assets demo test test-timing test-faults lint bench clean-venv pi-check
 
-setup: venv mosquitto shellcheck chromium assets
+setup: venv mosquitto ejabberd shellcheck chromium assets
 
 venv: $(STAMP)
 
@@ -46,6 +46,22 @@ chromium:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
 	else \
 	  echo "chromium is not installed. Run:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver  then run make again." >&2; \
+	  exit 1; \
+	fi
+
+# Debian's ejabberd (mod_mqtt): tests/test_broker_cluster.py and `bench.fleet --broker cluster`
+# start their own two-node cluster on free loopback ports. The packaged service is stopped and
+# disabled: its default config listens for MQTT on 1883, the port of the demo's mosquitto.
+ejabberd:
+	@if ls /usr/lib/*/ejabberd-*/ebin/ejabberd.beam >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing ejabberd (apt-get)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ejabberd; \
+	  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now ejabberd >/dev/null 2>&1 || true; fi; \
+	  if [ -x /etc/init.d/ejabberd ]; then /etc/init.d/ejabberd stop >/dev/null 2>&1 || true; fi; \
+	else \
+	  echo "ejabberd is not installed. Run:  sudo apt-get update && sudo apt-get install -y --no-install-recommends ejabberd && sudo systemctl disable --now ejabberd  then run make again." >&2; \
 	  exit 1; \
 	fi
 
@@ -93,7 +109,8 @@ TIMING_CORE ?= 0
 TIMING_TESTS ?= tests/test_agent_e2e.py tests/test_pipeline_live.py tests/test_pipeline_source.py \
 	tests/test_hot_reload.py tests/test_broker_acl.py tests/test_mqtt_link.py \
 	tests/test_homeassistant.py tests/test_outbox.py tests/test_signals.py tests/test_flush_at_eof.py \
-	tests/test_state_lock.py tests/test_robustness_disk.py tests/test_event_timing_and_status.py
+	tests/test_state_lock.py tests/test_robustness_disk.py tests/test_event_timing_and_status.py \
+	tests/test_mqtt_failover.py tests/test_broker_cluster.py
 test-timing: setup
 	@echo "== pinned to core $(TIMING_CORE) (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
 	taskset -c $(TIMING_CORE) $(VENV)/bin/pytest -q -p no:cacheprovider $(TIMING_TESTS)

@@ -11,17 +11,27 @@ import re
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
     TomlConfigSettingsSource,
 )
 
+from agent.broker_address import BrokerAddress, check_host, parse_addresses
 from agent.events.topic_rules import check_topic_part
 from agent.redact import redact_text
 
@@ -69,6 +79,38 @@ class MqttConfig(Section):
     reconnect_min_s: float = Field(0.5, ge=0.05, le=3600)
     reconnect_max_s: float = Field(30.0, ge=0.05, le=86400)
     tls: TlsConfig = TlsConfig()
+    # The nodes of a broker cluster, "host" or "host:port" (port defaults to `port`), tried in
+    # order: the agent takes the first that answers and moves to the next when the connection is
+    # lost (docs/deploy.md). Empty: the one broker at host:port. A string may list them with commas.
+    brokers: Annotated[list[str], NoDecode] = []
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_one_host(cls, value: str) -> str:
+        return check_host(value)
+
+    @field_validator("brokers", mode="before")
+    @classmethod
+    def _brokers_from_text(cls, value: Any) -> Any:
+        # From --broker, an environment variable or TOML: "a:1883,b:1883" is a list of two.
+        return [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+
+    @field_validator("brokers")
+    @classmethod
+    def _brokers_are_addresses(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value:
+            addresses = parse_addresses(value, int(info.data.get("port", 1883)))
+            value = [str(address) for address in addresses]
+        return value
+
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        """The brokers to try, in order: `brokers`, or host:port when it is empty."""
+        if self.brokers:
+            return parse_addresses(self.brokers, self.port)
+        return (BrokerAddress(self.host, self.port),)
+
+    def describe_brokers(self) -> str:
+        return ",".join(str(address) for address in self.addresses())
 
     @field_validator("topic_prefix")
     @classmethod

@@ -1,6 +1,6 @@
-"""Benchmark a simulated fleet on one mosquitto: connect, event throughput, fleet-wide model push, memory.
+"""Benchmark a simulated fleet on one mosquitto or a broker cluster: connect, events, model push, memory.
 
-    python -m bench.fleet [--devices 10,100,500] [--events 20] [--broker shipped|plain|both] [--json]
+    python -m bench.fleet [--devices 10,100,500] [--events 20] [--broker shipped|plain|cluster|both] [--json]
 
 Each simulated device is the agent's real MQTT side, without video: its own SQLite outbox, its own
 `MqttLink` (one MQTT connection, QoS 1, the agent's in-flight window) and its own `ModelService`
@@ -18,7 +18,14 @@ Brokers (--broker):
   DIR` keeps it for the next run (init and the script keep what exists and re-render the config).
 - plain: a plain-TCP loopback broker without users, with raised queue limits
   (max_queued_messages 0, max_inflight_messages 100): the cost of the transport alone.
-- both: each fleet size on the shipped broker, then on the plain one, back to back.
+- cluster: two ejabberd nodes in one cluster on loopback (agent.devtools.ejabberd), with the
+  shipped files and rules rendered for ejabberd (deploy/ejabberd): TLS, a password per user, the
+  per-device publish rules. Devices alternate between the nodes (device i lists node i % 2
+  first, the other second), the trainer and the availability monitor use node 1. ejabberd 23.01
+  has no shared subscriptions: each back-end consumer (one per node) receives every event, and
+  both must have every (device, seq) pair; duplicates are counted per consumer.
+- both: each fleet size on the shipped broker, then on the plain one, back to back. A comma list
+  (`--broker shipped,cluster`) runs those, each size on each, back to back.
 
 Measured per fleet size N, each on a fresh broker; every completion is taken when the event that
 completes it arrives (a timestamp in the message callback), never by polling:
@@ -64,6 +71,7 @@ from typing import Any
 import aiomqtt
 
 from agent.config import AgentConfig, MqttConfig
+from agent.devtools.ejabberd import EjabberdCluster, roles
 from agent.devtools.mosquitto import MosquittoBroker, free_port
 from agent.events.schema import EventBase, IdentityEvent, utc_now
 from agent.runtime.credentials import resolve_login, tls_context
@@ -98,22 +106,32 @@ class SimDevice:
 
 @dataclass(frozen=True)
 class Fleet:
-    """Where clients connect and how each one logs in (MqttConfig, as the agent reads it)."""
+    """Where clients connect and how each one logs in (MqttConfig, as the agent reads it).
+
+    One port for a single broker, one per node for a cluster; `home` picks which node a client
+    lists first (the others follow, as its failover order)."""
 
     host: str
-    port: int
-    broker: MosquittoBroker
+    ports: tuple[int, ...]
+    pids: tuple[int, ...]
     pki: Path | None
 
-    def client_config(self, user: str | None) -> MqttConfig:
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    def brokers(self, home: int = 0) -> list[str]:
+        order = self.ports[home % len(self.ports) :] + self.ports[: home % len(self.ports)]
+        return [f"{self.host}:{port}" for port in order]
+
+    def client_config(self, user: str | None, home: int = 0) -> MqttConfig:
         if self.pki is None or user is None:
             return MqttConfig(
-                host=self.host, port=self.port, password_env="FACETRACK_BENCH_NO_PASSWORD", username=""
+                brokers=self.brokers(home), password_env="FACETRACK_BENCH_NO_PASSWORD", username=""
             )
         client = self.pki / "clients" / user
         return MqttConfig(
-            host=self.host,
-            port=self.port,
+            brokers=self.brokers(home),
             username=user,
             password_file=client / "password",
             password_env="FACETRACK_BENCH_NO_PASSWORD",
@@ -124,12 +142,12 @@ class Fleet:
             },
         )
 
-    def client(self, user: str, identifier: str) -> aiomqtt.Client:
-        config = self.client_config(user)
+    def client(self, user: str, identifier: str, home: int = 0) -> aiomqtt.Client:
+        config = self.client_config(user, home)
         login = resolve_login(config)
         return MqttClient(
             self.host,
-            self.port,
+            self.ports[home % len(self.ports)],
             username=login.username,
             password=login.password.reveal() if login.password is not None else None,
             protocol=aiomqtt.ProtocolVersion.V5,
@@ -194,9 +212,14 @@ def make_pki(directory: Path, devices: int, quiet: bool) -> float:
 def start_broker(kind: str, pki: Path | None) -> Iterator[Fleet]:
     if kind == "plain":
         with MosquittoBroker(extra_config=PLAIN_BROKER_EXTRA) as broker:
-            yield Fleet(broker.host, broker.port, broker, None)
+            yield Fleet(broker.host, (broker.port,), (_pid(broker._process),), None)
         return
     assert pki is not None
+    if kind == "cluster":
+        with EjabberdCluster(pki, roles(pki)) as cluster:
+            pids = tuple(_pid(node.process) for node in cluster.nodes)
+            yield Fleet(cluster.host, tuple(cluster.ports), pids, pki)
+        return
     port = free_port()
     text = (pki / "facetrack.conf").read_text()
     if "listener 8883\n" not in text:
@@ -204,7 +227,13 @@ def start_broker(kind: str, pki: Path | None) -> Iterator[Fleet]:
     # The rendered config as shipped; only its listener moves to a free loopback port.
     config = text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
     with MosquittoBroker(port=port, extra_config=config, default_listener=False) as broker:
-        yield Fleet("127.0.0.1", port, broker, pki)
+        # MosquittoBroker keeps its process private; the pid is only read for /proc.
+        yield Fleet("127.0.0.1", (port,), (_pid(broker._process),), pki)
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    assert process is not None
+    return process.pid
 
 
 def make_bundle(assets_dir: Path, key_dir: Path) -> tuple[bytes, str, dict[str, Any], Any]:
@@ -221,7 +250,9 @@ def make_device(
     index: int, root: Path, fleet: Fleet, public_key: str, assets_dir: Path, embedder: Any
 ) -> SimDevice:
     device_id = device_name(index)
-    mqtt = fleet.client_config(device_id).model_copy(update={"reconnect_min_s": 0.2, "reconnect_max_s": 2.0})
+    mqtt = fleet.client_config(device_id, home=index).model_copy(
+        update={"reconnect_min_s": 0.2, "reconnect_max_s": 2.0}
+    )
     config = AgentConfig(
         device_id=device_id,
         assets_dir=assets_dir,
@@ -309,6 +340,7 @@ async def run_fleet(
     public_key: str,
     embedder: Any,
     frame_s: float,
+    publish_wait_s: float = 600.0,
 ) -> dict[str, Any]:
     from trainer.publish import BrokerOptions, publish_bundle
 
@@ -348,44 +380,53 @@ async def run_fleet(
         total = n * events_per_device
         arrivals = Arrivals(total)
         users = CONSUMERS if pki is not None else ("", "")
+        clustered = len(fleet.ports) > 1
+        # A cluster without shared subscriptions: each consumer (one per node) gets everything.
+        own = [Arrivals(total), Arrivals(total)] if clustered else [arrivals, arrivals]
         async with (
-            fleet.client(users[0], "bench-consumer-1") as c1,
-            fleet.client(users[1], "bench-consumer-2") as c2,
+            fleet.client(users[0], "bench-consumer-1", home=0) as c1,
+            fleet.client(users[1], "bench-consumer-2", home=1) as c2,
         ):
             for client in (c1, c2):
-                await client.subscribe("$share/bench/facetrack/+/events", qos=1)
-            consumers = [asyncio.create_task(consume_events(c, arrivals, i)) for i, c in enumerate((c1, c2))]
+                await client.subscribe(
+                    "facetrack/+/events" if clustered else "$share/bench/facetrack/+/events", qos=1
+                )
+            consumers = [asyncio.create_task(consume_events(c, own[i], i)) for i, c in enumerate((c1, c2))]
             # Queue first, then wake every link at once: the drain is what is timed.
             for device in devices:
                 for i in range(events_per_device):
                     device.outbox.append(draft(device.device_id, i))
-            # MosquittoBroker keeps its process private; the pid is only read here for /proc.
-            process = fleet.broker._process
-            broker_pid = process.pid if process is not None else 0
-            broker_cpu = cpu_seconds(broker_pid)
+            broker_cpu = sum(cpu_seconds(pid) for pid in fleet.pids)
             append_done = time.perf_counter()
             for device in devices:
                 device.link.notify()
-            await wait_for(arrivals.done, 600, f"{total} events at the consumers")
-            events_s = arrivals.done_at - append_done
-            broker_cpu = cpu_seconds(broker_pid) - broker_cpu
+            for mine in own:
+                await wait_for(mine.done, 600, f"{total} events at the consumers")
+            events_s = max(mine.done_at for mine in own) - append_done
+            broker_cpu = sum(cpu_seconds(pid) for pid in fleet.pids) - broker_cpu
             await settle(lambda: all(d.outbox.depth == 0 for d in devices), 60, "every outbox to empty")
             for task in consumers:
                 task.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
-        split = sorted(arrivals.per_client.values())
+        if clustered:
+            duplicates = sum(mine.messages - len(mine.seen) for mine in own)
+            split = [mine.messages for mine in own]
+        else:
+            duplicates = arrivals.messages - len(arrivals.seen)
+            split = sorted(arrivals.per_client.values())
 
         trainer_config = fleet.client_config("trainer" if pki is not None else None)
         login = resolve_login(trainer_config)
         options = BrokerOptions(
             host=fleet.host,
             port=fleet.port,
+            brokers=trainer_config.addresses(),
             username=login.username,
             password=login.password,
             tls_context=tls_context(trainer_config),
         )
         push_started = time.perf_counter()
-        _, answers = await publish_bundle(bundle, "all", options, wait_s=600, expect=n)
+        _, answers = await publish_bundle(bundle, "all", options, wait_s=publish_wait_s, expect=n)
         publish_all_s = time.perf_counter() - push_started
         applied = [a for a in answers if a.result == "applied"]
         rss_with_model = rss_kb()
@@ -403,7 +444,7 @@ async def run_fleet(
         "connect_s": round(connect_s, 3),
         "events_per_s": round(total / events_s, 1),
         "events_s": round(events_s, 3),
-        "duplicates": arrivals.messages - len(arrivals.seen),
+        "duplicates": duplicates,
         "consumer_split": split,
         # Broker CPU seconds per wall second while the events flowed (1.0 = one core saturated).
         "broker_cpu_share": round(broker_cpu / events_s, 2),
@@ -455,6 +496,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def describe_broker(kind: str) -> str:
+    if kind == "cluster":
+        return (
+            "two ejabberd 23.01 nodes (mod_mqtt, one Erlang/mnesia cluster) on loopback, "
+            "deploy/ejabberd/ejabberd.yml.in rendered from the same facetrack-broker.sh files: TLS, a "
+            "password per user, the per-device publish rules; devices alternate between the nodes, "
+            "one consumer per node (no shared subscriptions), each must get every event"
+        )
     if kind == "plain":
         return "plain TCP on loopback, anonymous, max_queued_messages 0, max_inflight_messages 100"
     return (
@@ -470,8 +518,8 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
     pki: Path | None = None
     pki_s = 0.0
     temporary_pki: Path | None = None
-    kinds = ["shipped", "plain"] if args.broker == "both" else [args.broker]
-    if "shipped" in kinds:
+    kinds = ["shipped", "plain"] if args.broker == "both" else args.broker.split(",")
+    if "shipped" in kinds or "cluster" in kinds:
         if args.pki_dir is not None:
             pki = args.pki_dir.resolve()
         else:
@@ -490,7 +538,15 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
                     print(f"fleet of {n} on the {kind} broker ...", file=sys.stderr, flush=True)
                 with LoopErrors(f"{kind} {n}") as errors:
                     row = await run_fleet(
-                        n, args.events, kind, pki, bundle, public_key, embedder, args.frame_ms / 1000
+                        n,
+                        args.events,
+                        kind,
+                        pki,
+                        bundle,
+                        public_key,
+                        embedder,
+                        args.frame_ms / 1000,
+                        args.publish_wait,
                     )
                 rows.append({"broker": kind, **row, "loop_errors": errors.count})
     finally:
@@ -515,7 +571,7 @@ async def main_async(args: argparse.Namespace, sizes: list[int], bench_run: Benc
     else:
         print(bench_run.header())
         for kind in kinds:
-            setup = f" (PKI setup this run {pki_s:.1f} s)" if kind == "shipped" else ""
+            setup = f" (PKI setup this run {pki_s:.1f} s)" if kind in ("shipped", "cluster") else ""
             print(f"{kind} broker: {describe_broker(kind)}{setup}")
         print(model)
         print(f"{args.events} events per device; simulated frame every {args.frame_ms:g} ms")
@@ -534,9 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20, help="events queued per device [20]")
     parser.add_argument(
         "--broker",
-        choices=("shipped", "plain", "both"),
         default="shipped",
-        help="broker config (see above); both: each size on both, back to back [shipped]",
+        help="shipped, plain, cluster, both (= shipped,plain) or a comma list of them: each size "
+        "on each, back to back (see above) [shipped]",
     )
     parser.add_argument(
         "--pki-dir",
@@ -545,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the shipped broker's CA, certificates and passwords here",
     )
     parser.add_argument("--frame-ms", type=float, default=50.0, help="simulated frame period [50]")
+    parser.add_argument(
+        "--publish-wait",
+        type=float,
+        default=600.0,
+        help="seconds the fleet push waits for every device's answer; the row says how many applied [600]",
+    )
     parser.add_argument("--assets-dir", type=Path, default=REPO_ROOT / "models" / "assets")
     parser.add_argument("--json", action="store_true", help="print one JSON document (alone on stdout)")
     args = parser.parse_args(argv)
@@ -552,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(part) for part in args.devices.split(",") if part.strip()]
     except ValueError:
         parser.error(f"--devices {args.devices!r} must be comma-separated integers")
+    kinds = args.broker.split(",")
+    if args.broker != "both" and (not kinds or any(k not in ("shipped", "plain", "cluster") for k in kinds)):
+        parser.error(f"--broker {args.broker!r}: want shipped, plain, cluster, both or a comma list of them")
     if not sizes or min(sizes) < 1 or args.events < 1 or args.frame_ms <= 0:
         parser.error("fleet sizes, --events and --frame-ms must be positive")
     from agent.logging_setup import configure_logging

@@ -8,7 +8,7 @@
 #   --edgetpu auto|yes|no  install the Coral Edge TPU runtime (default auto: when a Coral is attached)
 #   --edgetpu-deb FILE     install this libedgetpu1-std .deb instead of Coral's (the community build)
 #   --device-id ID         device id for a new config (default: the host name)
-#   --broker HOST[:PORT]   MQTT broker for a new config (default 127.0.0.1:1883)
+#   --broker HOST[:PORT][,HOST[:PORT]...]  MQTT broker, or a cluster's nodes, for a new config (default 127.0.0.1:1883)
 #   --input SOURCE         video for a new config: camera index, file or rtsp:// URL (default 0)
 #   --tls-dir DIR          ca.crt, client.crt, client.key and password from facetrack-broker.sh
 #                          add-device; copied to /etc/facetrack/tls and used by a new config
@@ -274,8 +274,13 @@ fetch_assets() {
 write_config() {
     say "configuration $ETC"
     run install -d -m 0750 -o root -g "$USER_NAME" "$ETC" "$ETC/tls" "$ETC/keys"
-    local name key tls_lines="" password_line="" keys_toml="" host="${broker%%:*}" port=1883
+    local name key tls_lines="" password_line="" keys_toml="" host="${broker%%:*}" port=1883 address_lines
     [[ "$broker" == *:* ]] && port="${broker##*:}"
+    address_lines="host = \"$host\""$'\n'"port = $port"
+    if [[ "$broker" == *,* ]]; then
+        # A cluster: the agent tries the nodes in this order (docs/deploy.md#a-broker-cluster).
+        address_lines="brokers = [\"${broker//,/\", \"}\"]"
+    fi
     if [[ -n "$tls_dir" ]]; then
         for name in ca.crt client.crt client.key password; do
             [[ -f "$tls_dir/$name" ]] || die "--tls-dir $tls_dir has no $name (from facetrack-broker.sh add-device)"
@@ -304,8 +309,7 @@ state_dir = "$STATE"
 input = "$video_input"
 
 [mqtt]
-host = "$host"
-port = $port
+$address_lines
 username = "$id"
 $password_line
 $tls_lines

@@ -271,3 +271,13 @@ def test_help_lists_the_test_overrides() -> None:
     result = subprocess.run([str(INSTALL), "--help"], capture_output=True, text=True, check=True)
     assert re.search(r"FACETRACK_OS_RELEASE.*FACETRACK_ARCH", result.stdout, re.S)
     assert "--dry-run" in result.stdout
+
+
+def test_dry_run_writes_a_broker_cluster_list(tmp_path: Path) -> None:
+    """Issue 23: --broker with a cluster's nodes becomes [mqtt] brokers, in the order given."""
+    result = run_install(tmp_path, "--dry-run", "--device-id", "pi-porch", "--broker", "b1.lan:8883,b2.lan")
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("would write /etc/facetrack/config.toml:\n", 1)[1].split("==>", 1)[0]
+    (tmp_path / "config.toml").write_text("\n".join(line.removeprefix("    ") for line in block.splitlines()))
+    config = load_config(tmp_path / "config.toml")
+    assert config.mqtt.describe_brokers() == "b1.lan:8883,b2.lan:1883"

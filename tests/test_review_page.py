@@ -141,7 +141,9 @@ def test_review_page_in_a_real_browser(review: tuple[str, Path, Path], tmp_path:
         docs_copy = os.environ.get(SCREENSHOT_ENV)
         if docs_copy:
             # The picture in docs/ shows the page, not the people: faces are biometric data.
-            browser.script("document.querySelectorAll('.group img').forEach(i => i.style.filter = 'blur(6px)')")
+            browser.script(
+                "document.querySelectorAll('.group img').forEach(i => i.style.filter = 'blur(6px)')"
+            )
         browser.screenshot(Path(docs_copy or tmp_path / "review-page.png"))
     finally:
         browser.close()

@@ -86,7 +86,7 @@ def test_name_merge_discard(johns: Path, tmp_path: Path, capsys: pytest.CaptureF
         (["cluster", "D", "--max-distance", "0"], "--max-distance 0"),
         (["cluster", "D", "--model", "nope.ftm"], "--model nope.ftm"),
         (["collect", "--for", "0"], "--for 0: give a number of seconds above 0"),
-        (["collect", "--broker", "host:port"], "--broker 'host:port' is not HOST[:PORT]"),
+        (["collect", "--broker", "host:port"], "broker 'host:port': port must be a number"),
     ],
 )
 def test_bad_inputs_get_one_line(

@@ -18,7 +18,7 @@ import aiomqtt
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 from agent.runtime.topics import FleetTopics
 from trainer.inbox import Inbox, InboxError
-from trainer.publish import BrokerOptions, PublishError, _client
+from trainer.publish import BrokerOptions, PublishError, connected
 
 
 @dataclass(slots=True)
@@ -53,8 +53,8 @@ async def collect(
     paho_logger = logging.Logger("facetrack.trainer.paho", level=logging.WARNING)
     paho_logger.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
     try:
-        client: MqttClient = _client(options, paho_logger)
-        async with client:
+        # The first broker of the list that answers, as `publish` and the agent connect.
+        async with connected(options, paho_logger) as client:
             granted = await client.subscribe(topic, qos=1)
             codes = [code if isinstance(code, int) else int(code.value) for code in granted or ()]
             if any(code >= 0x80 for code in codes):

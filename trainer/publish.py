@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiomqtt
 
+from agent.broker_address import BrokerAddress
 from agent.classifier.bundle import ParsedBundle, parse_bundle
 from agent.classifier.errors import BundleError, RejectCode
 from agent.classifier.signature import check_signed
@@ -51,6 +54,14 @@ class BrokerOptions:
     protocol: Literal["3.1.1", "5"] = "5"
     # None = plain TCP; a context with a client certificate loaded = mutual TLS.
     tls_context: ssl.SSLContext | None = None
+    # The nodes of a broker cluster, tried in order (the first that answers is used, as the
+    # agent does); empty = host:port.
+    brokers: tuple[BrokerAddress, ...] = ()
+    # Set on connect: the broker that answered, for the report.
+    used: str | None = field(default=None, compare=False)
+
+    def addresses(self) -> tuple[BrokerAddress, ...]:
+        return self.brokers or (BrokerAddress(self.host, self.port),)
 
 
 def check_bundle(data: bytes, trusted_keys: dict[str, Any] | None) -> tuple[ParsedBundle, bool]:
@@ -83,7 +94,7 @@ async def clear_retained(device: str, options: BrokerOptions) -> str:
     paho_logger = logging.Logger("facetrack.trainer.paho", level=logging.WARNING)
     paho_logger.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
     try:
-        async with _client(options, paho_logger) as client:
+        async with connected(options, paho_logger) as client:
             await client.publish_confirmed(topic, b"", qos=1, retain=True)
     except aiomqtt.MqttError as exc:
         cause = causes[-1] if causes else ""
@@ -91,10 +102,38 @@ async def clear_retained(device: str, options: BrokerOptions) -> str:
     return topic
 
 
-def _client(options: BrokerOptions, logger: logging.Logger) -> MqttClient:
+@contextlib.asynccontextmanager
+async def connected(options: BrokerOptions, logger: logging.Logger) -> AsyncIterator[MqttClient]:
+    """A connection to the first broker of the list that answers; MqttError naming each failure.
+
+    The retained model is stored by the cluster, so any node will do; a node that is down (or
+    refuses the login) is skipped, which is what lets `publish` work after a node was lost.
+    """
+    failures: list[str] = []
+    addresses = options.addresses()
+    for address in addresses:
+        client = _client(options, address, logger)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            failures.append(str(exc) if len(addresses) == 1 else f"{address}: {exc}")
+            continue
+        options.used = str(address)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.__aexit__(None, None, None)
+        return
+    raise aiomqtt.MqttError(
+        failures[0] if len(failures) == 1 else "no broker answered: " + "; ".join(failures)
+    )
+
+
+def _client(options: BrokerOptions, address: BrokerAddress, logger: logging.Logger) -> MqttClient:
     return MqttClient(
-        options.host,
-        options.port,
+        address.host,
+        address.port,
         username=options.username,
         password=options.password.reveal() if options.password is not None else None,
         protocol=aiomqtt.ProtocolVersion.V5 if options.protocol == "5" else aiomqtt.ProtocolVersion.V311,
@@ -102,22 +141,6 @@ def _client(options: BrokerOptions, logger: logging.Logger) -> MqttClient:
         identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
         logger=logger,
     )
-
-
-def split_broker(text: str) -> tuple[str, int | None]:
-    """HOST, HOST:PORT or [IPv6]:PORT; the port is None when not given. ValueError if malformed."""
-    if text.startswith("["):
-        host, closed, rest = text[1:].partition("]")
-        if not closed or (rest and not rest.startswith(":")):
-            raise ValueError(text)
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            host, port_text = text, ""
-    if not host:
-        raise ValueError(text)
-    return host, int(port_text) if port_text else None
 
 
 async def publish_bundle(
@@ -142,18 +165,8 @@ async def publish_bundle(
     causes: list[str] = []
     paho_logger = logging.Logger("facetrack.trainer.paho", level=logging.WARNING)
     paho_logger.addHandler(PahoLogTap(lambda record: causes.append(record.getMessage())))
-    v5 = options.protocol == "5"
     try:
-        async with MqttClient(
-            options.host,
-            options.port,
-            username=options.username,
-            password=options.password.reveal() if options.password is not None else None,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            tls_context=options.tls_context,
-            identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
-            logger=paho_logger,
-        ) as client:
+        async with connected(options, paho_logger) as client:
             # Subscribe first so a fast device's answer cannot slip by before we listen.
             await client.subscribe(topics.all_events, qos=1)
             started = time.monotonic()

@@ -221,7 +221,7 @@ class AgentApp:
             backend=r.stack.backend,
             workers=r.pool.size,
             model=r.service.current_version,
-            broker=f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+            broker=cfg.mqtt.describe_brokers(),
             outbox_depth=r.outbox.depth,
             # Relative to the working directory: say where, since another folder means another outbox.
             state_dir=str(cfg.state_dir.resolve()),
@@ -269,7 +269,7 @@ class AgentApp:
             "peak_rss_mb": peak_rss_mb(),
             # Redacted: every viewer of the retained status may read it (camera URLs carry passwords).
             "source": r.source.status(),
-            "mqtt": {k: link[k] for k in ("connected", "reconnects", "published", "last_error")},
+            "mqtt": {k: link[k] for k in ("connected", "broker", "reconnects", "published", "last_error")},
         }
 
     async def _publish_status_loop(self) -> None:

@@ -19,11 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agent.broker_address import parse_addresses
+
 EXAMPLES = """\
 examples:
   facetrack-agent run --input models/assets/data/video/hamilton_clip.mp4 --output out/annotated.mp4
   facetrack-agent run --config /etc/facetrack/config.toml --input 0            # first camera
   facetrack-agent run --input rtsp://cam.local/stream --broker mqtt.lan:1883 --device-id porch
+  facetrack-agent run --input 0 --broker mqtt-a.lan:8883,mqtt-b.lan:8883     # a broker cluster
   facetrack-agent run --input clip.mp4 --confidence 0.6 --cosine_distance 0.3  # original script's flags
 
 events go to <prefix>/<device>/events (JSON, QoS 1); availability and status are retained on
@@ -31,13 +34,13 @@ events go to <prefix>/<device>/events (JSON, QoS 1); availability and status are
 """
 
 
-def _broker(value: str) -> tuple[str, int | None]:
-    host, sep, port = value.rpartition(":")
-    if not sep or "]" in port:
-        return value, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"invalid port in {value!r} (want HOST or HOST:PORT)")
-    return host.strip("[]"), int(port)
+def _broker(value: str) -> str:
+    """One broker or a comma-separated cluster list; checked here so a typo is a usage error."""
+    try:
+        parse_addresses(value, 1883)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _positive_int(value: str) -> int:
@@ -192,8 +195,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mq.add_argument(
         "--broker",
         type=_broker,
-        metavar="HOST[:PORT]",
-        help="MQTT broker [{config:mqtt.host}:{config:mqtt.port}]",
+        metavar="HOST[:PORT][,HOST[:PORT]...]",
+        help="MQTT broker, or the nodes of a cluster: the first that answers is used, the next "
+        "when the connection is lost [{config:mqtt.host}:{config:mqtt.port}]",
     )
     mq.add_argument("--device-id", metavar="ID", help="this device's topic level [hostname]")
     mq.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix [{config:mqtt.topic_prefix}]")
@@ -239,13 +243,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Nested config overrides from the flags; absent flags are None and dropped by load_config."""
-    host, port = args.broker if args.broker else (None, None)
     return {
         "device_id": args.device_id,
         "state_dir": args.state_dir,
         "assets_dir": args.assets_dir,
         "log": {"level": args.log_level, "format": args.log_format},
-        "mqtt": {"host": host, "port": port, "topic_prefix": args.topic_prefix},
+        "mqtt": {"brokers": args.broker, "topic_prefix": args.topic_prefix},
         "inference": {"workers": args.workers, "threads": args.threads},
         "detection": {"confidence": args.confidence, "nms_threshold": args.nms_threshold},
         "tracker": {"max_cosine_distance": args.cosine_distance},

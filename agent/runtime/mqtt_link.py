@@ -1,6 +1,11 @@
 """The agent's one MQTT connection: drains the outbox, publishes availability and status,
 and dispatches subscribed messages, reconnecting forever with backoff.
 
+With several brokers (the nodes of a cluster, `[mqtt] brokers`) the link uses the first that
+answers and stays on it; when its connection is lost or a connect fails it tries the next at once,
+and waits the backoff only after every broker failed in a row. The outbox is per device, not per
+broker, so a move loses nothing: unacknowledged events are sent again to the next broker.
+
 Delivery is at-least-once: an event leaves the outbox only after its PUBACK, so an event whose
 PUBACK was lost with the connection is sent again after reconnect. Subscribers dedupe by `seq`.
 MQTT sessions are clean on purpose: the outbox, not the broker, is the durable queue.
@@ -19,18 +24,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiomqtt
-import paho.mqtt.client as paho_mqtt
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from agent.broker_address import BrokerAddress, BrokerRotation
 from agent.config import ClassifierConfig, MqttConfig
 from agent.events.schema import EventBase
 from agent.runtime.credentials import resolve_login, tls_context, tls_enabled
+from agent.runtime.link_client import link_client
 
 # Re-exported: bench/fleet.py and the tests import the client from the link.
 from agent.runtime.mqtt_client import MqttClient as MqttClient
 from agent.runtime.mqtt_client import PublishRefused as PublishRefused
-from agent.runtime.mqtt_limits import connect_properties
 from agent.runtime.outbox import Outbox
 from agent.runtime.outbox_drain import OutboxDrain
 from agent.runtime.subscriptions import Handler, Subscriptions
@@ -64,10 +69,6 @@ class PahoLogTap(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._sink(record)
-
-
-def _quiet(message: str) -> None:
-    del message
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -112,9 +113,9 @@ class MqttLink:
         self._max_bundle_bytes = max_bundle_bytes
         self._topics = topics
         self._outbox = outbox
-        self._log: FilteringBoundLogger = (logger or structlog.get_logger("facetrack.mqtt")).bind(
-            broker=f"{config.host}:{config.port}"
-        )
+        self._rotation = BrokerRotation(config.addresses())
+        self._broker: BrokerAddress | None = None
+        self._log: FilteringBoundLogger = logger or structlog.get_logger("facetrack.mqtt")
         self._window = max(1, window)
         self._rng = rng or random.Random()
         self._client_id = config.client_id or f"facetrack-{topics.device_id}"
@@ -156,10 +157,17 @@ class MqttLink:
         return self._client is not None
 
     @property
+    def broker(self) -> str | None:
+        """host:port of the broker the link is connected to (None while not connected)."""
+        return str(self._broker) if self._broker is not None and self._client is not None else None
+
+    @property
     def stats(self) -> dict[str, Any]:
         s = self._stats
         return {
             "connected": self.connected,
+            "broker": self.broker,
+            "brokers": [str(address) for address in self._rotation.addresses],
             "published": self._drain.published,
             "reconnects": max(0, s.connects - 1),
             "connects": s.connects,
@@ -222,8 +230,10 @@ class MqttLink:
         try:
             while not self._stop_requested.is_set():
                 attempt += 1
+                address = self._rotation.current
                 self._log.info(
                     "mqtt_connecting",
+                    broker=str(address),
                     attempt=attempt,
                     client_id=self._client_id,
                     protocol=self._config.protocol,
@@ -233,37 +243,53 @@ class MqttLink:
                 connected = False
                 self._client_error = None
                 try:
-                    client = self._make_client()
+                    client = self._make_client(address)
                     async with client:
                         connected = True
+                        self._broker = address
                         session_began = time.monotonic()
                         try:
                             await self._session(client)
                         finally:
-                            # Reset the backoff only after a stable session, so two agents that
-                            # share a client id (and kick each other off) do not reconnect in a
-                            # tight loop.
+                            # Reset the backoff (and the round of brokers) only after a stable
+                            # session, so two agents that share a client id (and kick each other
+                            # off) do not reconnect in a tight loop, on one broker or across several.
                             if time.monotonic() - session_began >= STABLE_SESSION_S:
                                 attempt = 0
+                                self._rotation.start_round()
                 except* aiomqtt.MqttError as group:
-                    self._note_error(group, connected)
+                    self._note_error(group, connected, address)
                 except* OSError as group:
-                    self._note_error(group, connected)
+                    self._note_error(group, connected, address)
                 except* Exception as group:
                     # Anything else (a full disk on ack, a TLS file that vanished) must not end the
                     # link for good: log it with its traceback and retry like a dropped connection.
-                    self._note_error(group, connected)
+                    self._note_error(group, connected, address)
                     self._log.error("mqtt_link_error", exc_info=group.exceptions[0])
                 finally:
                     self._client = None
+                    self._broker = None
                     self._stats.connected_since = None
                 if self._stop_requested.is_set():
                     break
+                self._rotation.failed()
+                if not self._rotation.round_failed:
+                    # Another broker of the list has not failed yet in this round: go there now.
+                    self._log.warning(
+                        "mqtt_failover",
+                        failed=str(address),
+                        next=str(self._rotation.current),
+                        error=self._stats.last_error,
+                        outbox_depth=self._outbox.depth,
+                    )
+                    continue
+                self._rotation.start_round()
                 delay = backoff_delay(
                     max(attempt, 1), self._config.reconnect_min_s, self._config.reconnect_max_s, self._rng
                 )
                 self._log.info(
                     "mqtt_reconnect_wait",
+                    next=str(self._rotation.current),
                     attempt=attempt,
                     delay_s=round(delay, 3),
                     error=self._stats.last_error,
@@ -319,7 +345,7 @@ class MqttLink:
     def _on_refused(self, error: str) -> None:
         self._stats.last_error = error
 
-    def _note_error(self, group: BaseExceptionGroup[Any], connected: bool) -> None:
+    def _note_error(self, group: BaseExceptionGroup[Any], connected: bool, address: BrokerAddress) -> None:
         exc = group.exceptions[0]
         error = f"{type(exc).__name__}: {exc}"
         if self._client_error and self._client_error not in error:
@@ -327,46 +353,34 @@ class MqttLink:
         self._stats.last_error = error
         if connected:
             self._stats.disconnects += 1
-            self._log.warning("mqtt_disconnected", error=self._stats.last_error)
+            self._log.warning("mqtt_disconnected", broker=str(address), error=self._stats.last_error)
         else:
             self._stats.connect_failures += 1
-            self._log.warning("mqtt_connect_failed", error=self._stats.last_error)
+            self._log.warning("mqtt_connect_failed", broker=str(address), error=self._stats.last_error)
 
-    def _make_client(self) -> MqttClient:
-        cfg = self._config
-        # The file's permissions were checked (and warned about) once, when the link was made.
-        login = resolve_login(cfg, warn=_quiet)
-        if login.password_dropped:
-            self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
-        v5 = cfg.protocol == "5"
-        client = MqttClient(
-            cfg.host,
-            cfg.port,
-            identifier=self._client_id,
-            username=login.username,
-            password=login.password.reveal() if login.password is not None else None,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+    def _make_client(self, address: BrokerAddress | None = None) -> MqttClient:
+        client, password_dropped = link_client(
+            self._config,
+            address or self._rotation.current,
+            client_id=self._client_id,
             will=aiomqtt.Will(self._topics.availability, OFFLINE, qos=1, retain=True),
-            clean_session=None if v5 else True,
-            # paho rejects any clean_start other than its default on MQTT 3.1.1.
-            clean_start=True if v5 else paho_mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-            keepalive=cfg.keepalive_s,
-            timeout=max(10.0, float(cfg.keepalive_s)),
-            max_inflight_messages=max(20, self._window),
-            # MQTT 5: the broker never sends a model larger than we take (see mqtt_limits).
-            properties=connect_properties(self._max_bundle_bytes) if v5 else None,
-            # Built per connection attempt, so a renewed client certificate is used on reconnect.
-            tls_context=tls_context(cfg),
+            window=self._window,
+            max_bundle_bytes=self._max_bundle_bytes,
             logger=self._paho_logger,
         )
-        # A full window of in-flight publishes is our design, not the warning sign aiomqtt assumes.
-        client.pending_calls_threshold = self._window + 10
+        if password_dropped:
+            self._log.warning("mqtt_password_ignored", reason="no mqtt.username set")
         return client
 
     async def _session(self, client: MqttClient) -> None:
         self._stats.connects += 1
         self._stats.connected_since = time.monotonic()
-        self._log.info("mqtt_connected", client_id=self._client_id, outbox_depth=self._outbox.depth)
+        self._log.info(
+            "mqtt_connected",
+            broker=str(self._broker),
+            client_id=self._client_id,
+            outbox_depth=self._outbox.depth,
+        )
         async with asyncio.TaskGroup() as group:
             # The reader ends the session: when the connection drops its iterator raises MqttError,
             # which cancels the drain and unwinds the whole group.

@@ -11,7 +11,7 @@ from typing import Any
 from agent.config import ConfigError, load_config
 from agent.runtime.credentials import resolve_login, tls_context
 from trainer.errors import TrainerError
-from trainer.publish import BrokerOptions, PublishError, split_broker
+from trainer.publish import BrokerOptions, PublishError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,7 +30,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="TOML", help="agent config.toml with the [mqtt] settings"
     )
-    parser.add_argument("--broker", metavar="HOST[:PORT]", help="broker address (default: [mqtt] host/port)")
+    parser.add_argument(
+        "--broker",
+        metavar="HOST[:PORT][,...]",
+        help="broker, or the nodes of a cluster tried in order (default: [mqtt] brokers, else host/port)",
+    )
     parser.add_argument("--username", help="broker user (default: [mqtt] username)")
     parser.add_argument("--password-file", type=Path, help="file holding the broker password")
     parser.add_argument("--prefix", help="topic prefix (default: [mqtt] topic_prefix)")
@@ -38,16 +42,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def broker_options(args: argparse.Namespace) -> BrokerOptions:
-    host: str | None = None
-    port: int | None = None
-    if args.broker:
-        try:
-            host, port = split_broker(args.broker)
-        except ValueError:
-            raise TrainerError(f"--broker {args.broker!r} is not HOST[:PORT]") from None
     overrides = {
-        "host": host,
-        "port": port,
+        "brokers": args.broker,
         "username": args.username,
         "password_file": args.password_file,
         "topic_prefix": args.prefix,
@@ -67,6 +63,7 @@ def broker_options(args: argparse.Namespace) -> BrokerOptions:
         prefix=mqtt.topic_prefix,
         protocol=mqtt.protocol,
         tls_context=context,
+        brokers=mqtt.addresses(),
     )
 
 

@@ -28,7 +28,6 @@ from trainer.publish import (
     clear_retained,
     format_table,
     publish_bundle,
-    split_broker,
 )
 
 _RENAMED = {"--key": "--tls-key", "--cert": "--tls-cert", "--ca": "--tls-ca"}
@@ -79,7 +78,10 @@ def add_parser(subparsers: Subparsers) -> None:
         "--device", required=True, metavar="ID|all", help="device id, or 'all' for the fleet"
     )
     publish.add_argument(
-        "--broker", metavar="HOST[:PORT]", help="MQTT broker (default: config mqtt.host:port)"
+        "--broker",
+        metavar="HOST[:PORT][,...]",
+        help="MQTT broker, or the nodes of a cluster tried in order (default: config mqtt.brokers, "
+        "else mqtt.host:port)",
     )
     publish.add_argument(
         "--config",
@@ -151,17 +153,9 @@ _FILE_FLAGS = {
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The [mqtt] settings given as flags, nested like config.toml; None = not given."""
-    host: str | None = None
-    port: int | None = None
-    if args.broker:
-        try:
-            host, port = split_broker(args.broker)
-        except ValueError:
-            raise ConfigError(f"--broker {args.broker!r} is not HOST[:PORT]") from None
     tls = {"ca_file": args.tls_ca, "cert_file": args.tls_cert, "key_file": args.tls_key, "enabled": args.tls}
     return {
-        "host": host,
-        "port": port,
+        "brokers": args.broker,
         "username": args.username,
         "password_file": args.password_file,
         "protocol": args.protocol,
@@ -249,12 +243,13 @@ def run(args: argparse.Namespace) -> int:
         prefix=mqtt.topic_prefix,
         protocol=mqtt.protocol,
         tls_context=context,
+        brokers=mqtt.addresses(),
     )
     if args.clear:
         try:
             cleared = asyncio.run(clear_retained(args.device, options))
         except Exception as exc:  # PublishError and socket errors: one line for the user
-            raise TrainerError(f"MQTT {mqtt.host}:{mqtt.port}: {exc}", exit_code=1) from None
+            raise TrainerError(f"MQTT {mqtt.describe_brokers()}: {exc}", exit_code=1) from None
         print(f"cleared the retained model on {cleared}")
         return 0
     try:
@@ -268,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
                 "; the broker wants a client certificate: --tls-cert/--tls-key or [mqtt.tls] "
                 "cert_file/key_file"
             )
-        raise TrainerError(f"MQTT {mqtt.host}:{mqtt.port}: {exc}{hint}", exit_code=1) from None
+        raise TrainerError(f"MQTT {mqtt.describe_brokers()}: {exc}{hint}", exit_code=1) from None
     if args.json:
         print(json.dumps([a.__dict__ for a in answers], indent=2))
     else:
