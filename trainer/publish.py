@@ -18,7 +18,8 @@ from agent.broker_address import BrokerAddress
 from agent.classifier.bundle import ParsedBundle, parse_bundle
 from agent.classifier.errors import BundleError, RejectCode
 from agent.classifier.signature import check_signed
-from agent.runtime.credentials import Secret
+from agent.config import MqttConfig
+from agent.runtime.credentials import Login, Secret
 from agent.runtime.mqtt_link import MqttClient, PahoLogTap
 from agent.runtime.topics import FLEET, FleetTopics
 
@@ -59,6 +60,20 @@ class BrokerOptions:
     brokers: tuple[BrokerAddress, ...] = ()
     # Set on connect: the broker that answered, for the report.
     used: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_mqtt(cls, mqtt: MqttConfig, login: Login, tls: ssl.SSLContext | None) -> BrokerOptions:
+        """Connect as an agent with this `[mqtt]` would, with its resolved login and TLS context."""
+        return cls(
+            host=mqtt.host,
+            port=mqtt.port,
+            username=login.username,
+            password=login.password,
+            prefix=mqtt.topic_prefix,
+            protocol=mqtt.protocol,
+            tls_context=tls,
+            brokers=mqtt.addresses(),
+        )
 
     def addresses(self) -> tuple[BrokerAddress, ...]:
         return self.brokers or (BrokerAddress(self.host, self.port),)

@@ -55,16 +55,7 @@ def broker_options(args: argparse.Namespace) -> BrokerOptions:
         context = tls_context(mqtt)
     except ConfigError as exc:
         raise TrainerError(str(exc)) from None
-    return BrokerOptions(
-        host=mqtt.host,
-        port=mqtt.port,
-        username=login.username,
-        password=login.password,
-        prefix=mqtt.topic_prefix,
-        protocol=mqtt.protocol,
-        tls_context=context,
-        brokers=mqtt.addresses(),
-    )
+    return BrokerOptions.from_mqtt(mqtt, login, context)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -235,16 +235,7 @@ def run(args: argparse.Namespace) -> int:
             "a password is set but no user name (--username or mqtt.username); MQTT 3.1.1 cannot "
             "send it, connecting without"
         )
-    options = BrokerOptions(
-        host=mqtt.host,
-        port=mqtt.port,
-        username=login.username,
-        password=login.password,
-        prefix=mqtt.topic_prefix,
-        protocol=mqtt.protocol,
-        tls_context=context,
-        brokers=mqtt.addresses(),
-    )
+    options = BrokerOptions.from_mqtt(mqtt, login, context)
     if args.clear:
         try:
             cleared = asyncio.run(clear_retained(args.device, options))
