@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.broker_address import BrokerAddress
 from agent.config import load_config
 from agent.runtime import cli
 
@@ -34,7 +35,7 @@ def test_original_flags_map_onto_the_config(style: str, tmp_path: Path) -> None:
     assert config.pipeline.input == "clip.mp4" and config.pipeline.output == "out.mp4"
     assert config.detection.confidence == 0.6 and config.detection.nms_threshold == 0.8
     assert config.tracker.max_cosine_distance == 0.3
-    assert (config.mqtt.host, config.mqtt.port) == ("mqtt.lan", 8883)
+    assert config.mqtt.addresses() == (BrokerAddress("mqtt.lan", 8883),)
     assert config.device_id == "porch" and config.state_dir == tmp_path
     assert config.pipeline.frame_stride == 2 and args.max_frames == 50
 
@@ -55,7 +56,7 @@ def test_flags_beat_environment_beat_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_broker_without_port_keeps_the_configured_port() -> None:
     config = load_config(None, **cli.overrides_from_args(_parse(["--broker", "10.0.0.5"])))
-    assert config.mqtt.host == "10.0.0.5" and config.mqtt.port == 1883
+    assert config.mqtt.addresses() == (BrokerAddress("10.0.0.5", 1883),)
 
 
 def test_bad_flag_values_are_usage_errors() -> None:
