@@ -110,7 +110,7 @@ TIMING_TESTS ?= tests/test_agent_e2e.py tests/test_pipeline_live.py tests/test_p
 	tests/test_hot_reload.py tests/test_broker_acl.py tests/test_mqtt_link.py \
 	tests/test_homeassistant.py tests/test_outbox.py tests/test_signals.py tests/test_flush_at_eof.py \
 	tests/test_state_lock.py tests/test_robustness_disk.py tests/test_event_timing_and_status.py \
-	tests/test_mqtt_failover.py tests/test_broker_cluster.py
+	tests/test_mqtt_failover.py tests/test_broker_cluster.py tests/test_robustness_stream.py tests/test_enrolment_store.py
 test-timing: setup
 	@echo "== pinned to core $(TIMING_CORE) (load average $$(cut -d' ' -f1-3 /proc/loadavg)) =="
 	taskset -c $(TIMING_CORE) $(VENV)/bin/pytest -q -p no:cacheprovider $(TIMING_TESTS)
