@@ -1,4 +1,7 @@
-"""The work of `facetrack-trainer cluster`: embed, group, name the likely enrolled people, print."""
+"""The work of `facetrack-trainer cluster`: embed, group, name the likely enrolled people, print.
+
+Imported by `cluster.run` only, so its OpenCV, SciPy and model imports stay out of `--help`.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +14,20 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.classifier.errors import BundleError
 from agent.classifier.labels import UNKNOWN
 from agent.config import ConfigError
 from agent.vision.inference import ModelLoadError
 from trainer.commands.options import vision_config
 from trainer.commands.photos import model_missing
+from trainer.dataset import DatasetError, FaceEmbedding
 from trainer.errors import TrainerError
+from trainer.evaluate import load_bundle_unverified
+from trainer.groups import cluster, load_faces, save
 
 
 def _probably(bundle: Path, embedder_id: str) -> Any:
     """A function: a group's embeddings -> the enrolled name most of them get, or None."""
-    from agent.classifier.errors import BundleError
-    from trainer.evaluate import load_bundle_unverified
-
     try:
         classifier = load_bundle_unverified(bundle).classifier
     except (BundleError, OSError) as exc:
@@ -46,8 +50,6 @@ def _probably(bundle: Path, embedder_id: str) -> Any:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
-    from trainer.dataset import DatasetError, FaceEmbedding
-    from trainer.groups import cluster, load_faces, save
 
     root: Path = args.dir
     if not root.is_dir():
