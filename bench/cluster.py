@@ -2,41 +2,62 @@
 
     python -m bench.cluster [--json]
 
-Faces are found and embedded exactly as `train` and `cluster` do (the default config's detector,
-alignment and SFace, photos padded by 0.5). Two sets of people that share nobody:
+Faces are found and embedded exactly as `cluster` does (trainer/photo_faces.py: the default
+config's detector, alignment and SFace, photos padded by 0.5, the agent's quality numbers). Two
+sets of people that share nobody:
 - A: data/faces/dlib_johns, 5 people x 11 photos;
 - B: data/faces/knn (train, and the single-face test photos), data/faces/refs (alex, obama,
-  lin-manuel-miranda), and every face of photos/dlib_faces (group photos of strangers: each face
-  its own identity, so it can only cost precision).
-Both sets are pooled and split by person into 5 folds (4 seeds): the cut is chosen on 4 folds (the
-largest cosine distance on a grid whose pairwise precision stays at or above 0.97) and scored on the
-held-out fold; pairs are summed over the held-out folds. The default (trainer/clustering.py) is the
-median of the chosen cuts; the curve of each set under every cut is printed too.
+  lin-manuel-miranda), and every face of the 9 VOC group photos and dogs.jpg in photos/dlib_faces
+  (strangers: each face its own identity, so it can only cost precision).
+photos/dlib_faces/bald_guys.jpg is a collage of 4 actors, each several times, with no labels: it
+is not scored (a "stranger" per face would count true matches as wrong), only its groups shown.
+
+The rule has two numbers: the cosine cut of average linkage and the smallest face height grouped
+(faces failing the agent's own gate are never grouped). People of both sets are pooled and split
+into 5 folds (4 seeds): on 4 folds the rule finding the most pairs while keeping pairwise
+precision >= 0.97 on each set is chosen, and scored on the fifth; pairs are summed over the
+held-out folds, per set and pooled. The default rule (trainer/cluster_cut.py) is then scored on
+each whole set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.config import load_config
-from trainer.clustering import DEFAULT_DISTANCE, PRECISION_TARGET, choose_distance, group_faces, pair_score
+from agent.vision.face_quality import QualityParams
+from trainer.clustering import (
+    PRECISION_TARGET,
+    LabelledFaces,
+    PairScore,
+    Rule,
+    choose_rule,
+    group_gated,
+    pair_score,
+)
 from trainer.dataset import FaceEmbedding, list_images
+from trainer.photo_faces import PhotoFace, photo_faces
 
 FOLDS = 5
 SEEDS = 4
-GRID = [round(0.30 + 0.02 * i, 2) for i in range(31)]
+CUTS = [round(0.40 + 0.02 * i, 2) for i in range(16)]
+# From the agent's own gate (detection.face_min_height, 20 px) up.
+HEIGHTS = [20.0, 24.0, 32.0, 40.0, 48.0, 56.0, 64.0]
 _KNN_TEST = {
     "alex_lacamoire1.jpg": "alex_lacamoire",
     "johnsnow_test1.jpg": "kit_harington",
     "obama1.jpg": "obama",
 }
 _REFS = {"alex-lacamoire.png": "alex_lacamoire", "obama_small.jpg": "obama", "lin-manuel-miranda.png": "lin"}
+_COLLAGE = "bald_guys.jpg"
 
 
 def _set_a(data: Path) -> list[tuple[Path, str]]:
@@ -56,21 +77,79 @@ def _set_b(data: Path) -> list[tuple[Path, str]]:
     return items
 
 
-def embed(
-    embedding: FaceEmbedding, items: list[tuple[Path, str]], strangers: list[Path]
-) -> tuple[Any, list[str]]:
-    rows: list[Any] = []
-    ids: list[str] = []
-    for path, who in items:
-        faces = embedding.faces_in(path)
-        if len(faces) == 1:
-            rows.append(faces[0])
-            ids.append(who)
-    for path in strangers:
-        for k, face in enumerate(embedding.faces_in(path)):
-            rows.append(face)
-            ids.append(f"stranger/{path.name}/{k}")
-    return np.asarray(rows, dtype=np.float32), ids
+class _Faces:
+    """Embeds photos and turns their faces into a scored set."""
+
+    def __init__(self, embedding: FaceEmbedding, gate: QualityParams) -> None:
+        self.embedding = embedding
+        self.gate = gate
+
+    def _row(self, face: PhotoFace) -> tuple[Any, float]:
+        # A face the agent's own gate rejects is never grouped: height 0 puts it under any gate.
+        height = face.quality.height if face.quality.rejected(self.gate) is None else 0.0
+        return face.embedding, height
+
+    def labelled(self, items: list[tuple[Path, str]], strangers: list[Path]) -> LabelledFaces:
+        rows: list[Any] = []
+        heights: list[float] = []
+        ids: list[str] = []
+        for path, who in items:
+            faces = photo_faces(self.embedding, path)
+            if len(faces) == 1:  # a labelled photo with several faces does not say which is whom
+                row, height = self._row(faces[0])
+                rows.append(row)
+                heights.append(height)
+                ids.append(who)
+        for path in strangers:
+            for face in photo_faces(self.embedding, path):
+                row, height = self._row(face)
+                rows.append(row)
+                heights.append(height)
+                ids.append(f"stranger/{path.name}/{face.index}")
+        return LabelledFaces(np.asarray(rows, dtype=np.float32), heights, ids)
+
+
+def _fmt(correct: float, predicted: int, true: int) -> dict[str, Any]:
+    return {
+        "precision": round(correct / predicted, 4) if predicted else 1.0,
+        "recall": round(correct / true, 4) if true else 1.0,
+        "correct_pairs": round(correct),
+        "predicted_pairs": predicted,
+        "true_pairs": true,
+    }
+
+
+def _add(total: list[float], score: PairScore) -> None:
+    total[0] += score.precision * score.predicted_pairs
+    total[1] += score.predicted_pairs
+    total[2] += score.true_pairs
+
+
+def held_out(sets: dict[str, LabelledFaces]) -> dict[str, Any]:
+    """People of all sets pooled, 5 folds x 4 seeds: rule chosen on 4 folds, scored on the fifth."""
+    people = sorted({who for s in sets.values() for who in s.identities})
+    totals = {name: [0.0, 0.0, 0.0] for name in sets}
+    rules: Counter[tuple[float, float]] = Counter()
+    for seed in range(SEEDS):
+        order = np.random.default_rng(seed).permutation(len(people))
+        fold_of = {people[i]: k % FOLDS for k, i in enumerate(order)}
+        for fold in range(FOLDS):
+            tune, test = [], []
+            for s in sets.values():
+                rows = range(len(s.identities))
+                tune.append(s.subset([i for i in rows if fold_of[s.identities[i]] != fold]))
+                test.append(s.subset([i for i in rows if fold_of[s.identities[i]] == fold]))
+            rule = choose_rule(tune, CUTS, HEIGHTS, PRECISION_TARGET)
+            rules[(rule.max_distance, rule.min_height)] += 1
+            for name, s in zip(sets, test, strict=True):
+                _add(totals[name], pair_score(group_gated(s.embeddings, s.heights, rule), s.identities))
+    pooled = [sum(t[k] for t in totals.values()) for k in range(3)]
+    out: dict[str, Any] = {name: _fmt(t[0], int(t[1]), int(t[2])) for name, t in totals.items()}
+    out["pooled"] = _fmt(pooled[0], int(pooled[1]), int(pooled[2]))
+    out["rules_chosen"] = [
+        {"max_distance": cut, "min_height": height, "folds": n} for (cut, height), n in rules.most_common()
+    ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,95 +157,85 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--assets-dir", type=Path, default=Path("models/assets"))
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
     config = load_config(None, assets_dir=args.assets_dir)
     data = args.assets_dir / "data"
     embedding = FaceEmbedding.from_config(config, cache_dir=None, pad=0.5)
-    strangers = list_images(data / "photos" / "dlib_faces")
+    gate = QualityParams(
+        config.detection.face_min_height, config.detection.face_min_sharpness, config.detection.face_max_turn
+    )
+    faces = _Faces(embedding, gate)
+    photos = data / "photos" / "dlib_faces"
+    strangers = [p for p in list_images(photos) if p.name != _COLLAGE]
     sets = {
-        "A (dlib_johns)": embed(embedding, _set_a(data), []),
-        "B (knn, refs, strangers)": embed(embedding, _set_b(data), strangers),
+        "A (dlib_johns)": faces.labelled(_set_a(data), []),
+        "B (knn, refs, strangers)": faces.labelled(_set_b(data), strangers),
     }
+    default = Rule()
     out: dict[str, Any] = {
         "embedder": embedding.embedder_id,
         "precision_target": PRECISION_TARGET,
-        "folds": [],
+        "sets": {
+            n: {"faces": len(s.identities), "identities": len(set(s.identities))} for n, s in sets.items()
+        },
+        "held_out": held_out(sets),
+        "default": {"max_distance": default.max_distance, "min_height": default.min_height},
+        "default_on": {},
     }
-    (x_a, y_a), (x_b, y_b) = sets.values()
-    x_all = np.concatenate([x_a, x_b])
-    y_all = y_a + y_b
-    people = sorted(set(y_all))
-    totals = np.zeros(3)  # correct pairs, predicted pairs, true pairs over the held-out folds
-    for seed in range(SEEDS):
-        order = np.random.default_rng(seed).permutation(len(people))
-        fold_of = {people[i]: k % FOLDS for k, i in enumerate(order)}
-        for fold in range(FOLDS):
-            held = np.array([fold_of[y] == fold for y in y_all])
-            y_tune = [y for y, h in zip(y_all, held, strict=True) if not h]
-            y_test = [y for y, h in zip(y_all, held, strict=True) if h]
-            cut = choose_distance(x_all[~held], y_tune, GRID, PRECISION_TARGET)
-            score = pair_score(group_faces(x_all[held], cut), y_test)
-            totals += (score.precision * score.predicted_pairs, score.predicted_pairs, score.true_pairs)
-            totals_recall = score.recall * score.true_pairs
-            out["folds"].append(
-                {
-                    "seed": seed,
-                    "fold": fold,
-                    "cut": cut,
-                    "people_held_out": len(set(y_test)),
-                    "faces_held_out": len(y_test),
-                    "precision": round(score.precision, 4),
-                    "recall": round(score.recall, 4),
-                    "true_pairs": score.true_pairs,
-                    "correct_pairs": round(totals_recall),
-                    "predicted_pairs": score.predicted_pairs,
-                }
-            )
-    correct = sum(f["correct_pairs"] for f in out["folds"])
-    predicted = sum(f["predicted_pairs"] for f in out["folds"])
-    true = sum(f["true_pairs"] for f in out["folds"])
-    cuts = sorted(f["cut"] for f in out["folds"])
-    out["held_out"] = {
-        "precision": round(correct / predicted, 4) if predicted else 1.0,
-        "recall": round(correct / true, 4) if true else 1.0,
-        "pairs": true,
-        "cuts": {"min": cuts[0], "median": cuts[len(cuts) // 2], "max": cuts[-1]},
-    }
-    out["default_cut"] = DEFAULT_DISTANCE
-    out["default_on"] = {}
-    for name, (x, y) in sets.items():
-        s = pair_score(group_faces(x, DEFAULT_DISTANCE), y)
-        out["default_on"][name] = {"precision": round(s.precision, 4), "recall": round(s.recall, 4)}
-    out["curve"] = {
-        name: [
-            (cut, round((s := pair_score(group_faces(x, cut), y)).precision, 3), round(s.recall, 3))
-            for cut in GRID
-        ]
-        for name, (x, y) in sets.items()
-    }
+    total = [0.0, 0.0, 0.0]
+    for name, s in sets.items():
+        score = pair_score(group_gated(s.embeddings, s.heights, default), s.identities)
+        _add(total, score)
+        correct = score.precision * score.predicted_pairs
+        out["default_on"][name] = _fmt(correct, score.predicted_pairs, score.true_pairs)
+    out["default_on"]["pooled"] = _fmt(total[0], int(total[1]), int(total[2]))
+    everyone = choose_rule(list(sets.values()), CUTS, HEIGHTS, PRECISION_TARGET)
+    out["chosen_on_all"] = {"max_distance": everyone.max_distance, "min_height": everyone.min_height}
+    collage = faces.labelled([], [photos / _COLLAGE])
+    found = group_gated(collage.embeddings, collage.heights, default)
+    out["collage"] = {"faces": len(collage.identities), "group_sizes": [len(g) for g in found]}
+    load_end = os.getloadavg()
+    out["load_average"] = {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in load_end]}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    h = out["held_out"]
-    print(
-        f"embedder {out['embedder']}; {len(people)} identities, {len(y_all)} faces;"
-        f" {FOLDS}-fold over people x {SEEDS} seeds:"
-        f" cut chosen on the other folds at pairwise precision >= {PRECISION_TARGET}"
-    )
-    print(
-        f"held out: pairwise precision {h['precision']:.3f} recall {h['recall']:.3f}"
-        f" over {h['pairs']} true pairs;"
-        f" chosen cuts min {h['cuts']['min']:.2f} median {h['cuts']['median']:.2f} max {h['cuts']['max']:.2f}"
-    )
-    for name, s in out["default_on"].items():
-        print(
-            f"default cut {DEFAULT_DISTANCE:.2f} on {name}:"
-            f" precision {s['precision']:.3f} recall {s['recall']:.3f}"
-        )
-    print("cut   " + "   ".join(f"{name[:1]}: prec  rec" for name in sets))
-    for i, cut in enumerate(GRID):
-        row = "   ".join(f"   {out['curve'][n][i][1]:.3f} {out['curve'][n][i][2]:.3f}" for n in sets)
-        print(f"{cut:.2f} {row}")
+    _print(out)
     return 0
+
+
+def _line(label: str, s: dict[str, Any]) -> str:
+    return (
+        f"  {label:<26} precision {s['precision']:.3f} recall {s['recall']:.3f}"
+        f"  ({s['correct_pairs']} of {s['predicted_pairs']} predicted pairs right,"
+        f" {s['true_pairs']} true pairs)"
+    )
+
+
+def _print(out: dict[str, Any]) -> None:
+    load = out["load_average"]
+    print(f"embedder {out['embedder']}; load average start {load['start']} end {load['end']}")
+    for name, s in out["sets"].items():
+        print(f"set {name}: {s['faces']} faces, {s['identities']} identities")
+    print(
+        f"held out ({FOLDS}-fold over people x {SEEDS} seeds; rule chosen on the other folds:"
+        f" most pairs at precision >= {out['precision_target']} on each set):"
+    )
+    for name, s in out["held_out"].items():
+        if name != "rules_chosen":
+            print(_line(name, s))
+    chosen = ", ".join(
+        f"cut {r['max_distance']:.2f} min height {r['min_height']:g} x{r['folds']}"
+        for r in out["held_out"]["rules_chosen"]
+    )
+    print(f"  rules chosen: {chosen}")
+    d = out["default"]
+    print(f"default rule (cut {d['max_distance']:.2f}, min height {d['min_height']:g} px) on each whole set:")
+    for name, s in out["default_on"].items():
+        print(_line(name, s))
+    a = out["chosen_on_all"]
+    print(f"rule chosen on all people: cut {a['max_distance']:.2f}, min height {a['min_height']:g} px")
+    c = out["collage"]
+    print(f"{_COLLAGE} (4 actors, unlabelled, not scored): {c['faces']} faces, groups of {c['group_sizes']}")
 
 
 if __name__ == "__main__":

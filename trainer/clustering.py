@@ -1,12 +1,14 @@
 """Group face embeddings into people, and score a grouping against known identities (pure).
 
-The rule: average-linkage agglomerative clustering on cosine distance, cut at DEFAULT_DISTANCE. Two
-groups join while the mean distance between their members stays below the cut, so one blurred face
-cannot chain two people together the way single linkage would. Groups of one are "ungrouped".
+The rule: faces below the quality gate (shorter than `min_height`, or failing the agent's own gate)
+are not grouped; the others go through average-linkage agglomerative clustering on cosine
+distance, cut at `max_distance`. Two groups join while the mean distance between their members
+stays below the cut, so one blurred face cannot chain two people together the way single linkage
+would. Groups of one are "ungrouped".
 
-DEFAULT_DISTANCE is chosen by `python -m bench.cluster` on the shared face sets, leaving whole
-people out: the cut is picked on one set of people (the largest with pairwise precision >= 0.97)
-and scored on the other (docs/enrolment.md#how-the-grouping-rule-was-chosen).
+Both numbers are chosen by `python -m bench.cluster` on the shared face sets, leaving whole people
+out: picked on some people (the rule with the best recall whose pairwise precision stays >= 0.97 on
+every set) and scored on the others (docs/enrolment.md#how-the-grouping-rule-was-chosen).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy.typing as npt
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from trainer.cluster_cut import DEFAULT_DISTANCE as DEFAULT_DISTANCE
+from trainer.cluster_cut import DEFAULT_MIN_HEIGHT as DEFAULT_MIN_HEIGHT
 
 # The pairwise precision bench/cluster.py keeps when it picks the cut: a wrong merge puts one
 # person's faces under another's name, which costs more than a person split in two groups.
@@ -50,6 +53,25 @@ def group_faces(embeddings: npt.ArrayLike, max_distance: float = DEFAULT_DISTANC
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    max_distance: float = DEFAULT_DISTANCE
+    min_height: float = DEFAULT_MIN_HEIGHT
+
+
+def group_gated(
+    embeddings: npt.ArrayLike, heights: Sequence[float], rule: Rule, passed: Sequence[bool] | None = None
+) -> list[list[int]]:
+    """Groups of two or more rows, largest first, among the faces at least `rule.min_height` tall
+    (and `passed`, the agent's gate, when given); every other row is ungrouped."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    kept = [i for i, h in enumerate(heights) if h >= rule.min_height and (passed is None or passed[i])]
+    if len(kept) < 2:
+        return []
+    found = group_faces(x[kept], rule.max_distance)
+    return [[kept[i] for i in rows] for rows in found if len(rows) >= 2]
+
+
+@dataclass(frozen=True, slots=True)
 class PairScore:
     precision: float
     recall: float
@@ -77,13 +99,40 @@ def pair_score(groups: Sequence[Sequence[int]], identities: Sequence[str]) -> Pa
     return PairScore(precision, recall, predicted, true_pairs)
 
 
-def choose_distance(
-    embeddings: npt.ArrayLike, identities: Sequence[str], grid: Sequence[float], precision_target: float
-) -> float:
-    """The largest cut on `grid` whose grouping keeps pairwise precision >= the target (the first
-    grid value when none does)."""
-    best = grid[0]
-    for cut in sorted(grid):
-        if pair_score(group_faces(embeddings, cut), identities).precision >= precision_target:
-            best = cut
-    return best
+@dataclass(frozen=True, slots=True)
+class LabelledFaces:
+    """One face set: embeddings, face heights and who each face is."""
+
+    embeddings: npt.NDArray[np.float32]
+    heights: list[float]
+    identities: list[str]
+
+    def subset(self, rows: Sequence[int]) -> LabelledFaces:
+        return LabelledFaces(
+            self.embeddings[list(rows)],
+            [self.heights[i] for i in rows],
+            [self.identities[i] for i in rows],
+        )
+
+
+def choose_rule(
+    sets: Sequence[LabelledFaces], cuts: Sequence[float], heights: Sequence[float], precision_target: float
+) -> Rule:
+    """The rule with the most pairs found (summed over the sets) among those whose pairwise
+    precision is >= the target on every set. Ties go to the smaller cut (a wrong merge costs more
+    than a split: a plateau of equal recall is entered at its strict end), then the lower gate.
+    When none qualifies: the smallest cut with the highest gate."""
+    best: tuple[int, float, float] | None = None
+    for cut in cuts:
+        for height in heights:
+            rule = Rule(cut, height)
+            scores = [pair_score(group_gated(s.embeddings, s.heights, rule), s.identities) for s in sets]
+            if any(sc.precision < precision_target for sc in scores):
+                continue
+            found = round(sum(sc.recall * sc.true_pairs for sc in scores))
+            key = (found, -cut, -height)
+            if best is None or key > best:
+                best = key
+    if best is None:
+        return Rule(min(cuts), max(heights))
+    return Rule(-best[1], -best[2])

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainer.cluster_cut import DEFAULT_DISTANCE
+from trainer.cluster_cut import DEFAULT_DISTANCE, DEFAULT_MIN_HEIGHT
 from trainer.commands.options import add_vision
 
 
@@ -16,7 +16,9 @@ def add_parser(subparsers: Any) -> None:
         help="group the faces of an inbox (from `collect`) or of any photo folder into people",
         description="Group faces into people with the agent's embedder. DIR is an inbox written by "
         "`collect` or any folder of photos (searched recursively; faces are detected as `train` "
-        "does; photos with no face or several are skipped and listed on stderr). Writes "
+        "does; every face is a member: PATH for a photo with one face, PATH#k for the k-th face "
+        "from the left of a photo with several; photos with no face are listed on stderr). Faces "
+        "the agent's quality gate rejects are listed as ungrouped. Writes "
         "DIR/.groups/groups.json and a contact sheet PNG per group; prints the groups, largest "
         "first, with size, devices, first and last seen. Then: `facetrack-trainer name g1 --as "
         "alice --photos photos/`, `merge`, `discard`.",
@@ -28,6 +30,13 @@ def add_parser(subparsers: Any) -> None:
         default=DEFAULT_DISTANCE,
         help="cosine distance at which groups stop merging (default %(default)s, chosen on held-out "
         "people by bench/cluster.py); lower = purer, smaller groups",
+    )
+    parser.add_argument(
+        "--min-face-height",
+        type=float,
+        default=DEFAULT_MIN_HEIGHT,
+        help="faces shorter than this (pixels) are not grouped (default %(default)s, chosen with the "
+        "cut by bench/cluster.py)",
     )
     parser.add_argument(
         "--model",

@@ -17,7 +17,9 @@ import numpy.typing as npt
 from agent.classifier.errors import BundleError
 from agent.classifier.labels import UNKNOWN
 from agent.config import ConfigError
+from agent.vision.face_quality import QualityParams
 from agent.vision.inference import ModelLoadError
+from trainer.clustering import Rule
 from trainer.commands.options import vision_config
 from trainer.commands.photos import model_missing
 from trainer.dataset import DatasetError, FaceEmbedding
@@ -56,13 +58,17 @@ def run_cluster(args: argparse.Namespace) -> int:
         raise TrainerError(f"{root} is not a directory")
     if not 0.0 < args.max_distance < 2.0:
         raise TrainerError(f"--max-distance {args.max_distance:g}: a cosine distance between 0 and 2")
+    if args.min_face_height < 0:
+        raise TrainerError(f"--min-face-height {args.min_face_height:g}: pixels, 0 or more")
     try:
         config = vision_config(args)
         embedding = FaceEmbedding.from_config(
             config, cache_dir=None if args.no_cache else args.cache_dir, pad=args.pad
         )
         probably = _probably(args.model, embedding.embedder_id) if args.model else None
-        faces, skipped = load_faces(root, embedding, progress=not args.quiet)
+        detection = config.detection
+        gate = QualityParams(detection.face_min_height, detection.face_min_sharpness, detection.face_max_turn)
+        faces, skipped = load_faces(root, embedding, gate, progress=not args.quiet)
     except (ConfigError, DatasetError) as exc:
         raise TrainerError(str(exc)) from None
     except ModelLoadError as exc:
@@ -75,7 +81,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         root,
         faces,
         embedder=embedding.embedder_id,
-        max_distance=args.max_distance,
+        rule=Rule(args.max_distance, args.min_face_height),
         probably=probably,
         skipped=skipped,
     )
@@ -88,7 +94,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{len(faces)} faces in {root}: {len(result.groups)} groups, "
-        f"{len(result.ungrouped)} ungrouped (cut {args.max_distance:g})"
+        f"{len(result.ungrouped)} ungrouped (cut {args.max_distance:g}, faces under "
+        f"{args.min_face_height:g} px or failing the quality gate ungrouped)"
     )
     for g in result.groups:
         parts = [f"{g.id}: {len(g.members)} faces"]
