@@ -15,9 +15,9 @@ is not scored (a "stranger" per face would count true matches as wrong), only it
 The rule has two numbers: the cosine cut of average linkage and the smallest face height grouped
 (faces failing the agent's own gate are never grouped). People of both sets are pooled and split
 into 5 folds (4 seeds): on 4 folds the rule finding the most pairs while keeping pairwise
-precision >= 0.97 on each set is chosen, and scored on the fifth; pairs are summed over the
-held-out folds, per set and pooled. The default rule (trainer/cluster_cut.py) is then scored on
-each whole set.
+precision >= 0.97 on each set is chosen (clustering.choose_rule: the middle of the plateau of
+equally good cuts), and scored on the fifth; pairs are summed over the held-out folds, per set and
+pooled. The default rule (trainer/cluster_cut.py) is then scored on each whole set.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from trainer.clustering import (
     choose_rule,
     group_gated,
     pair_score,
+    plateaus,
 )
 from trainer.dataset import FaceEmbedding, list_images
 from trainer.photo_faces import PhotoFace, photo_faces
@@ -189,8 +190,20 @@ def main(argv: list[str] | None = None) -> int:
         correct = score.precision * score.predicted_pairs
         out["default_on"][name] = _fmt(correct, score.predicted_pairs, score.true_pairs)
     out["default_on"]["pooled"] = _fmt(total[0], int(total[1]), int(total[2]))
+    # The same cut with only the agent's gate (20 px): what the height gate buys.
+    ungated = Rule(default.max_distance, HEIGHTS[0])
+    out["default_cut_agent_gate_only"] = {}
+    for name, s in sets.items():
+        score = pair_score(group_gated(s.embeddings, s.heights, ungated), s.identities)
+        correct = score.precision * score.predicted_pairs
+        out["default_cut_agent_gate_only"][name] = _fmt(correct, score.predicted_pairs, score.true_pairs)
     everyone = choose_rule(list(sets.values()), CUTS, HEIGHTS, PRECISION_TARGET)
-    out["chosen_on_all"] = {"max_distance": everyone.max_distance, "min_height": everyone.min_height}
+    flat = plateaus(list(sets.values()), CUTS, HEIGHTS, PRECISION_TARGET).get(everyone.min_height, [])
+    out["chosen_on_all"] = {
+        "max_distance": everyone.max_distance,
+        "min_height": everyone.min_height,
+        "plateau": flat,
+    }
     collage = faces.labelled([], [photos / _COLLAGE])
     found = group_gated(collage.embeddings, collage.heights, default)
     out["collage"] = {"faces": len(collage.identities), "group_sizes": [len(g) for g in found]}
@@ -232,8 +245,14 @@ def _print(out: dict[str, Any]) -> None:
     print(f"default rule (cut {d['max_distance']:.2f}, min height {d['min_height']:g} px) on each whole set:")
     for name, s in out["default_on"].items():
         print(_line(name, s))
+    print(f"the same cut with the agent's gate only ({HEIGHTS[0]:g} px):")
+    for name, s in out["default_cut_agent_gate_only"].items():
+        print(_line(name, s))
     a = out["chosen_on_all"]
-    print(f"rule chosen on all people: cut {a['max_distance']:.2f}, min height {a['min_height']:g} px")
+    print(
+        f"rule chosen on all people: cut {a['max_distance']:.2f}, min height {a['min_height']:g} px"
+        f" (middle of the cuts {a['plateau'][0]:.2f}..{a['plateau'][-1]:.2f}, all as good at that gate)"
+    )
     c = out["collage"]
     print(f"{_COLLAGE} (4 actors, unlabelled, not scored): {c['faces']} faces, groups of {c['group_sizes']}")
 

@@ -115,24 +115,35 @@ class LabelledFaces:
         )
 
 
-def choose_rule(
+def plateaus(
     sets: Sequence[LabelledFaces], cuts: Sequence[float], heights: Sequence[float], precision_target: float
-) -> Rule:
-    """The rule with the most pairs found (summed over the sets) among those whose pairwise
-    precision is >= the target on every set. Ties go to the smaller cut (a wrong merge costs more
-    than a split: a plateau of equal recall is entered at its strict end), then the lower gate.
-    When none qualifies: the smallest cut with the highest gate."""
-    best: tuple[int, float, float] | None = None
+) -> dict[float, list[float]]:
+    """For each gate, the cuts finding the most pairs (summed over the sets) among the rules whose
+    pairwise precision is >= the target on every set; empty when no rule qualifies."""
+    found: dict[tuple[float, float], int] = {}
     for cut in cuts:
         for height in heights:
             rule = Rule(cut, height)
             scores = [pair_score(group_gated(s.embeddings, s.heights, rule), s.identities) for s in sets]
-            if any(sc.precision < precision_target for sc in scores):
-                continue
-            found = round(sum(sc.recall * sc.true_pairs for sc in scores))
-            key = (found, -cut, -height)
-            if best is None or key > best:
-                best = key
-    if best is None:
+            if all(sc.precision >= precision_target for sc in scores):
+                found[(cut, height)] = round(sum(sc.recall * sc.true_pairs for sc in scores))
+    most = max(found.values(), default=0)
+    out: dict[float, list[float]] = {}
+    for (cut, height), pairs in found.items():
+        if pairs == most:
+            out.setdefault(height, []).append(cut)
+    return {height: sorted(kept) for height, kept in out.items()}
+
+
+def choose_rule(
+    sets: Sequence[LabelledFaces], cuts: Sequence[float], heights: Sequence[float], precision_target: float
+) -> Rule:
+    """The gate with the widest plateau (ties: the lower gate) and the middle of its plateau: a
+    margin on both sides, since the strict end splits people seen on video and the lenient end
+    merges strangers the tuning people did not happen to include. When no rule qualifies: the
+    smallest cut with the highest gate."""
+    found = plateaus(sets, cuts, heights, precision_target)
+    if not found:
         return Rule(min(cuts), max(heights))
-    return Rule(-best[1], -best[2])
+    height = max(found, key=lambda h: (found[h][-1] - found[h][0], -h))
+    return Rule(found[height][len(found[height]) // 2], height)
