@@ -80,6 +80,14 @@ def test_every_face_of_a_group_photo_is_a_member(pile: Path, document: dict[str,
     assert len(members) == len(set(members))
     for photo in _TWO_FACES:  # two faces each: PHOTO#1 and PHOTO#2, left to right
         assert sorted(m for m in members if m.startswith(photo)) == [f"{photo}#1", f"{photo}#2"]
+    # Two faces of one photo are two people: never in one group. Here each joins a group (seen:
+    # kit_with_rose #1 with rose_leslie, #2 with kit_harington; obama_and_biden #1 biden, #2 obama).
+    for group in document["groups"]:
+        photos = [m.partition("#")[0] for m in group["members"] if "#" in m]
+        assert len(photos) == len(set(photos)), group
+    for photo in _TWO_FACES:
+        joined = [g for g in document["groups"] if any(m.startswith(photo) for m in g["members"])]
+        assert len(joined) == 2, joined
     # A single-face photo keeps its plain path.
     assert "obama1.jpg" in members and "train/biden/biden.jpg" in members
     # Every path names a file under DIR, or a face of one.
