@@ -64,8 +64,9 @@ def name_groups(root: Path, ids: list[str], name: str, photos: Path, best: int) 
     for group in groups:
         for member in (group.get("best") or group["members"])[:best]:
             source = root / member
-            # Named after the group folder path, so faces from two groups or devices never collide.
-            out = target / member.replace("/", "__")
+            # Named after the group folder path, so faces from two groups or devices never collide;
+            # a face cut from a group photo lives under .groups/, and a leading dot would hide it.
+            out = target / member.replace("/", "__").lstrip(".")
             shutil.copyfile(source, out)
             written.append(out)
         group["named"] = name
