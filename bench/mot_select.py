@@ -186,6 +186,20 @@ def default_sequences() -> list[Path]:
     return sorted(p.parent.parent for p in (assets / "data" / "mot15").glob("*/gt/gt.txt"))
 
 
+def detection_only_sequences() -> list[Path]:
+    """The mirror's MOT15 sequences with detections and no ground truth: a sanity check only."""
+    assets = Path(os.environ.get("FACETRACK_ASSETS_DIR", "models/assets"))
+    folders = (p.parent.parent for p in (assets / "data" / "mot15").glob("*/det/det.txt"))
+    return sorted(p for p in folders if not (p / "gt" / "gt.txt").is_file())
+
+
+def _track_counts(outputs: Sequence[mot.FrameOutput]) -> dict[str, float]:
+    """How many ids a run reported and how many boxes: fragmentation shows as more, shorter ids."""
+    ids = {i for frame_ids, _ in outputs for i in frame_ids}
+    boxes = sum(len(frame_ids) for frame_ids, _ in outputs)
+    return {"ids": len(ids), "boxes": boxes, "boxes_per_id": round(boxes / max(1, len(ids)), 1)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.mot_select",
@@ -246,11 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = Table(rows, sort, args.grid)
 
     chosen, verdicts = select(table, names)
+    adopted = [k for k, v in verdicts.items() if v["adopted"]]
     in_sample = next(scores for setting, scores in table.rows if setting == chosen)
     per_sequence = []
     for held in names:
-        setting, _ = select(table, [n for n in names if n != held])
+        training = [n for n in names if n != held]
+        setting, _ = select(table, training)
         scores = next(s for st, s in table.rows if st == setting)
+        # The adopted keys' values chosen without this sequence (which keys: from all of them).
+        _, values_scores = best(_allowed(table, adopted), table.sort, training)
         per_sequence.append(
             {
                 "sequence": held,
@@ -258,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "in_sample": in_sample[held],
                 "held_out": scores[held],
                 "held_out_setting": setting,
+                "held_out_values": values_scores[held],
             }
         )
     params = replace(TrackerParams(), **chosen)
@@ -269,6 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sort": clear_mot_idf1(seq.gt or [], mot.run_sort(seq)[0]),
                 "chosen": clear_mot_idf1(seq.gt or [], mot.run_deep_sort(seq, params)[0]),
             }
+    sanity: dict[str, dict[str, dict[str, float]]] = {}
+    if args.testbeds:
+        for path in detection_only_sequences():
+            seq = mot.load_sequence(path, 0.0, 1.0)
+            sanity[seq.name] = {
+                "sort": _track_counts(mot.run_sort(seq)[0]),
+                "chosen": _track_counts(mot.run_deep_sort(seq, params)[0]),
+            }
     result = {
         "grid": args.grid,
         "settings_tried": len(table.rows),
@@ -277,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chosen_margin": round(margin(in_sample, sort, names)[0], 2),
         "sequences": per_sequence,
         "testbeds": testbeds,
+        "detection_only": sanity,
         "chosen_motmetrics": {
             n: {k: verified[n][k] for k in ("mota", "idf1", "idsw", "fp", "fn")} for n in names
         },
@@ -296,16 +324,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{without[0]:+6.2f} / {without[1]:+6.2f}   {'adopted' if v['adopted'] else 'not adopted'}"
         )
     print(f"chosen: {json.dumps(chosen)}  in-sample margin {result['chosen_margin']:+.2f}")
-    print(f"{'sequence':<14} {'SORT MOTA/IDF1':>15} {'in-sample':>15} {'held out':>15}  held-out setting")
+    print("held out: the whole selection without the sequence; values held out: the adopted keys'")
+    print("values chosen without it (which keys to adopt decided on all sequences)")
+    head = f"{'SORT MOTA/IDF1':>15} {'in-sample':>15} {'held out':>15} {'values held out':>15}"
+    print(f"{'sequence':<14} {head}  held-out setting")
+    kinds = ("sort", "in_sample", "held_out", "held_out_values")
     for row in per_sequence:
-        cells = [f"{row[k]['mota']:6.2f} /{row[k]['idf1']:6.2f}" for k in ("sort", "in_sample", "held_out")]
-        setting = json.dumps(row["held_out_setting"])
-        print(f"{row['sequence']:<14} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}  {setting}")
+        cells = " ".join(f"{row[k]['mota']:6.2f} /{row[k]['idf1']:6.2f}".rjust(15) for k in kinds)
+        setting = json.dumps({k: v for k, v in row["held_out_setting"].items() if k in verdicts})
+        print(f"{row['sequence']:<14} {cells}  {setting}")
     for name, row in testbeds.items():
         ours, ref = row["chosen"], row["sort"]
         print(
             f"out of the selection: {name:<18} SORT {ref['mota']:6.2f} /{ref['idf1']:6.2f}   "
             f"chosen {ours['mota']:6.2f} /{ours['idf1']:6.2f}"
+        )
+    for name, row in sanity.items():
+        ours, ref = row["chosen"], row["sort"]
+        print(
+            f"no ground truth: {name:<14} ids / reported boxes / boxes per id  SORT {ref['ids']:4.0f} / "
+            f"{ref['boxes']:5.0f} / {ref['boxes_per_id']:5.1f}   chosen {ours['ids']:4.0f} / "
+            f"{ours['boxes']:5.0f} / {ours['boxes_per_id']:5.1f}"
         )
     print("chosen, re-scored with py-motmetrics:")
     for n in names:

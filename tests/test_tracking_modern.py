@@ -80,7 +80,7 @@ def test_reupdate_follows_the_straight_path_and_ends_on_the_observation() -> Non
 def test_reupdate_after_gap_drops_the_velocity_built_while_coasting() -> None:
     def run(reupdate_after_gap: bool) -> float:
         tracker = Tracker(
-            replace(TrackerParams(), n_init=1, max_age=10, reupdate_after_gap=reupdate_after_gap)
+            replace(TrackerParams(), n_init=1, max_age=10, motion_cost="mahalanobis", reupdate_after_gap=reupdate_after_gap)
         )
         for i in range(10):  # walking right, 5 px a frame
             tracker.update(box_at(100 + 5 * i), [1.0], None)

@@ -24,7 +24,7 @@ def kinds(update: TrackUpdate) -> list[tuple[str, int]]:
 
 
 def test_lifecycle_events_each_exactly_once() -> None:
-    tracker = Tracker(TrackerParams(n_init=3, max_age=2))
+    tracker = Tracker(TrackerParams(n_init=3, max_age=2, opening_frames=0))
     log: list[tuple[int, str, int]] = []
 
     def run(boxes: np.ndarray) -> TrackUpdate:
@@ -61,7 +61,7 @@ def test_lifecycle_events_each_exactly_once() -> None:
 
 
 def test_finish_deletes_confirmed_tracks_once_and_keeps_ids_unique() -> None:
-    tracker = Tracker(TrackerParams(n_init=2))
+    tracker = Tracker(TrackerParams(n_init=2, opening_frames=0))
     step(tracker, np.vstack([BOX, BOX + 300]))
     step(tracker, np.vstack([BOX, BOX + 300]))
     step(tracker, np.vstack([BOX, BOX + 300, BOX + 150]))  # third box still tentative
@@ -82,7 +82,7 @@ def test_track_gallery_keeps_only_the_last_nn_budget_features() -> None:
 
 
 def test_tentative_track_dies_silently_on_first_miss() -> None:
-    tracker = Tracker(TrackerParams(n_init=3))
+    tracker = Tracker(TrackerParams(n_init=3, opening_frames=0))
     u1 = step(tracker, BOX)
     u2 = step(tracker, BOX)
     u3 = step(tracker, NONE)
@@ -101,7 +101,9 @@ def test_n_init_one_confirms_on_birth() -> None:
 def place_after_gap(offset_in_gate_units: float, min_motion_iou: float) -> list[int]:
     """A confirmed track misses 2 frames, so only the (gated) cascade can match it; then a detection
     arrives at a chosen Mahalanobis distance along x. Returns ids of matched tracks."""
-    tracker = Tracker(TrackerParams(n_init=1, max_age=10, min_motion_iou=min_motion_iou))
+    tracker = Tracker(
+        TrackerParams(n_init=1, max_age=10, motion_cost="mahalanobis", min_motion_iou=min_motion_iou)
+    )
     step(tracker, BOX)
     step(tracker, NONE)
     step(tracker, NONE)
@@ -250,7 +252,7 @@ def test_feature_dimensions_must_not_change_and_a_refused_frame_changes_nothing(
 
 def test_empty_frames_and_many_tracks_stay_consistent() -> None:
     rng = np.random.default_rng(1)
-    tracker = Tracker(TrackerParams(n_init=2, max_age=5))
+    tracker = Tracker(TrackerParams(n_init=2, max_age=5, opening_frames=0))
     counts: Counter[str] = Counter()
     for f in range(200):
         n = int(rng.integers(0, 12))
