@@ -247,14 +247,14 @@ class TrackerConfig(Section):
     max_age: int = Field(30, ge=1, le=100_000)
     # The same for a track with no colour or face features (motion only).
     motion_max_age: int = Field(10, ge=0, le=100_000)
-    n_init: int = Field(4, ge=1, le=1000)
+    n_init: int = Field(3, ge=1, le=1000)
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
     face_budget: int = Field(30, ge=1, le=1000)
     # Kalman velocity noise per frame as a fraction of box height (docs/tracking.md).
     std_weight_velocity: float = Field(0.01, gt=0.0, le=1.0)
     # A new track needs a detection score at this quantile of the scores tracked people get.
-    birth_quantile: float = Field(0.0, ge=0.0, le=1.0)
+    birth_quantile: float = Field(0.3, ge=0.0, le=1.0)
     # Hits that confirm a track born under the birth floor; 0: such a detection starts none.
     weak_birth_n_init: int = Field(0, ge=0)
     # ByteTrack's low-score stage and OC-SORT's parts (docs/tracking.md); 0 / false turn them off.
@@ -262,8 +262,10 @@ class TrackerConfig(Section):
     reupdate_after_gap: bool = False
     direction_weight: float = Field(0.0, ge=0.0, le=1.0)
     recovery_min_iou: float = Field(0.0, ge=0.0, le=1.0)
-    # Tracks born in a stream's first frames are reported at once (SORT's rule); 0 off.
-    opening_frames: int = Field(3, ge=0, le=1000)
+    # Tracks born in a stream's first frames are reported at once (SORT's rule); 0 off. The
+    # agent's n_init, opening_frames and birth_quantile differ from TrackerParams' (the MOT
+    # defaults): they fit its own COCO SSD and its events (docs/tracking.md).
+    opening_frames: int = Field(0, ge=0, le=1000)
     # Cascade motion cost without appearance: "iou" (SORT's) or "mahalanobis" (Deep SORT's).
     motion_cost: Literal["iou", "mahalanobis"] = "iou"
     # IoU with the predicted box a cascade pair needs unless a face or close colour decides it.
