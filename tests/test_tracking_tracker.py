@@ -268,3 +268,31 @@ def test_empty_frames_and_many_tracks_stay_consistent() -> None:
     # every deleted track was lost first
     assert counts["deleted"] <= counts["lost"]
     assert tlwh_to_xyah(BOX)[0, 2] == pytest.approx(0.4)
+
+
+def test_opening_frames_report_at_once_and_drop_what_misses_before_n_init() -> None:
+    tracker = Tracker(TrackerParams(n_init=4, opening_frames=3))
+    u1 = step(tracker, np.vstack([BOX, BOX + 300]))
+    assert [t.state for t in u1.tracks] == ["confirmed", "confirmed"]
+    assert kinds(u1) == [("confirmed", 1), ("confirmed", 2)]
+    # The second box misses with 1 hit: gone at once, as a tentative track would be.
+    u2 = step(tracker, BOX)
+    assert kinds(u2) == [("deleted", 2)] and [t.track_id for t in u2.tracks] == [1]
+    for _ in range(3):
+        step(tracker, BOX)
+    # Past the opening frames a newcomer waits for n_init hits as usual.
+    u6 = step(tracker, np.vstack([BOX, BOX + 300]))
+    assert [(t.track_id, t.state) for t in u6.tracks] == [(1, "confirmed"), (3, "tentative")]
+
+
+def test_a_track_without_appearance_coasts_motion_max_age_one_with_it_max_age() -> None:
+    def misses_survived(features: np.ndarray | None) -> int:
+        tracker = Tracker(TrackerParams(n_init=1, max_age=8, motion_max_age=2, opening_frames=0))
+        step(tracker, BOX, features)
+        for k in range(1, 20):
+            if not step(tracker, NONE, None if features is None else np.empty((0, 4))).tracks:
+                return k - 1
+        return 20
+
+    assert misses_survived(None) == 2
+    assert misses_survived(np.ones((1, 4)) / 2.0) == 8
