@@ -245,6 +245,8 @@ class TrackerConfig(Section):
     nn_budget: int = Field(100, ge=1, le=1000)
     max_iou_distance: float = Field(0.7, ge=0.0, le=1.0)
     max_age: int = Field(30, ge=1, le=100_000)
+    # The same for a track with no colour or face features (motion only).
+    motion_max_age: int = Field(10, ge=0, le=100_000)
     n_init: int = Field(3, ge=1, le=1000)
     # Face-embedding cosine gate, used instead of max_cosine_distance when both sides have a face.
     max_face_distance: float = Field(0.5, gt=0.0, le=2.0)
@@ -258,8 +260,16 @@ class TrackerConfig(Section):
     # ByteTrack's low-score stage and OC-SORT's parts (docs/tracking.md); 0 / false turn them off.
     low_score_quantile: float = Field(0.0, ge=0.0, le=1.0)
     reupdate_after_gap: bool = False
-    direction_weight: float = Field(0.2, ge=0.0, le=1.0)
+    direction_weight: float = Field(0.0, ge=0.0, le=1.0)
     recovery_min_iou: float = Field(0.0, ge=0.0, le=1.0)
+    # Tracks born in a stream's first frames are reported at once (SORT's rule); 0 off. The
+    # agent's n_init, opening_frames and birth_quantile differ from TrackerParams' (the MOT
+    # defaults): they fit its own COCO SSD and its events (docs/tracking.md).
+    opening_frames: int = Field(0, ge=0, le=1000)
+    # Cascade motion cost without appearance: "iou" (SORT's) or "mahalanobis" (Deep SORT's).
+    motion_cost: Literal["iou", "mahalanobis"] = "iou"
+    # IoU with the predicted box a cascade pair needs unless a face or close colour decides it.
+    min_motion_iou: float = Field(0.2, ge=0.0, le=1.0)
 
 
 class SceneCutConfig(Section):

@@ -48,6 +48,19 @@ def test_a_value_that_wins_held_out_is_adopted() -> None:
     assert select(table, list("ABC"))[0] == {"k": 1, "j": 0}
 
 
+def test_nothing_is_adopted_unless_it_beats_sort_on_every_held_out_fold() -> None:
+    # k = 1 is better than the reference everywhere, held out too, but still loses to SORT on
+    # one sequence: the gate keeps the reference.
+    rows: list[tuple[dict[str, Any], Any]] = [
+        ({"k": 0}, scores(-3, -3, -3)),
+        ({"k": 1}, scores(2, 2, -1)),
+    ]
+    table = Table(rows, scores(0, 0, 0), {"k": [0, 1]})
+    free, report = adoption(table, list("ABC"))
+    assert report["k"]["held_out_with"][0] == -1.0 and report["k"]["held_out_without"][0] == -3.0
+    assert free == () and report["k"]["adopted"] is False
+
+
 def test_cli_prints_in_sample_and_held_out_per_sequence(
     assets_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,7 +72,7 @@ def test_cli_prints_in_sample_and_held_out_per_sequence(
     assert out["settings_tried"] == 4
     assert [row["sequence"] for row in out["sequences"]] == ["TUD-Campus", "KITTI-13", "ETH-Sunnyday"]
     for row in out["sequences"]:
-        assert {"sort", "in_sample", "held_out", "held_out_setting"} <= set(row)
+        assert {"sort", "in_sample", "held_out", "held_out_setting", "held_out_values"} <= set(row)
     # The live SORT run reproduces the published reference.
     assert out["sequences"][0]["sort"]["mota"] == 62.67
     assert set(out["adoption"]) == {"direction_weight", "birth_quantile"}

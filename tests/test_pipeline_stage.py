@@ -47,7 +47,7 @@ def _analysis(index: int, boxes: list[tuple[float, ...]], preds: dict[int, FaceP
 
 def _stage(min_votes: int = 3, recheck: int = 10, max_age: int = 5) -> TrackingStage:
     return TrackingStage(
-        Tracker(TrackerParams(n_init=3, max_age=max_age)),
+        Tracker(TrackerParams(n_init=3, max_age=max_age, opening_frames=0)),
         IdentityResolver(min_votes=min_votes, min_confidence=0.5),
         EventBuilder("dev"),
         face_recheck_every=recheck,

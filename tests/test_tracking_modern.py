@@ -80,7 +80,13 @@ def test_reupdate_follows_the_straight_path_and_ends_on_the_observation() -> Non
 def test_reupdate_after_gap_drops_the_velocity_built_while_coasting() -> None:
     def run(reupdate_after_gap: bool) -> float:
         tracker = Tracker(
-            replace(TrackerParams(), n_init=1, max_age=10, reupdate_after_gap=reupdate_after_gap)
+            replace(
+                TrackerParams(),
+                n_init=1,
+                max_age=10,
+                motion_cost="mahalanobis",
+                reupdate_after_gap=reupdate_after_gap,
+            )
         )
         for i in range(10):  # walking right, 5 px a frame
             tracker.update(box_at(100 + 5 * i), [1.0], None)
@@ -229,9 +235,12 @@ def test_the_new_settings_reach_the_tracker_from_the_config_and_defaults_agree()
         p.recovery_min_iou,
     )
     assert got == (5, 0.2, True, 0.1, 0.3)
-    # The shipped config and the tracker's own defaults are the same choice.
+    # The shipped config and the tracker's own defaults are the same choice, except the three
+    # settings the agent keeps for its own detector and its events (docs/tracking.md).
     defaults, from_defaults = TrackerParams(), TrackerParams.from_config(TrackerConfig())
-    assert defaults == from_defaults
+    agent_only = {"n_init": 3, "opening_frames": 0, "birth_quantile": 0.3}
+    assert {k: getattr(from_defaults, k) for k in agent_only} == agent_only
+    assert replace(defaults, **agent_only) == from_defaults
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def kinds(update: TrackUpdate) -> list[tuple[str, int]]:
 
 
 def test_lifecycle_events_each_exactly_once() -> None:
-    tracker = Tracker(TrackerParams(n_init=3, max_age=2))
+    tracker = Tracker(TrackerParams(n_init=3, max_age=2, opening_frames=0))
     log: list[tuple[int, str, int]] = []
 
     def run(boxes: np.ndarray) -> TrackUpdate:
@@ -61,7 +61,7 @@ def test_lifecycle_events_each_exactly_once() -> None:
 
 
 def test_finish_deletes_confirmed_tracks_once_and_keeps_ids_unique() -> None:
-    tracker = Tracker(TrackerParams(n_init=2))
+    tracker = Tracker(TrackerParams(n_init=2, opening_frames=0))
     step(tracker, np.vstack([BOX, BOX + 300]))
     step(tracker, np.vstack([BOX, BOX + 300]))
     step(tracker, np.vstack([BOX, BOX + 300, BOX + 150]))  # third box still tentative
@@ -82,7 +82,7 @@ def test_track_gallery_keeps_only_the_last_nn_budget_features() -> None:
 
 
 def test_tentative_track_dies_silently_on_first_miss() -> None:
-    tracker = Tracker(TrackerParams(n_init=3))
+    tracker = Tracker(TrackerParams(n_init=3, opening_frames=0))
     u1 = step(tracker, BOX)
     u2 = step(tracker, BOX)
     u3 = step(tracker, NONE)
@@ -101,7 +101,9 @@ def test_n_init_one_confirms_on_birth() -> None:
 def place_after_gap(offset_in_gate_units: float, min_motion_iou: float) -> list[int]:
     """A confirmed track misses 2 frames, so only the (gated) cascade can match it; then a detection
     arrives at a chosen Mahalanobis distance along x. Returns ids of matched tracks."""
-    tracker = Tracker(TrackerParams(n_init=1, max_age=10, min_motion_iou=min_motion_iou))
+    tracker = Tracker(
+        TrackerParams(n_init=1, max_age=10, motion_cost="mahalanobis", min_motion_iou=min_motion_iou)
+    )
     step(tracker, BOX)
     step(tracker, NONE)
     step(tracker, NONE)
@@ -250,7 +252,7 @@ def test_feature_dimensions_must_not_change_and_a_refused_frame_changes_nothing(
 
 def test_empty_frames_and_many_tracks_stay_consistent() -> None:
     rng = np.random.default_rng(1)
-    tracker = Tracker(TrackerParams(n_init=2, max_age=5))
+    tracker = Tracker(TrackerParams(n_init=2, max_age=5, opening_frames=0))
     counts: Counter[str] = Counter()
     for f in range(200):
         n = int(rng.integers(0, 12))
@@ -266,3 +268,31 @@ def test_empty_frames_and_many_tracks_stay_consistent() -> None:
     # every deleted track was lost first
     assert counts["deleted"] <= counts["lost"]
     assert tlwh_to_xyah(BOX)[0, 2] == pytest.approx(0.4)
+
+
+def test_opening_frames_report_at_once_and_drop_what_misses_before_n_init() -> None:
+    tracker = Tracker(TrackerParams(n_init=4, opening_frames=3))
+    u1 = step(tracker, np.vstack([BOX, BOX + 300]))
+    assert [t.state for t in u1.tracks] == ["confirmed", "confirmed"]
+    assert kinds(u1) == [("confirmed", 1), ("confirmed", 2)]
+    # The second box misses with 1 hit: gone at once, as a tentative track would be.
+    u2 = step(tracker, BOX)
+    assert kinds(u2) == [("deleted", 2)] and [t.track_id for t in u2.tracks] == [1]
+    for _ in range(3):
+        step(tracker, BOX)
+    # Past the opening frames a newcomer waits for n_init hits as usual.
+    u6 = step(tracker, np.vstack([BOX, BOX + 300]))
+    assert [(t.track_id, t.state) for t in u6.tracks] == [(1, "confirmed"), (3, "tentative")]
+
+
+def test_a_track_without_appearance_coasts_motion_max_age_one_with_it_max_age() -> None:
+    def misses_survived(features: np.ndarray | None) -> int:
+        tracker = Tracker(TrackerParams(n_init=1, max_age=8, motion_max_age=2, opening_frames=0))
+        step(tracker, BOX, features)
+        for k in range(1, 20):
+            if not step(tracker, NONE, None if features is None else np.empty((0, 4))).tracks:
+                return k - 1
+        return 20
+
+    assert misses_survived(None) == 2
+    assert misses_survived(np.ones((1, 4)) / 2.0) == 8

@@ -99,14 +99,14 @@ class Associator:
             overlap_cost = iou_cost(predicted_tlwh, boxes)
             if p.motion_cost == "iou":
                 scaled = overlap_cost / max(p.max_iou_distance, 1e-9)
-                far = np.zeros(scaled.shape, dtype=np.bool_)
             else:
-                # The gate of a track missing for many frames grows wide; it would snap to any
-                # detection inside it, and colour alone does not stop it (people dress alike).
-                # Asking for a little overlap with the predicted box keeps re-identification
-                # local; only a face may claim a detection beyond it.
                 scaled = mahalanobis / p.gating_threshold
-                far = overlap_cost > 1.0 - p.min_motion_iou
+            # The gate of a track missing for many frames grows wide; it would snap to any
+            # detection inside it, and colour alone does not stop it (people dress alike).
+            # Asking for a little overlap with the predicted box keeps re-identification local;
+            # only a face may claim a detection beyond it. (With the IoU cost and no appearance,
+            # the cost ceiling already asks for more overlap than this.)
+            far = overlap_cost > 1.0 - p.min_motion_iou
             if p.direction_weight > 0:
                 scaled = scaled + p.direction_weight * direction_cost(t.observed_centres, measurements[:, :2])
             motion = np.where(far, INFEASIBLE, scaled)

@@ -128,7 +128,9 @@ class Tracker:
 
         if n:
             self._apply_misses(t, matched_det, events)
-            alive = (t.time_since_update == 0) | (t.confirmed & (t.time_since_update <= p.max_age))
+            alive = (t.time_since_update == 0) | (
+                t.confirmed & (t.hits >= p.n_init) & (t.time_since_update <= self._age_limits(t))
+            )
             t.keep(alive)
             matched_det = matched_det[alive]
 
@@ -143,6 +145,11 @@ class Tracker:
                 unmatched_cols, weak = unmatched_cols[~weak], weak[~weak]
         if unmatched_cols.size:
             needed = np.where(weak, p.weak_birth_n_init, p.n_init)
+            if self._frame <= p.opening_frames:
+                # Nothing came before the stream's first frames to vouch for or against a box, so
+                # they are reported at once (SORT does); `_apply_misses` still drops one that
+                # misses before n_init hits, as it would a tentative track.
+                needed = np.ones_like(needed)
             self._start_tracks(unmatched_cols, needed, measurements, feats, faces, events)
             matched_det = np.concatenate([matched_det, unmatched_cols])
 
@@ -222,14 +229,27 @@ class Tracker:
         self._remember(t, rows, cols, feats, faces)
 
     def _apply_misses(self, t: TrackTable, matched_det: IntArray, events: list[TrackEvent]) -> None:
+        p = self.params
         missed = matched_det < 0
-        newly_lost = (missed & t.confirmed & ~t.lost).nonzero()[0]
+        # A track confirmed in the opening frames with fewer than n_init hits has no miss to spare.
+        dies = (t.time_since_update > self._age_limits(t)) | (t.hits < p.n_init)
+        newly_lost = (missed & t.confirmed & ~t.lost & ~dies).nonzero()[0]
         if newly_lost.size:
             t.lost[newly_lost] = True
             self._emit(t, "lost", newly_lost, events)
-        expired = (missed & t.confirmed & (t.time_since_update > self.params.max_age)).nonzero()[0]
+        expired = (missed & t.confirmed & dies).nonzero()[0]
         if expired.size:
             self._emit(t, "deleted", expired, events)
+
+    def _age_limits(self, t: TrackTable) -> IntArray:
+        """Misses each track survives: max_age for a track with colour or face features to be
+        re-identified by, motion_max_age for one that has only its motion (beyond a few frames,
+        overlap with a coasted prediction says little about who it is)."""
+        p = self.params
+        if p.motion_max_age >= p.max_age:
+            return np.full(len(t), p.max_age, dtype=np.intp)
+        seen = [g is not None or f is not None for g, f in zip(t.galleries, t.face_galleries, strict=True)]
+        return np.where(np.array(seen, dtype=np.bool_), p.max_age, p.motion_max_age)
 
     def _start_tracks(
         self,
