@@ -124,6 +124,22 @@ def test_store_drops_the_oldest_past_each_bound_and_counts_them(tmp_path: Path) 
     again.close()
 
 
+def test_store_adds_a_track_s_faces_at_once_within_the_bounds(tmp_path: Path) -> None:
+    """add_many (one transaction for the faces of the tracks that just ended) keeps the bounds and
+    the count as one add per face would, in order, an oversized face dropped itself."""
+    path = tmp_path / "faces.sqlite3"
+    store = FaceStore(path, FaceBounds(max_faces=3, max_bytes=100, max_age_s=60))
+    store.add(b"a")
+    assert store.add_many([b"b", b"c", b"y" * 101, b"d", b"e", b"f"]) == 4
+    assert [p for _, p in store.oldest(10)] == [b"d", b"e", b"f"]
+    assert store.depth == 3 and store.bytes == 3 and store.dropped_total == 4
+    assert store.add_many([]) == 0
+    store.close()
+    again = FaceStore(path, FaceBounds(max_faces=3, max_bytes=100, max_age_s=60))
+    assert [p for _, p in again.oldest(10)] == [b"d", b"e", b"f"] and again.dropped_total == 4
+    again.close()
+
+
 def test_store_opened_with_smaller_bounds_trims_at_once(tmp_path: Path) -> None:
     path = tmp_path / "faces.sqlite3"
     store = FaceStore(path, FaceBounds(10, 10_000, 3600))

@@ -1,6 +1,8 @@
 """`facetrack-trainer review` driven in a real headless browser (Debian's chromium + chromedriver):
-name, merge, discard, move a face out, and train, with the folders checked afterwards; and the
-guards: a foreign Host header, a missing CSRF token and path traversal are refused.
+name, merge, discard, move a face out, and train, with the folders checked afterwards; "train and
+publish" to a real mosquitto with a real signing key (the retained bundle verified as an agent
+verifies it), its error line with the broker down or no key; and the guards: a foreign Host
+header, a missing CSRF token and path traversal are refused.
 
 The inbox is made of real face photos (dlib's johns, 5 people x 11) sent through the inbox's own
 writer as a device's faces messages would be, with embeddings from the agent's embedder; it is
@@ -21,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.classifier.verify import verify_bundle
 from agent.config import load_config
+from agent.devtools.mosquitto import MosquittoBroker
+from agent.runtime.key_files import load_trusted_keys
 from tests import webdriver
-from tests.enrolment_helpers import REPO_ROOT
+from tests.enrolment_helpers import REPO_ROOT, Tap
 from trainer.cli import main
 from trainer.dataset import FaceEmbedding, list_images
 from trainer.inbox import Inbox
@@ -37,9 +42,12 @@ pytestmark = [
 # docs/review-page.png is this test's last screenshot: FACETRACK_REVIEW_SCREENSHOT=docs/review-page.png
 # writes it there; otherwise it goes to the test's temporary directory.
 SCREENSHOT_ENV = "FACETRACK_REVIEW_SCREENSHOT"
+DEVICE = "cam9"
 
 
-def _inbox(assets_dir: Path, root: Path) -> None:
+def _inbox(assets_dir: Path, root: Path) -> tuple[str, int]:
+    """Writes the inbox; returns the embedder's id and dimension (what an agent checks a bundle
+    against)."""
     embedding = FaceEmbedding.from_config(load_config(None, assets_dir=assets_dir), cache_dir=None, pad=0.5)
     inbox = Inbox(root)
     for person in sorted((assets_dir / "data" / "faces" / "dlib_johns").iterdir()):
@@ -56,6 +64,33 @@ def _inbox(assets_dir: Path, root: Path) -> None:
             }  # fmt: skip
             inbox.add(json.dumps(message).encode())
     inbox.close()
+    return embedding.embedder_id, embedding.dim
+
+
+def _start_review(
+    root: Path, photos: Path, args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """A real `facetrack-trainer review` process on a free port, and its page's address."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.cli", "review", "--from", str(root), "--photos", str(photos),
+         "--port", "0", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("review page: http://127.0.0.1:"):
+        process.kill()
+        pytest.fail(f"review did not start: {line!r} {process.communicate(timeout=60)[1][-2000:]}")
+    return process, line.split()[2]
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.communicate(timeout=60)
 
 
 @pytest.fixture
@@ -66,36 +101,12 @@ def review(assets_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path, Path]]
     photos = tmp_path / "photos"
     keys = tmp_path / "keys"
     assert main(["keygen", "--out", str(keys)]) == 0
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trainer.cli",
-            "review",
-            "--from",
-            str(root),
-            "--photos",
-            str(photos),
-            "--key",
-            str(keys / "facetrack.key"),
-            "--out",
-            str(tmp_path / "model.ftm"),
-            "--port",
-            "0",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("review page: http://127.0.0.1:"), line
+    args = ["--key", str(keys / "facetrack.key"), "--out", str(tmp_path / "model.ftm")]
+    process, url = _start_review(root, photos, args)
     try:
-        yield line.split()[2], root, photos
+        yield url, root, photos
     finally:
-        process.terminate()
-        process.communicate(timeout=60)
+        _stop(process)
 
 
 def _groups(root: Path) -> list[dict[str, object]]:
@@ -191,3 +202,96 @@ def test_foreign_host_traversal_and_missing_token_are_refused(review: tuple[str,
     assert status == 403
     assert len(_groups(root)) == 5, "nothing changed"
     assert not photos.exists()
+
+
+def _name_two(browser: webdriver.Browser) -> None:
+    for gid, name in (("g1", "john-a"), ("g2", "john-b")):
+        browser.type(browser.find(f"#group-{gid} .name-input"), name)
+        _submit(browser, f"#group-{gid} form.name button")
+        assert "copied to" in browser.text(browser.find("#message"))
+
+
+def _outcome(browser: webdriver.Browser) -> tuple[str, list[str]]:
+    """The page's one outcome line after an action: its text, and its classes."""
+    lines = browser.find_all("#message")
+    assert len(lines) == 1, f"{len(lines)} outcome lines"
+    text = browser.text(lines[0])
+    assert "\n" not in text, text
+    return text, str(browser.script("return document.getElementById('message').className")).split()
+
+
+def test_train_and_publish_reaches_the_broker(
+    assets_dir: Path, tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    """'train and publish' clicked in the browser runs `train` and `publish`: with the broker down
+    the page shows one error line; with it up the signed bundle is retained on the device's model
+    topic, and it verifies as the agent verifies it (trusted key, embedder, dimension) and names
+    the people named on the page."""
+    root, photos, keys, model = (
+        tmp_path / "inbox",
+        tmp_path / "photos",
+        tmp_path / "keys",
+        tmp_path / "model.ftm",
+    )
+    embedder_id, dim = _inbox(assets_dir, root)
+    assert main(["cluster", str(root), "--quiet", "--no-sheets", "--no-cache"]) == 0
+    assert main(["keygen", "--out", str(keys)]) == 0
+    process, url = _start_review(
+        root, photos,
+        ["--key", str(keys / "facetrack.key"), "--out", str(model), "--device", DEVICE,
+         "--broker", f"{mosquitto.host}:{mosquitto.port}", "--public-key", str(keys / "facetrack.pub"),
+         "--wait", "0.5"],
+    )  # fmt: skip
+    browser = webdriver.Browser()
+    try:
+        browser.open(url)
+        _name_two(browser)
+        mosquitto.stop()
+        _submit(browser, "form.train button")
+        text, classes = _outcome(browser)
+        # Trained, then publish's own error: the broker it could not reach.
+        assert text.startswith(f"error: trained {model}, not published: MQTT ") and "error" in classes, text
+        assert f"{mosquitto.port}" in text, text
+        mosquitto.start()
+        _submit(browser, "form.train button")
+        text, classes = _outcome(browser)
+        assert text.startswith(f"trained {model} and published it to {DEVICE}") and "error" not in classes, (
+            text
+        )
+    finally:
+        browser.close()
+        _stop(process)
+    # A subscriber that arrives afterwards, as an agent connecting later, gets the retained model.
+    tap = Tap(mosquitto, [f"facetrack/{DEVICE}/model"])
+    try:
+        tap.wait_until(lambda: tap.payloads(f"facetrack/{DEVICE}/model"), "the retained model")
+        payload = tap.payloads(f"facetrack/{DEVICE}/model")[0]
+    finally:
+        tap.close()
+    assert payload == model.read_bytes()
+    bundle = verify_bundle(
+        payload,
+        trusted_keys=load_trusted_keys([str(keys / "facetrack.pub")]),
+        embedder_id=embedder_id,
+        dim=dim,
+    )
+    assert sorted(bundle.manifest.labels) == ["john-a", "john-b"]
+
+
+def test_train_without_a_key_says_so(assets_dir: Path, tmp_path: Path) -> None:
+    root, photos = tmp_path / "inbox", tmp_path / "photos"
+    _inbox(assets_dir, root)
+    assert main(["cluster", str(root), "--quiet", "--no-sheets", "--no-cache"]) == 0
+    env = {k: v for k, v in os.environ.items() if k != "FACETRACK_SIGNING_KEY"}
+    process, url = _start_review(root, photos, ["--out", str(tmp_path / "model.ftm")], env=env)
+    browser = webdriver.Browser()
+    try:
+        browser.open(url)
+        _name_two(browser)
+        _submit(browser, "form.train button")
+        text, classes = _outcome(browser)
+    finally:
+        browser.close()
+        _stop(process)
+    assert text.startswith("error: no signing key: start review with --key") and "error" in classes, text
+    assert not (tmp_path / "model.ftm").exists()

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
-HANG_S = 120.0
+# Hang guard, not a timing: "train and publish" trains a classifier inside one click's navigation on
+# a shared, loaded machine.
+HANG_S = 900.0
 
 
 def available() -> bool:
@@ -55,7 +57,14 @@ class Browser:
             "--window-size=1100,900",
         ]
         caps = {
-            "capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {"args": args}}}
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {"args": args},
+                    # A click waits for the navigation it starts up to this (default 300 s).
+                    "timeouts": {"pageLoad": int(HANG_S * 1000), "script": 30_000, "implicit": 0},
+                }
+            }
         }
         self.session = self._call("POST", "/session", caps)["sessionId"]
 

@@ -59,27 +59,30 @@ class FacePublisher:
         self._failures = 0
 
     def keep(self, faces: list[KeptFace]) -> None:
-        """Encode and store the faces of tracks that just ended, and wake the sender."""
+        """Encode and store the faces of tracks that just ended (one transaction), and wake the sender."""
+        payloads: list[bytes] = []
         for face in faces:
             try:
-                payload = encode_face(
-                    face, device=self._device, embedder=self._embedder, jpeg_quality=self._jpeg_quality
+                payloads.append(
+                    encode_face(
+                        face, device=self._device, embedder=self._embedder, jpeg_quality=self._jpeg_quality
+                    )
                 )
             except FaceEncodeError as exc:
                 self._log.warning("face_not_kept", error=str(exc))
-                continue
-            try:
-                dropped = self.store.add(payload)
-            except (sqlite3.Error, OSError) as exc:
-                # A face is never worth stopping the agent for (a full disk, a failing card).
-                self.unstored += 1
-                self._log.warning("face_not_stored", error=str(exc), unstored=self.unstored)
-                continue
-            self.kept += 1
-            if dropped:
-                self._log.warning("faces_dropped", count=dropped, dropped_total=self.store.dropped_total)
-        if faces:
-            self._wake.set()
+        if not payloads:
+            return
+        try:
+            dropped = self.store.add_many(payloads)
+        except (sqlite3.Error, OSError) as exc:
+            # A face is never worth stopping the agent for (a full disk, a failing card).
+            self.unstored += len(payloads)
+            self._log.warning("face_not_stored", error=str(exc), unstored=self.unstored)
+            return
+        self.kept += len(payloads)
+        if dropped:
+            self._log.warning("faces_dropped", count=dropped, dropped_total=self.store.dropped_total)
+        self._wake.set()
 
     @property
     def depth(self) -> int:

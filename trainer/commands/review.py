@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +24,46 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--from", dest="root", type=Path, default=Path("inbox"), help="the clustered DIR")
     parser.add_argument("--photos", type=Path, required=True, help="the photos folder `train` reads")
-    parser.add_argument("--key", type=Path, help="signing key for 'train and publish'")
-    parser.add_argument("--out", type=Path, default=Path("model.ftm"), help="bundle written by train")
-    parser.add_argument("--device", help="publish to this device id (or 'all') after training")
-    parser.add_argument("--broker", help="broker HOST[:PORT] for publish")
-    parser.add_argument("--public-key", type=Path, help="public key publish checks the bundle with")
+    step = parser.add_argument_group(
+        "train and publish (the page's button runs `train`, then `publish` when --device is given)"
+    )
+    step.add_argument(
+        "--key",
+        type=Path,
+        metavar="PRIVATE_KEY",
+        default=Path(os.environ["FACETRACK_SIGNING_KEY"])
+        if os.environ.get("FACETRACK_SIGNING_KEY")
+        else None,
+        help="signing key from `keygen`, as for train (default: $FACETRACK_SIGNING_KEY)",
+    )
+    step.add_argument("--out", type=Path, default=Path("model.ftm"), help="bundle written by train")
+    step.add_argument(
+        "--device", metavar="ID|all", help="publish to this device id (or 'all') after training"
+    )
+    step.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="agent-style config.toml for train (models) and publish ([mqtt] broker, login, TLS; "
+        "[classifier] trusted_keys), as those commands read it",
+    )
+    step.add_argument("--broker", metavar="HOST[:PORT]", help="broker for publish (over --config)")
+    step.add_argument("--public-key", type=Path, help="public key publish checks the bundle with")
+    step.add_argument(
+        "--wait",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long publish waits for the devices' answers (default: %(default)s)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8765, help="port (default %(default)s; 0 = any free one)")
     parser.set_defaults(run=run)
 
 
-def _train_and_publish(args: argparse.Namespace) -> str:
-    # trainer.cli imports this module to register it: its entry point is imported when used.
-    from trainer.cli import main
-
-    if args.key is None:
-        return "error: start review with --key to train"
-    code = main(["train", str(args.photos), "--out", str(args.out), "--key", str(args.key), "--quiet"])
-    if code != 0:
-        return f"error: train exited {code} (its output is in the terminal)"
-    if not args.device:
-        return f"trained {args.out}"
-    publish = ["publish", str(args.out), "--device", args.device, "--wait", "2"]
-    if args.broker:
-        publish += ["--broker", args.broker]
-    if args.public_key:
-        publish += ["--public-key", str(args.public_key)]
-    code = main(publish)
-    return f"trained {args.out} and published it to {args.device} (publish exit {code})"
-
-
 def run(args: argparse.Namespace) -> int:
     from trainer.review.server import ReviewServer, ReviewState
+    from trainer.review.train_publish import TrainAndPublish
 
     if not (args.root / GROUPS_DIR / GROUPS_FILE).is_file():
         raise TrainerError(
@@ -62,7 +71,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.port <= 65535:
         raise TrainerError(f"--port {args.port}: 0-65535")
-    state = ReviewState(args.root, args.photos, lambda: _train_and_publish(args))
+    step = TrainAndPublish(
+        photos=args.photos,
+        out=args.out,
+        key=args.key,
+        device=args.device,
+        config=args.config,
+        broker=args.broker,
+        public_key=args.public_key,
+        wait_s=args.wait,
+    )
+    state = ReviewState(args.root, args.photos, step)
     try:
         server = ReviewServer(args.host, args.port, state)
     except OSError as exc:

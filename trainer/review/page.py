@@ -24,10 +24,12 @@ def render(document: dict[str, Any], token: str, message: str = "") -> str:
         ".faces{display:flex;flex-wrap:wrap;gap:4px}.face{text-align:center}"
         ".face img{width:96px;height:96px;object-fit:cover;display:block}"
         "form{display:inline-block;margin:.2em .5em .2em 0}.msg{background:#ffd;padding:.4em}"
+        ".error{background:#fdd}"
         "</style></head><body><h1>facetrack review</h1>"
     ]
     if message:
-        parts.append(f'<p class="msg" id="message">{escape(message)}</p>')
+        kind = "msg error" if message.startswith("error:") else "msg"
+        parts.append(f'<p class="{kind}" id="message">{escape(message)}</p>')
     parts.append(_form("train", token, "", "train and publish", "train"))
     for group in groups:
         gid = escape(group["id"])

@@ -3,8 +3,8 @@
 Guards: the Host header must name this server (a DNS-rebinding page cannot talk to it); every
 POST carries the page's CSRF token (made per server start, compared in constant time); only files
 of the inbox that `cluster` listed are served; names are checked as `name` checks them. Actions
-call the same functions as the commands (trainer.naming, and `train`/`publish` through the CLI's
-own entry point).
+call the same functions as the commands (trainer.naming, and `train`/`publish` parsed and run as the
+CLI runs them: trainer/review/train_publish.py).
 """
 
 from __future__ import annotations
