@@ -15,12 +15,14 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import pytest
 
 from agent.classifier.verify import verify_bundle
@@ -295,3 +297,33 @@ def test_train_without_a_key_says_so(assets_dir: Path, tmp_path: Path) -> None:
         _stop(process)
     assert text.startswith("error: no signing key: start review with --key") and "error" in classes, text
     assert not (tmp_path / "model.ftm").exists()
+
+
+def test_faces_of_a_group_photo_show_as_their_own_crops(assets_dir: Path, tmp_path: Path) -> None:
+    """A photo folder (not an inbox): each face of a photo with several is a member `PATH#k`, and
+    the page shows that face's crop, not the whole photo twice."""
+    root = tmp_path / "pile"
+    data = assets_dir / "data" / "faces"
+    shutil.copytree(data / "knn" / "train" / "obama", root / "obama")
+    shutil.copytree(data / "knn" / "train" / "biden", root / "biden")
+    shutil.copy(data / "knn" / "test" / "obama_and_biden.jpg", root / "obama_and_biden.jpg")
+    assert main(["cluster", str(root), "--quiet", "--no-sheets", "--no-cache"]) == 0
+    document = json.loads((root / ".groups" / "groups.json").read_text())
+    two = [m for g in document["groups"] for m in g["members"] if m.startswith("obama_and_biden.jpg#")]
+    assert sorted(two) == ["obama_and_biden.jpg#1", "obama_and_biden.jpg#2"]
+    process, url = _start_review(root, tmp_path / "photos", [])
+    browser = webdriver.Browser()
+    try:
+        browser.open(url)
+        sizes = browser.script(
+            "return [...document.images].filter(i => i.alt.startsWith('obama_and_biden.jpg#'))"
+            ".map(i => [i.complete && i.naturalWidth > 0, i.naturalWidth, i.naturalHeight])"
+        )
+        photo = cv2.imread(str(root / "obama_and_biden.jpg"))
+        assert len(sizes) == 2
+        for loaded, width, height in sizes:
+            assert loaded
+            assert width * height < photo.shape[0] * photo.shape[1] / 4, "a face's crop, not the photo"
+    finally:
+        browser.close()
+        _stop(process)

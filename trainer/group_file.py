@@ -13,6 +13,12 @@ from typing import Any
 
 GROUPS_DIR = ".groups"
 GROUPS_FILE = "groups.json"
+FACES_DIR = "faces"  # under DIR/.groups: the crops of faces from photos with several faces
+
+
+def crop_name(member: str) -> str:
+    """Where the crop of a face of a photo with several faces (`PATH#k`) is kept, relative to DIR."""
+    return f"{GROUPS_DIR}/{FACES_DIR}/" + member.replace("/", "__").replace("#", ".face") + ".jpg"
 
 
 def read_groups(root: Path) -> dict[str, Any]:

@@ -29,11 +29,9 @@ from agent.vision.types import Frame
 from trainer.clustering import Rule, group_gated
 from trainer.contact_sheet import write_contact_sheet
 from trainer.dataset import IMAGE_SUFFIXES, FaceEmbedding, UnreadableImage
-from trainer.group_file import GROUPS_DIR, GROUPS_FILE
+from trainer.group_file import GROUPS_DIR, GROUPS_FILE, crop_name
 from trainer.inbox import is_inbox, read_faces, read_records
 from trainer.photo_faces import photo_faces
-
-FACES_DIR = "faces"  # under DIR/.groups: the crops of faces from photos with several faces
 
 
 @dataclass(slots=True)
@@ -177,11 +175,6 @@ def _embed(
     if progress and paths:
         print(file=sys.stderr)
     return faces, skipped
-
-
-def crop_name(member: str) -> str:
-    """Where the crop of a face of a photo with several faces is kept, relative to DIR."""
-    return f"{GROUPS_DIR}/{FACES_DIR}/" + member.replace("/", "__").replace("#", ".face") + ".jpg"
 
 
 def cluster(

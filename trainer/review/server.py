@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from trainer.group_file import read_groups, write_groups
+from trainer.group_file import crop_name, read_groups, write_groups
 from trainer.naming import NamingError, discard_groups, merge_groups, name_groups
 from trainer.review.page import render
 
@@ -107,6 +107,10 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         root = state.root.resolve()
         target = (root / relative).resolve()
+        if "#" in relative:
+            # One face of a photo with several (`PATH#k`): its crop when `cluster` kept one, else the photo.
+            crop = (root / crop_name(relative)).resolve()
+            target = crop if crop.is_file() else (root / relative.rsplit("#", 1)[0]).resolve()
         # Only a file `cluster` listed, inside the inbox: no `..`, no absolute path, no symlink out.
         if relative not in state.listed() or not target.is_relative_to(root) or not target.is_file():
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
