@@ -16,7 +16,9 @@ halves of the video: the first half ("tune") is what the default was chosen on, 
 ("held-out") is reported. The rule, applied to the tune half only: the largest K whose MOTA and
 IDF1 are both at least the seed loop's and within TOLERANCE points of K=0's. fps is frames per wall
 second over the whole run; with --repeat the modes run interleaved (order rotated) and the median
-fps per mode is kept (accuracy does not change between rounds: the runs are deterministic).
+fps per mode is kept (accuracy does not change between rounds: the runs are deterministic). The
+process CPU per frame (user + sys, every thread) is printed beside it, with the seed loop's divided
+by each mode's: other jobs on the machine move that ratio far less than the fps.
 
 It writes a PNG (fps against MOTA, fps against IDF1, held-out half, every point from this run)
 and prints the machine and its load: ratios hold on a shared machine, absolute fps do not.
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     # Warm caches so the first mode does not pay for them.
     run_sequential(config, stack, None, video, 10)
     fps_runs: dict[str, list[float]] = {name: [] for name in names}
+    cpu_runs: dict[str, list[float]] = {name: [] for name in names}
     results: dict[str, dict[str, Any]] = {}
     for round_index in range(args.repeat):
         shift = round_index % len(names)
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 coast = int(name.split("=")[1])
                 result = run_sequential(_mode_config(config, coast), stack, None, video, frames, outputs)
             fps_runs[name].append(float(result["fps"]))
+            cpu_runs[name].append(float(result["cpu_ms_per_frame"]))
             if not args.json:
                 print(f"   round {round_index + 1} {name}: {result['fps']} fps", file=sys.stderr, flush=True)
             if name not in results:
@@ -160,16 +164,25 @@ def main(argv: list[str] | None = None) -> int:
         ordered = sorted(fps_runs[name])
         results[name]["fps"] = ordered[(len(ordered) - 1) // 2]
         results[name]["fps_runs"] = fps_runs[name]
+        cpu = sorted(cpu_runs[name])
+        results[name]["cpu_ms_per_frame"] = cpu[(len(cpu) - 1) // 2]
     chosen = choose(results)
     bench_run.finish()
-    seed_fps = results[SEED]["fps"]
+    seed_fps, seed_cpu = results[SEED]["fps"], results[SEED]["cpu_ms_per_frame"]
     report: dict[str, Any] = {
         "video": f"{VIDEO} ({frames} frames; tune = frames 0-{half - 1}, held-out = {half}-{frames - 1})",
         "layout": "one worker, 2-thread interpreters, no classifier",
         "configured_default": f"coast={config.detection.coast_frames}",
         "chosen_on_tune_half": chosen,
         "modes": {
-            name: {**mode, "fps_vs_seed": round(mode["fps"] / seed_fps, 3) if seed_fps else None}
+            name: {
+                **mode,
+                "fps_vs_seed": round(mode["fps"] / seed_fps, 3) if seed_fps else None,
+                # How many times less CPU a frame costs than in the seed loop.
+                "cpu_vs_seed": round(seed_cpu / mode["cpu_ms_per_frame"], 3)
+                if mode["cpu_ms_per_frame"]
+                else None,
+            }
             for name, mode in results.items()
         },
         "png": str(args.png),
@@ -183,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = bench_run.header_lines()
     lines.append(f"{report['video']}; {report['layout']}")
     lines.append(
-        f"{'mode':<9} {'fps':>6} {'x seed':>7} {'passes/f':>8}  {'MOTA tune':>9} {'IDF1 tune':>9}  "
+        f"{'mode':<9} {'fps':>6} {'x seed':>7} {'CPU ms/f':>8} {'x seed':>7} {'passes/f':>8}  "
+        f"{'MOTA tune':>9} {'IDF1 tune':>9}  "
         f"{'MOTA held':>9} {'IDF1 held':>9}  {'MOTA all':>8} {'IDF1 all':>8}"
     )
     for name, m in report["modes"].items():
         lines.append(
-            f"{name:<9} {m['fps']:>6.2f} {m['fps_vs_seed']:>7.2f} {m['person_passes_per_frame']:>8.2f}  "
+            f"{name:<9} {m['fps']:>6.2f} {m['fps_vs_seed']:>7.2f} {m['cpu_ms_per_frame']:>8.2f} "
+            f"{m['cpu_vs_seed']:>7.2f} {m['person_passes_per_frame']:>8.2f}  "
             f"{m['tune']['mota']:>9.1f} {m['tune']['idf1']:>9.1f}  {m['heldout']['mota']:>9.1f} "
             f"{m['heldout']['idf1']:>9.1f}  {m['all']['mota']:>8.1f} {m['all']['idf1']:>8.1f}"
         )

@@ -105,8 +105,10 @@ class ColorHistogramEncoder:
                     out[i, k * d : (k + 1) * d] = uniform
                     continue
                 part = hsv[a:b]
-                hs_hists.append(cv2.calcHist([part], [0, 1], None, hs_bins, [0, 180, 0, 256]))
-                v_hists.append(cv2.calcHist([part], [2], None, [self.value_bins], [0, 256]))
+                hs = cv2.calcHist([part], [0, 1], None, hs_bins, [0, 180, 0, 256])
+                hs_hists.append(np.asarray(hs, dtype=np.float32))
+                v = cv2.calcHist([part], [2], None, [self.value_bins], [0, 256])
+                v_hists.append(np.asarray(v, dtype=np.float32))
                 slots.append((i, k))
         if slots:
             blocks = self._parts(np.stack(hs_hists), np.stack(v_hists))
@@ -125,7 +127,8 @@ class ColorHistogramEncoder:
         v = _smooth(v_raw, circular_rows=False).reshape(m, -1)
         hs_sum = np.maximum(hs.sum(axis=1, dtype=np.float32).astype(np.float64), 1e-9).astype(np.float32)
         v_sum = np.maximum(v.sum(axis=1, dtype=np.float32).astype(np.float64), 1e-9).astype(np.float32)
-        features = np.sqrt(np.concatenate([hs / hs_sum[:, None], v * np.float32(0.5) / v_sum[:, None]], axis=1))
+        weighted = [hs / hs_sum[:, None], v * np.float32(0.5) / v_sum[:, None]]
+        features = np.sqrt(np.concatenate(weighted, axis=1))
         out = np.empty(features.shape, dtype=np.float32)
         for row, feature in enumerate(features):
             # As np.linalg.norm does for one vector (a BLAS dot), so each block is as before.
