@@ -27,6 +27,11 @@ each) for every frame the agent processed. Divided by the frames and by the core
 reached if decoding, motion, tracking and I/O cost nothing. The agent cannot beat it; a share above
 1.0 means the bound is wrong, and the report says so. It comes from the same run it bounds.
 
+CPU per frame: every mode also reports its process CPU (user + sys, every thread) per frame over
+the frames its fps is taken on, the seed loop's divided by the agent's (median of per-round
+ratios), and the models' part of the agent's CPU. Other jobs on the machine move these far less
+than the fps; bench/pipeline_cpu.py splits the CPU item by item.
+
 Memory: after the rounds, `facetrack-agent run` runs as a child process with default settings on
 each video and on a 1080p clip (vtest upscaled to 1920x1080 with OpenCV, written to a temporary
 file: the assets have no 1080p clip), without and with a classifier installed, and in the 1x2
