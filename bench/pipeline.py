@@ -27,6 +27,11 @@ each) for every frame the agent processed. Divided by the frames and by the core
 reached if decoding, motion, tracking and I/O cost nothing. The agent cannot beat it; a share above
 1.0 means the bound is wrong, and the report says so. It comes from the same run it bounds.
 
+CPU per frame: every mode also reports its process CPU (user + sys, every thread) per frame over
+the frames its fps is taken on, the seed loop's divided by the agent's (median of per-round
+ratios), and the models' part of the agent's CPU. Other jobs on the machine move these far less
+than the fps; bench/pipeline_cpu.py splits the CPU item by item.
+
 Memory: after the rounds, `facetrack-agent run` runs as a child process with default settings on
 each video and on a 1080p clip (vtest upscaled to 1920x1080 with OpenCV, written to a temporary
 file: the assets have no 1080p clip), without and with a classifier installed, and in the 1x2
@@ -42,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -88,6 +94,31 @@ T = TypeVar("T")
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def _process_cpu_s() -> float:
+    """User + system CPU seconds of this process so far, every thread (decode, workers, TFLite's)."""
+    t = os.times()
+    return t.user + t.system
+
+
+class CpuSpan:
+    """Process CPU between the first and the last frame done: the same span the fps is taken over,
+    so CPU per frame and fps describe the same frames. Other jobs on the machine do not add to it."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._first = self._last = 0.0
+
+    def frame_done(self, *_: Any) -> None:
+        now = _process_cpu_s()
+        if self.frames == 0:
+            self._first = now
+        self._last = now
+        self.frames += 1
+
+    def ms_per_frame(self) -> float:
+        return round((self._last - self._first) * 1000 / (self.frames - 1), 2) if self.frames > 1 else 0.0
 
 
 class StageClock:
@@ -143,7 +174,13 @@ class _Metered:
 
 
 def _result(
-    clock: StageClock, done: int, span: float, events: int | None, faces: int, cpu_ms: float
+    clock: StageClock,
+    done: int,
+    span: float,
+    events: int | None,
+    faces: int,
+    cpu_ms: float,
+    process: CpuSpan,
 ) -> dict[str, Any]:
     stages = clock.wall
     return {
@@ -155,6 +192,7 @@ def _result(
         # Per-frame averages, including frames on which a model did not run.
         "model_ms_per_frame": round(sum(sum(stages.get(k, [])) for k in MODEL_STAGES) / max(done, 1), 2),
         "model_cpu_ms_per_frame": round(cpu_ms / max(done, 1), 2),
+        "cpu_ms_per_frame": process.ms_per_frame(),
     }
 
 
@@ -190,6 +228,7 @@ def run_sequential(
     stage = TrackingStage.from_config(config)
     capture = cv2.VideoCapture(str(video))
     clock = StageClock()
+    process = CpuSpan()
     done = events = faces = passes = 0
     first_done = last_done = 0.0
     while done < frames:
@@ -206,13 +245,14 @@ def run_sequential(
         events += len(result.events)
         faces += len(analysis.predictions)
         clock.add({**analysis.timings_ms, **result.timings_ms})
+        process.frame_done()
         last_done = time.perf_counter()
         if done == 0:
             first_done = last_done
         done += 1
     capture.release()
     events += len(stage.finish(FrameStamp(done, datetime.now(UTC))))
-    result = _result(clock, done, last_done - first_done, events, faces, meter.cpu_ms)
+    result = _result(clock, done, last_done - first_done, events, faces, meter.cpu_ms, process)
     result["person_passes_per_frame"] = round(passes / max(done, 1), 3)
     return result
 
@@ -238,6 +278,7 @@ def run_original(
     tracker = Tracker(TrackerParams.from_config(config.tracker, config.detection))
     capture = cv2.VideoCapture(str(video))
     clock = StageClock()
+    process = CpuSpan()
     done = faces_classified = 0
     first_done = last_done = 0.0
     tracks: list[BBox] = []
@@ -273,12 +314,13 @@ def run_original(
                 faces_classified += len(predictions)
                 for binding in bind_faces([f.box for f in found], tracks):
                     labels[track_ids[binding.person_index]] = str(predictions[binding.face_index].label)
+        process.frame_done()
         last_done = time.perf_counter()
         if done == 0:
             first_done = last_done
         done += 1
     capture.release()
-    return _result(clock, done, last_done - first_done, None, faces_classified, clock.cpu_ms)
+    return _result(clock, done, last_done - first_done, None, faces_classified, clock.cpu_ms, process)
 
 
 def _boxes(boxes: list[Any]) -> np.ndarray:
@@ -296,8 +338,14 @@ def run_agent(
     from agent.runtime.app import AgentApp
 
     cfg = for_video(config, video, port, state_dir)
+    process = CpuSpan()
     app = AgentApp(
-        cfg, max_frames=frames, vision=stack, install_signal_handlers=False, status_window=frames + 1
+        cfg,
+        max_frames=frames,
+        vision=stack,
+        install_signal_handlers=False,
+        status_window=frames + 1,
+        on_frame=process.frame_done,
     )
     code = asyncio.run(app.run())
     s = app.summary
@@ -309,6 +357,7 @@ def run_agent(
         "latency_ms": s.latency_ms,
         "outbox_depth_at_exit": s.outbox_depth,
         "model_cpu_ms_per_frame": round(s.model_cpu_ms / max(s.frames, 1), 2),
+        "cpu_ms_per_frame": process.ms_per_frame(),
     }
 
 
@@ -320,6 +369,17 @@ def _median(values: list[float]) -> float:
 def _median_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float | None:
     """Median over rounds of a/b fps, each ratio taken from runs of the same round (close in time)."""
     ratios = [float(x["fps"]) / float(y["fps"]) for x, y in zip(a, b, strict=True) if y["fps"]]
+    return round(_median(ratios), 3) if ratios else None
+
+
+def _median_cpu_ratio(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float | None:
+    """Median over rounds of b/a process CPU per frame: how many times less CPU a frame costs `a`
+    than `b` (the load moves it far less than the fps ratio)."""
+    ratios = [
+        float(y["cpu_ms_per_frame"]) / float(x["cpu_ms_per_frame"])
+        for x, y in zip(a, b, strict=True)
+        if x["cpu_ms_per_frame"]
+    ]
     return round(_median(ratios), 3) if ratios else None
 
 
@@ -339,6 +399,7 @@ def honest_bound(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
         if float(r["model_cpu_ms_per_frame"]) > 0
     ]
     cpu_ms = _median([float(r["model_cpu_ms_per_frame"]) for r in runs])
+    process_ms = _median([float(r["cpu_ms_per_frame"]) for r in runs])
     return {
         "cores": cores,
         "model_cpu_ms_per_frame": round(cpu_ms, 2),
@@ -347,6 +408,10 @@ def honest_bound(runs: list[dict[str, Any]], cores: int) -> dict[str, Any]:
         "share_runs": [round(x, 3) for x in shares],
         # A design cannot beat the CPU its own models used: above 1.0 the measurement is wrong.
         "exceeded": any(x > 1.0 for x in shares),
+        # The whole process's CPU per frame and the models' part of it: the share the agent would
+        # reach with both cores to itself and perfect overlap (the load does not move it).
+        "cpu_ms_per_frame": round(process_ms, 2),
+        "model_share_of_cpu": round(cpu_ms / process_ms, 3) if process_ms else None,
     }
 
 
@@ -584,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "agent_vs_sequential": _median_ratio(runs["agent"], runs["sequential"]),
                     "agent_vs_original": _median_ratio(runs["agent"], runs["original"]),
+                    "agent_vs_original_cpu": _median_cpu_ratio(runs["agent"], runs["original"]),
                     "agent_1x2_vs_sequential": _median_ratio(runs[SINGLE_WORKER_MODE], runs["sequential"]),
                     "sequential_vs_original": _median_ratio(runs["sequential"], runs["original"]),
                     "bound": {
@@ -619,8 +685,8 @@ def format_report(report: dict[str, Any], bench_run: BenchRun) -> str:
     for name, r in report["videos"].items():
         lines.append(f"\n{name}")
         lines.append(
-            f"  {'mode':<11} {'fps':>7}  {'events':>6}  {'faces':>5}  {'fps of each round':<20} "
-            "per-stage mean wall latency (ms)"
+            f"  {'mode':<11} {'fps':>7}  {'CPU ms/f':>8}  {'events':>6}  {'faces':>5}  "
+            f"{'fps of each round':<20} per-stage mean wall latency (ms)"
         )
         for mode in [m for m in MODES if m in r]:
             m = r[mode]
@@ -628,19 +694,27 @@ def format_report(report: dict[str, Any], bench_run: BenchRun) -> str:
             rounds = ",".join(f"{v:.2f}" for v in m["fps_runs"])
             events = "-" if m["events"] is None else str(m["events"])
             faces = str(m.get("faces_classified", "-"))
-            lines.append(f"  {mode:<11} {m['fps']:>7.2f}  {events:>6}  {faces:>5}  {rounds:<20} {stages}")
+            lines.append(
+                f"  {mode:<11} {m['fps']:>7.2f}  {m['cpu_ms_per_frame']:>8.2f}  {events:>6}  {faces:>5}  "
+                f"{rounds:<20} {stages}"
+            )
         lines.append(
             f"  agent / original = {r['agent_vs_original']}x, "
             f"agent / sequential = {r['agent_vs_sequential']}x, "
             f"agent_1x2 / sequential = {r['agent_1x2_vs_sequential']}x, "
             f"sequential / original = {r['sequential_vs_original']}x"
         )
+        lines.append(
+            f"  CPU per frame: original / agent = {r['agent_vs_original_cpu']}x "
+            "(process user+sys per frame, median of per-round ratios)"
+        )
         for mode, b in r["bound"].items():
             verdict = " -- BOUND EXCEEDED: the bound is wrong" if b["exceeded"] else ""
             lines.append(
                 f"  honest bound {mode}: {b['model_cpu_ms_per_frame']:.2f} model CPU ms per frame / "
                 f"{b['cores']} cores = {b['bound_fps']:.2f} fps; reaches {b['share']} of it (per round: "
-                f"{', '.join(str(x) for x in b['share_runs'])}){verdict}"
+                f"{', '.join(str(x) for x in b['share_runs'])}){verdict}; models are "
+                f"{b['model_share_of_cpu']} of its {b['cpu_ms_per_frame']:.2f} CPU ms per frame"
             )
     memory = report.get("peak_rss_mb")
     if memory:

@@ -83,6 +83,13 @@ class ColorHistogramEncoder:
         y2 = np.clip(np.ceil(y[:, None] + bands[None, :, 1] * h[:, None]), 0, height).astype(int)
         d = self.part_dim
         uniform = np.float32(1.0 / np.sqrt(d))
+        # The histograms of every part of every person first, then the smoothing and the
+        # normalisation for all of them at once: per part, in NumPy, those cost more than the
+        # histograms (the arithmetic is the same element by element, so the features are too).
+        hs_bins = [self.hue_bins, self.saturation_bins]
+        hs_hists: list[npt.NDArray[np.float32]] = []
+        v_hists: list[npt.NDArray[np.float32]] = []
+        slots: list[tuple[int, int]] = []
         for i in range(boxes.shape[0]):
             top, bottom = int(y1[i].min()), int(y2[i].max())
             if x2[i] - x1[i] < 2 or bottom - top < 2:
@@ -91,45 +98,59 @@ class ColorHistogramEncoder:
                 out[i] = uniform
                 continue
             # One colour conversion per person, over the rows its parts span.
-            hsv = np.asarray(
-                cv2.cvtColor(frame_bgr[top:bottom, x1[i] : x2[i]], cv2.COLOR_BGR2HSV), dtype=np.uint8
-            )
+            hsv = cv2.cvtColor(frame_bgr[top:bottom, x1[i] : x2[i]], cv2.COLOR_BGR2HSV)
             for k in range(len(self.parts)):
                 a, b = int(y1[i, k]) - top, int(y2[i, k]) - top
-                block = out[i, k * d : (k + 1) * d]
-                block[:] = self._part(hsv[a:b]) if b - a >= 2 else uniform
+                if b - a < 2:
+                    out[i, k * d : (k + 1) * d] = uniform
+                    continue
+                part = hsv[a:b]
+                hs = cv2.calcHist([part], [0, 1], None, hs_bins, [0, 180, 0, 256])
+                hs_hists.append(np.asarray(hs, dtype=np.float32))
+                v = cv2.calcHist([part], [2], None, [self.value_bins], [0, 256])
+                v_hists.append(np.asarray(v, dtype=np.float32))
+                slots.append((i, k))
+        if slots:
+            blocks = self._parts(np.stack(hs_hists), np.stack(v_hists))
+            for (i, k), block in zip(slots, blocks, strict=True):
+                out[i, k * d : (k + 1) * d] = block
         out /= np.sqrt(np.float32(len(self.parts)))
         return out
 
-    def _part(self, hsv: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """One part's unit-norm block: square-rooted (Hellinger) smoothed histograms, so a dominant
-        bin does not swamp the cosine distance; value weighted half of hue-saturation."""
-        hs_bins = [self.hue_bins, self.saturation_bins]
-        hs = _smooth(cv2.calcHist([hsv], [0, 1], None, hs_bins, [0, 180, 0, 256]), circular_rows=True)
-        v = _smooth(cv2.calcHist([hsv], [2], None, [self.value_bins], [0, 256]), circular_rows=False)
-        feature = np.sqrt(
-            np.concatenate(
-                [hs.ravel() / max(float(hs.sum()), 1e-9), v.ravel() * 0.5 / max(float(v.sum()), 1e-9)]
-            )
-        )
-        norm = float(np.linalg.norm(feature))
-        if norm == 0:
-            return np.full(feature.shape, 1.0 / np.sqrt(feature.size), dtype=np.float32)
-        out: npt.NDArray[np.float32] = (feature / norm).astype(np.float32)
+    def _parts(
+        self, hs_raw: npt.NDArray[np.float32], v_raw: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """One unit-norm block per part: square-rooted (Hellinger) smoothed histograms, so a
+        dominant bin does not swamp the cosine distance; value weighted half of hue-saturation."""
+        m = hs_raw.shape[0]
+        hs = _smooth(hs_raw, circular_rows=True).reshape(m, -1)
+        v = _smooth(v_raw, circular_rows=False).reshape(m, -1)
+        hs_sum = np.maximum(hs.sum(axis=1, dtype=np.float32).astype(np.float64), 1e-9).astype(np.float32)
+        v_sum = np.maximum(v.sum(axis=1, dtype=np.float32).astype(np.float64), 1e-9).astype(np.float32)
+        weighted = [hs / hs_sum[:, None], v * np.float32(0.5) / v_sum[:, None]]
+        features = np.sqrt(np.concatenate(weighted, axis=1))
+        out = np.empty(features.shape, dtype=np.float32)
+        for row, feature in enumerate(features):
+            # As np.linalg.norm does for one vector (a BLAS dot), so each block is as before.
+            norm = float(np.sqrt(feature.dot(feature)))
+            out[row] = feature / np.float32(norm) if norm != 0 else np.float32(1.0 / np.sqrt(feature.size))
         return out
 
 
-def _smooth(raw: npt.NDArray[np.generic], circular_rows: bool) -> npt.NDArray[np.float32]:
+def _smooth(raw: npt.NDArray[np.float32], circular_rows: bool) -> npt.NDArray[np.float32]:
     """Spread each bin a little into its neighbours, so a colour near a bin edge (a slightly
-    different light on the same shirt) does not land in a disjoint bin. Hue wraps around."""
+    different light on the same shirt) does not land in a disjoint bin. Hue wraps around.
+    `raw` holds one (rows, columns) histogram per item along its first axis."""
     hist = np.asarray(raw, dtype=np.float32)
     out = 0.5 * hist
     if circular_rows:
-        out += 0.25 * (np.roll(hist, 1, axis=0) + np.roll(hist, -1, axis=0))
+        out += 0.25 * (np.roll(hist, 1, axis=1) + np.roll(hist, -1, axis=1))
     else:
-        padded = np.pad(hist, ((1, 1), (0, 0)), mode="edge")
-        out += 0.25 * (padded[:-2] + padded[2:])
-    if hist.shape[1] > 1:
-        padded = np.pad(out, ((0, 0), (1, 1)), mode="edge")
-        out = 0.5 * out + 0.25 * (padded[:, :-2] + padded[:, 2:])
-    return out.astype(np.float32)
+        above = np.concatenate([hist[:, :1], hist[:, :-1]], axis=1)
+        below = np.concatenate([hist[:, 1:], hist[:, -1:]], axis=1)
+        out += 0.25 * (above + below)
+    if hist.shape[2] > 1:
+        left = np.concatenate([out[:, :, :1], out[:, :, :-1]], axis=2)
+        right = np.concatenate([out[:, :, 1:], out[:, :, -1:]], axis=2)
+        out = 0.5 * out + 0.25 * (left + right)
+    return out
