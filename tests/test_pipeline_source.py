@@ -228,7 +228,7 @@ def test_read_ahead_is_bounded_in_bytes_not_frames(asset: Any, tmp_path: Path) -
     writer.release()
     capture.release()
     frame_bytes = 1920 * 1080 * 3
-    assert DEFAULT_QUEUE_BYTES < 2 * frame_bytes
+    assert frame_bytes <= DEFAULT_QUEUE_BYTES < 2 * frame_bytes
 
     holder: dict[str, Any] = {}
     captures: list[_WatchedCapture] = []
