@@ -22,6 +22,7 @@ from agent.classifier.keys import public_key_text
 from agent.classifier.svm_arrays import ArraySVM, from_estimator
 from agent.classifier.verify import verify_bundle
 from agent.runtime.key_files import load_trusted_keys
+from agent.runtime.model_store import ModelStore
 from bench.identities import Embedded, build, embed
 from tests.classifier_helpers import embedding, quick_train
 from trainer.array_model import ExportError, check_same, probe_points
@@ -107,23 +108,27 @@ def test_trainer_signs_arrays_that_the_agent_loads_without_scikit_learn(
         assert (a.label, a.candidate, a.confidence) == (b.label, b.candidate, b.confidence)
         assert a.probability == pytest.approx(b.probability, abs=1e-9)
 
-    path = tmp_path / "model.ftm"
-    path.write_bytes(arrays_bundle)
+    # The agent's own start-up path: the bundle installed in its model store, loaded by ModelService.
+    state = tmp_path / "state"
+    ModelStore(state / "models", 3).install(arrays_bundle, parse_bundle(arrays_bundle).manifest.model_version)
     code = (
-        "import sys\n"
+        "import sys, types\n"
         "import numpy as np\n"
-        "import agent.cli, agent.runtime.app, agent.runtime.model_service\n"
-        "from agent.classifier.verify import verify_bundle\n"
-        "from agent.runtime.key_files import load_trusted_keys\n"
-        f"keys = load_trusted_keys([{public_key_text(key.public_key())!r}])\n"
-        f"data = open({str(path)!r}, 'rb').read()\n"
-        f"clf = verify_bundle(data, trusted_keys=keys, embedder_id={emb.embedder_id!r}, dim={emb.dim})"
-        ".classifier\n"
+        "import agent.cli, agent.runtime.app\n"
+        "from agent.config import AgentConfig\n"
+        "from agent.runtime.model_service import ModelService\n"
+        f"config = AgentConfig(state_dir={str(state)!r}, device_id='cam-1', "
+        f"classifier={{'trusted_keys': [{public_key_text(key.public_key())!r}]}})\n"
+        f"embedder = types.SimpleNamespace(embedder_id={emb.embedder_id!r}, dim={emb.dim})\n"
+        "service = ModelService(config, lambda event: None, embedder=embedder)\n"
+        "clf = service.load_installed()\n"
+        f"assert clf is not None and clf.manifest.payload_kind == 'arrays'\n"
         f"clf.predict(np.ones((3, {emb.dim})) / {emb.dim**0.5})\n"
-        "print(' '.join(m for m in ('sklearn', 'skops', 'pandas') if m in sys.modules))\n"
+        "loaded = [m for m in ('sklearn', 'skops', 'pandas') if m in sys.modules]\n"
+        "print('heavy modules:', *loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "", done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "heavy modules:", done.stdout
 
 
 def test_the_trainer_refuses_to_sign_arrays_that_differ(protocol: Embedded, emb: FaceEmbedding) -> None:
