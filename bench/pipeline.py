@@ -675,9 +675,10 @@ def format_report(report: dict[str, Any], bench_run: BenchRun) -> str:
     if memory:
         lines.append("\npeak RSS (MB) of a child process per mode, default settings unless named")
         kinds = list(next(iter(memory.values())))
-        lines.append(f"  {'video':<10}" + "".join(f"{k:>22}" for k in kinds))
+        width = max(len(k) for k in kinds) + 2
+        lines.append(f"  {'video':<10}" + "".join(f"{k:>{width}}" for k in kinds))
         for video, row in memory.items():
-            lines.append(f"  {video:<10}" + "".join(f"{row.get(k, 0):>22.1f}" for k in kinds))
+            lines.append(f"  {video:<10}" + "".join(f"{row.get(k, 0):>{width}.1f}" for k in kinds))
     return "\n".join(lines)
 
 
