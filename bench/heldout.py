@@ -23,7 +23,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_estimator
+from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_payload
 from agent.config import EMBEDDER_EXAMPLES, load_config
 from bench.identities import Embedded, build, embed
 from trainer.dataset import FaceEmbedding
@@ -47,7 +47,8 @@ def measure(data: Embedded, embedder_id: str, dim: int) -> dict[str, Any]:
     result = train(data.enrol_x, data.enrol_y)
     key = Ed25519PrivateKey.generate()
     parsed = parse_bundle(result.sign(embedder_id=embedder_id, dim=dim, private_key=key))
-    classifier = FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
+    payload = load_payload(parsed.payload, parsed.manifest.payload_kind)
+    classifier = FaceClassifier(payload, parsed.manifest)
     held = classifier.predict(data.held_x)
     unseen = classifier.predict(data.unseen_x)
     nearest = np.argmax(data.held_x @ data.enrol_x.T, axis=1)
@@ -86,7 +87,8 @@ def rotate(data: Embedded, embedder_id: str, dim: int) -> dict[str, Any]:
         probe_keep = [i for i, label in enumerate(data.held_y) if label != person]
         result = train(data.enrol_x[keep], [data.enrol_y[i] for i in keep])
         parsed = parse_bundle(result.sign(embedder_id=embedder_id, dim=dim, private_key=key))
-        classifier = FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
+        payload = load_payload(parsed.payload, parsed.manifest.payload_kind)
+        classifier = FaceClassifier(payload, parsed.manifest)
         strangers = np.vstack(
             [
                 data.enrol_x[[i for i, label in enumerate(data.enrol_y) if label == person]],

@@ -493,25 +493,30 @@ def measure_memory(
     from agent.devtools.demo import install_bundle
 
     exe = str(Path(sys.executable).with_name("facetrack-agent"))
+    # The same people trained into the older skops payload (scikit-learn at run time), same key.
+    skops = train_classifier(config, workdir, "skops") if trained is not None else None
     clips = {name: config.resolve_asset(VIDEOS[name]) for name in videos}
     clips["1080p"] = make_hd_clip(config.resolve_asset(VIDEOS["vtest"]), workdir / "vtest_1080p.mp4", frames)
     out: dict[str, dict[str, float]] = {}
     for name, clip in clips.items():
         row: dict[str, float] = {}
-        layouts: list[tuple[str, list[str], bool]] = [
-            ("agent", [], False),
-            ("agent+classifier", [], True),
-            ("agent_1x2+classifier", ["--workers", "1", "--threads", "2"], True),
+        legacy = [sys.executable, "-m", "bench.pipeline", LEGACY_AGENT_CHILD]
+        layouts: list[tuple[str, list[str], tuple[bytes, str] | None]] = [
+            ("agent", [], None),
+            ("agent, frames as before", [], None),
+            ("agent+classifier", [], trained),
+            ("agent+skops classifier", [], skops),
+            ("agent_1x2+classifier", ["--workers", "1", "--threads", "2"], trained),
         ]
-        for kind, extra, with_model in layouts:
+        for kind, extra, model in layouts:
             state = workdir / f"memory-{name}-{kind}"
             keys: list[str] = []
-            if with_model and trained is not None:
-                install_bundle(config.model_copy(update={"state_dir": state}), trained[0])
+            if model is not None:
+                install_bundle(config.model_copy(update={"state_dir": state}), model[0])
                 # train_classifier's key pair (agent.devtools.demo.train_bundle).
                 keys = ["--trusted-key", str(workdir / "keys" / "demo.pub")]
             command = [
-                exe,
+                *(legacy if kind == "agent, frames as before" else [exe]),
                 "run",
                 "--input",
                 str(clip),
@@ -530,12 +535,32 @@ def measure_memory(
     return out
 
 
-def train_classifier(config: AgentConfig, workdir: Path) -> tuple[bytes, str] | None:
+LEGACY_AGENT_CHILD = "--legacy-agent-child"
+
+
+def legacy_agent_child(argv: list[str]) -> int:
+    """`facetrack-agent ARGS` with its frame memory as before (a 4-frame read-ahead at any frame size,
+    glibc's own sliding mmap threshold), for the side-by-side column of the memory table. It changes
+    the two module defaults in this child process only, before the agent starts."""
+    import agent.runtime.malloc_tuning as malloc_tuning
+    import agent.runtime.source as source
+    from agent.cli import main as agent_main
+
+    source.DEFAULT_QUEUE_BYTES = 1 << 62
+    malloc_tuning.fix_mmap_threshold = lambda threshold=0: False
+    return agent_main(argv)
+
+
+def train_classifier(
+    config: AgentConfig, workdir: Path, payload_kind: str = "arrays"
+) -> tuple[bytes, str] | None:
     try:
         from agent.devtools.demo import demo_people, train_bundle
     except ImportError:
         return None
-    bundle, public_key, _ = train_bundle(config, demo_people(config.assets_dir), workdir / "keys")
+    bundle, public_key, _ = train_bundle(
+        config, demo_people(config.assets_dir), workdir / "keys", payload_kind
+    )
     return bundle, public_key
 
 
@@ -546,6 +571,9 @@ def _layout(config: AgentConfig, workers: int, threads: int) -> AgentConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [LEGACY_AGENT_CHILD]:
+        return legacy_agent_child(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench.pipeline",
         description=__doc__,
@@ -559,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-frames", type=int, default=150, help="frames per memory run (0: no memory runs) [150]"
     )
+    parser.add_argument("--memory-only", action="store_true", help="only the peak RSS table")
     parser.add_argument("--seed-child", nargs=2, metavar=("VIDEO", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.seed_child:
@@ -611,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "videos": {},
     }
     with MosquittoBroker() as broker:
-        for name in args.videos:
+        for name in [] if args.memory_only else args.videos:
             video = config.resolve_asset(VIDEOS[name])
             if not args.json:
                 print(f"== {name}: {video.name}", file=sys.stderr, flush=True)
@@ -720,9 +749,10 @@ def format_report(report: dict[str, Any], bench_run: BenchRun) -> str:
     if memory:
         lines.append("\npeak RSS (MB) of a child process per mode, default settings unless named")
         kinds = list(next(iter(memory.values())))
-        lines.append(f"  {'video':<10}" + "".join(f"{k:>22}" for k in kinds))
+        width = max(len(k) for k in kinds) + 2
+        lines.append(f"  {'video':<10}" + "".join(f"{k:>{width}}" for k in kinds))
         for video, row in memory.items():
-            lines.append(f"  {video:<10}" + "".join(f"{row.get(k, 0):>22.1f}" for k in kinds))
+            lines.append(f"  {video:<10}" + "".join(f"{row.get(k, 0):>{width}.1f}" for k in kinds))
     return "\n".join(lines)
 
 

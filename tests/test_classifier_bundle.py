@@ -4,9 +4,7 @@ refused with its own reason, and the store never serves a broken file."""
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
+from agent.classifier.array_payload import MEMBERS, decode_members
 from agent.classifier.bundle import MAGIC, parse_bundle, version_key
 from agent.classifier.classifier import UNKNOWN, dump_estimator, make_payload
 from agent.classifier.errors import BundleError, RejectCode
@@ -97,10 +96,11 @@ def test_manifest_fields(good: bytes, key: Ed25519PrivateKey, emb: FaceEmbedding
     assert manifest.key_id == key_id(key.public_key())
     assert manifest.payload_sha256 == hashlib.sha256(parsed.payload).hexdigest()
     assert {"threshold", "estimated_far", "estimated_tar", "params"} <= set(manifest.training)
-    # The payload is a skops zip archive: no pickle stream anywhere in it.
-    with zipfile.ZipFile(io.BytesIO(parsed.payload)) as archive:
-        assert "schema.json" in archive.namelist()
-        assert not any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
+    # The payload is plain numpy arrays (agent/classifier/array_payload.py): no pickle, no objects.
+    assert manifest.payload_kind == "arrays"
+    arrays = decode_members(parsed.payload)
+    assert set(arrays) == set(MEMBERS)
+    assert all(array.dtype.kind in "fiU" for array in arrays.values())
 
 
 def _flip(data: bytes, offset: int) -> bytes:

@@ -177,3 +177,76 @@ def test_loop_is_ignored_for_live_sources_and_damaged_files_stop_looping(asset: 
     # The damage ends the input with its error, instead of replaying the good part forever.
     assert 0 < count < 795 and source.passes == 0
     assert "truncated or corrupt" in str(source.stats.last_error)
+
+
+class _WatchedCapture:
+    """A real OpenCV capture that records, at each read, the image bytes waiting in the source."""
+
+    def __init__(self, path: str, holder: dict[str, Any]) -> None:
+        import cv2
+
+        self._capture = cv2.VideoCapture(path)
+        self._holder = holder
+        self.waiting: list[int] = []
+
+    def isOpened(self) -> bool:
+        return bool(self._capture.isOpened())
+
+    def read(self) -> tuple[bool, Any]:
+        source = self._holder.get("source")
+        if source is not None:
+            with source._cond:
+                self.waiting.append(source._buffered_bytes)
+        ok, image = self._capture.read()
+        return bool(ok), image
+
+    def grab(self) -> bool:
+        return bool(self._capture.grab())
+
+    def get(self, prop_id: int) -> float:
+        return float(self._capture.get(prop_id))
+
+    def release(self) -> None:
+        self._capture.release()
+
+
+def test_read_ahead_is_bounded_in_bytes_not_frames(asset: Any, tmp_path: Path) -> None:
+    """A 1080p frame is 6.2 MB: the read-ahead holds one of them, where it holds four small ones
+    (docs/benchmarks.md#memory). The consumer is as slow as it likes; the bound holds at every read."""
+    import cv2
+
+    from agent.runtime.source import DEFAULT_QUEUE_BYTES
+
+    small = asset("data/video/vtest.avi")
+    big = tmp_path / "vtest_1080p.mp4"
+    capture = cv2.VideoCapture(str(small))
+    writer = cv2.VideoWriter(str(big), cv2.VideoWriter.fourcc(*"mp4v"), 25.0, (1920, 1080))
+    for _ in range(12):
+        ok, image = capture.read()
+        assert ok
+        writer.write(cv2.resize(image, (1920, 1080)))
+    writer.release()
+    capture.release()
+    frame_bytes = 1920 * 1080 * 3
+    assert frame_bytes <= DEFAULT_QUEUE_BYTES < 2 * frame_bytes
+
+    holder: dict[str, Any] = {}
+    captures: list[_WatchedCapture] = []
+
+    def factory(target: str) -> _WatchedCapture:
+        captures.append(_WatchedCapture(target, holder))
+        return captures[-1]
+
+    source = FrameSource(str(big), capture_factory=factory, queue_size=4)
+    holder["source"] = source
+    source.start()
+    indices = []
+    while (frame := source.get(timeout=60)) is not None:
+        assert frame.image.shape == (1080, 1920, 3)
+        # Real work per frame, as the pipeline does: the reader gets ahead of this consumer.
+        cv2.GaussianBlur(frame.image, (31, 31), 0)
+        indices.append(frame.index)
+    source.stop()
+    assert indices == list(range(12))
+    waiting = captures[0].waiting
+    assert len(waiting) >= 12 and max(waiting) <= frame_bytes, waiting

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from agent.classifier.bundle import parse_bundle
-from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_estimator
+from agent.classifier.classifier import UNKNOWN, FaceClassifier, load_payload
 from agent.classifier.verify import VerifiedBundle
 from trainer.dataset import DatasetError, FaceEmbedding, describe_skipped, scan_people, skip_kind
 
@@ -22,7 +22,7 @@ def load_bundle_unverified(path: Path) -> VerifiedBundle:
     signature is not checked (the workstation holds the signing key; agents always check it)."""
     data = path.read_bytes()
     parsed = parse_bundle(data)
-    classifier = FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
+    classifier = FaceClassifier(load_payload(parsed.payload, parsed.manifest.payload_kind), parsed.manifest)
     return VerifiedBundle(manifest=parsed.manifest, classifier=classifier, data=data)
 
 

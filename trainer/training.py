@@ -21,7 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from sklearn.svm import SVC
 
 from agent.classifier.classifier import REJECTED_CLASS, UNKNOWN, decide, dump_estimator, make_payload
 from agent.classifier.verify import sign_payload
+from trainer.array_model import ExportError, export_payload
 
 # Linear first: on L2-normalised embeddings it is usually best, and GridSearchCV breaks ties
 # toward the earliest candidate, so tiny datasets with many perfect scores get the simplest model.
@@ -73,6 +74,9 @@ class TrainingResult:
     # rejected at their nearest enrolled face, _Scored.threshold_score).
     genuine_scores: list[float] = field(default_factory=list)
     impostor_scores: list[float] = field(default_factory=list)
+    # Every face the final model was fitted on (negatives too): the arrays payload is checked
+    # against scikit-learn on them before signing (trainer/array_model.py).
+    train_x: Array | None = None
 
     def summary(self) -> dict[str, Any]:
         """The part of the report that goes into the signed manifest."""
@@ -102,10 +106,23 @@ class TrainingResult:
         private_key: Ed25519PrivateKey,
         version: str | None = None,
         training: dict[str, Any] | None = None,
+        payload_kind: Literal["arrays", "skops"] = "arrays",
     ) -> bytes:
-        """The signed bundle for this result; `training` defaults to `summary()`."""
+        """The signed bundle for this result; `training` defaults to `summary()`.
+
+        "arrays" (the default) needs no scikit-learn on the agent, and raises TrainingError instead
+        of signing when the arrays do not reproduce the estimator; "skops" makes the older kind."""
+        if payload_kind == "arrays":
+            probes = self.train_x if self.train_x is not None else self.model["gallery"]
+            try:
+                payload = export_payload(self.model, np.asarray(probes, dtype=np.float64))
+            except ExportError as exc:
+                raise TrainingError(f"refusing to sign: the exported model differs: {exc}") from None
+        else:
+            payload = dump_estimator(self.model)
         return sign_payload(
-            dump_estimator(self.model),
+            payload,
+            payload_kind=payload_kind,
             classes=self.classes,
             labels=self.labels,
             threshold=self.threshold,
@@ -459,6 +476,7 @@ def train(
         report=report,
         genuine_scores=genuine_scores,
         impostor_scores=impostor_scores,
+        train_x=all_x,
     )
 
 

@@ -8,7 +8,10 @@ Layout (all integers big-endian):
     10          4     manifest length M (<= MAX_MANIFEST_BYTES)
     14          M     manifest, UTF-8 JSON (see Manifest)
     14+M        8     payload length P (<= MAX_PAYLOAD_BYTES)
-    22+M        P     payload: the scikit-learn estimator saved with skops (a zip archive, no pickle)
+    22+M        P     payload: the classifier, of the kind the manifest's payload_kind names:
+                      "arrays" (numpy .npz, read with allow_pickle=False; array_payload.py) or
+                      "skops" (a scikit-learn estimator saved with skops; the default, for
+                      bundles made before payload_kind existed)
     22+M+P      2     signature length S (64)
     24+M+P      S     Ed25519 signature over bytes [0, 22+M+P): header, manifest and payload
     end of file       nothing may follow
@@ -26,7 +29,7 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -109,6 +112,8 @@ class Manifest(BaseModel):
     payload_size: int = Field(ge=0)
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     training: dict[str, Any] = Field(default_factory=dict)
+    # How the payload is encoded. Absent in bundles made before it existed: those are skops.
+    payload_kind: Literal["skops", "arrays"] = "skops"
 
     @field_validator("model_version")
     @classmethod
@@ -274,4 +279,8 @@ def assemble(signed: bytes, signature: bytes) -> bytes:
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
-    return json.dumps(manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    fields = manifest.model_dump(mode="json")
+    if fields["payload_kind"] == "skops":
+        # Left out, so a skops bundle stays readable by agents from before payload_kind.
+        del fields["payload_kind"]
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()

@@ -1,6 +1,6 @@
 """The face classifier the pipeline calls: embeddings in, (label, confidence) out.
 
-Two parts, both in the skops payload (a dict): an SVC that *names* the face, and the gallery of
+Two parts, both in the payload (a dict): an SVC that *names* the face, and the gallery of
 enrolled embeddings that decides whether it is anyone at all.
 
 The named person is the SVM's own decision (argmax of its decision function), made by the SVC fitted
@@ -13,7 +13,9 @@ the SVM probability does not separate strangers: leaving identities out on dlib_
 got probabilities up to 0.87 while enrolled faces went down to 0.68, whereas similarities were
 <= 0.44 for strangers and >= 0.75 for enrolled faces.
 
-Loading accepts exactly the types in TRUSTED_TYPES: never pickle, never trusted=True.
+The payload is numpy arrays (`payload_kind` "arrays", agent/classifier/array_payload.py: no
+scikit-learn at run time) or, in bundles from before that, a skops archive. Loading a skops payload
+accepts exactly the types in TRUSTED_TYPES: never pickle, never trusted=True.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.classifier.array_payload import PAYLOAD_KIND as ARRAYS_KIND
+from agent.classifier.array_payload import load_arrays
 from agent.classifier.bundle import Manifest
 from agent.classifier.errors import BundleError, RejectCode
 
@@ -31,6 +35,7 @@ from agent.classifier.errors import BundleError, RejectCode
 from agent.classifier.labels import REJECTED_CLASS as REJECTED_CLASS
 from agent.classifier.labels import RESERVED_LABELS as RESERVED_LABELS
 from agent.classifier.labels import UNKNOWN as UNKNOWN
+from agent.classifier.svm_arrays import ArraySVM
 
 # Every non-default type a trainer-made payload may contain. skops refuses anything else.
 TRUSTED_TYPES: list[str] = [
@@ -84,6 +89,14 @@ def load_estimator(payload: bytes) -> Any:
         raise BundleError(RejectCode.BAD_PAYLOAD, f"payload does not load with skops: {exc}") from None
 
 
+def load_payload(payload: bytes, kind: str) -> dict[str, Any]:
+    """The payload dict of a bundle whose manifest says `payload_kind` is `kind`."""
+    if kind == ARRAYS_KIND:
+        return load_arrays(payload)
+    loaded: dict[str, Any] = load_estimator(payload)
+    return loaded
+
+
 def make_payload(estimator: Any, gallery: npt.ArrayLike, gallery_labels: list[str]) -> dict[str, Any]:
     """The object the trainer saves with skops."""
     return {
@@ -112,7 +125,12 @@ class FaceClassifier:
             raise BundleError(RejectCode.BAD_PAYLOAD, "payload gallery has the wrong shape")
         if not set(str(v) for v in gallery_labels) <= set(manifest.labels):
             raise BundleError(RejectCode.BAD_PAYLOAD, "payload gallery names people not in the manifest")
-        classes = [str(c) for c in getattr(estimator, "classes_", [])]
+        features: int | None
+        if isinstance(estimator, ArraySVM):
+            classes, features = list(estimator.classes), estimator.dim
+        else:
+            classes = [str(c) for c in getattr(estimator, "classes_", [])]
+            features = getattr(estimator, "n_features_in_", None)
         if classes != manifest.classes:
             raise BundleError(
                 RejectCode.BAD_PAYLOAD,
@@ -120,18 +138,13 @@ class FaceClassifier:
             )
         if sorted(set(manifest.classes) - {REJECTED_CLASS}) != sorted(manifest.labels):
             raise BundleError(RejectCode.BAD_MANIFEST, "manifest labels do not match its classes")
-        features = getattr(estimator, "n_features_in_", None)
         if features != manifest.dim:
             raise BundleError(
                 RejectCode.BAD_PAYLOAD,
                 f"estimator expects {features} features but the manifest says dim {manifest.dim}",
             )
-        svm = svm_of(estimator)
-        if not callable(getattr(svm, "decision_function", None)):
-            raise BundleError(RejectCode.BAD_PAYLOAD, "estimator has no SVM decision function")
-        if getattr(svm, "decision_function_shape", "ovr") != "ovr":
-            # One column per class is what svm_pick reads; "ovo" gives one per pair of classes.
-            raise BundleError(RejectCode.BAD_PAYLOAD, "SVM decision function is not one-vs-rest")
+        if not isinstance(estimator, ArraySVM):
+            _check_sklearn_svm(estimator)
         self._estimator = estimator
         self._gallery = gallery.astype(np.float64)
         self._gallery_labels = np.array([str(v) for v in gallery_labels], dtype=object)
@@ -179,6 +192,16 @@ class FaceClassifier:
         return out
 
 
+def _check_sklearn_svm(estimator: Any) -> None:
+    """A skops payload's estimator must decide as svm_pick reads it."""
+    svm = svm_of(estimator)
+    if not callable(getattr(svm, "decision_function", None)):
+        raise BundleError(RejectCode.BAD_PAYLOAD, "estimator has no SVM decision function")
+    if getattr(svm, "decision_function_shape", "ovr") != "ovr":
+        # One column per class is what svm_pick reads; "ovo" gives one per pair of classes.
+        raise BundleError(RejectCode.BAD_PAYLOAD, "SVM decision function is not one-vs-rest")
+
+
 def svm_of(estimator: Any) -> Any:
     """The SVC whose decision names the face.
 
@@ -209,6 +232,8 @@ def svm_pick(estimator: Any, x: npt.NDArray[np.float64]) -> list[str]:
 
 def decide(estimator: Any, x: npt.NDArray[np.float64]) -> tuple[list[str], list[float | None]]:
     """The SVM's pick per row and its calibrated probability (None when the model has none)."""
+    if isinstance(estimator, ArraySVM):
+        return estimator.decide(x)
     named = svm_pick(estimator, x)
     if getattr(estimator, "calibrated_classifiers_", None) is None:
         return named, [None] * len(named)

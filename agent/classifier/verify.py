@@ -2,7 +2,8 @@
 
 Checks run cheapest first, and every one has its own RejectCode, so `model_rejected` names the
 actual defect: structure, format version, key, payload hash, signature, embedder, version order,
-then the skops load with trusted types only and a consistency check of the loaded estimator.
+then the payload load (numpy arrays without pickle, or skops with trusted types only) and a
+consistency check of the loaded estimator.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -23,7 +24,7 @@ from agent.classifier.bundle import (
     new_version,
     signed_region,
 )
-from agent.classifier.classifier import FaceClassifier, load_estimator
+from agent.classifier.classifier import FaceClassifier, load_payload
 from agent.classifier.keys import key_id
 from agent.classifier.signature import check_signed
 
@@ -50,8 +51,10 @@ def sign_payload(
     private_key: Ed25519PrivateKey,
     training: dict[str, Any] | None = None,
     version: str | None = None,
+    payload_kind: Literal["skops", "arrays"] = "skops",
 ) -> bytes:
-    """Sign a serialised payload (`classifier.dump_estimator`; tests sign deliberately odd ones)."""
+    """Sign a serialised payload of `payload_kind` (`array_payload.dump_arrays`, or
+    `classifier.dump_estimator` for skops; tests sign deliberately odd ones)."""
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         model_version=version or new_version(),
@@ -65,6 +68,7 @@ def sign_payload(
         payload_size=len(payload),
         key_id=key_id(private_key.public_key()),
         training=training or {},
+        payload_kind=payload_kind,
     )
     signed = signed_region(encode_manifest(manifest), payload)
     return assemble(signed, private_key.sign(signed))
@@ -94,5 +98,5 @@ def verify_bundle(
         running_version=running_version,
         now=now,
     )
-    classifier = FaceClassifier(load_estimator(parsed.payload), parsed.manifest)
+    classifier = FaceClassifier(load_payload(parsed.payload, parsed.manifest.payload_kind), parsed.manifest)
     return VerifiedBundle(manifest=parsed.manifest, classifier=classifier, data=data)

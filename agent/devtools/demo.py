@@ -47,7 +47,7 @@ def demo_people(assets_dir: Path) -> dict[str, list[Path]]:
 
 
 def train_bundle(
-    config: Any, people: dict[str, list[Path]], key_dir: Path
+    config: Any, people: dict[str, list[Path]], key_dir: Path, payload_kind: str = "arrays"
 ) -> tuple[bytes, str, dict[str, Any]]:
     """Train and sign a classifier with the trainer's API; returns (bundle, public key, summary).
 
@@ -81,6 +81,7 @@ def train_bundle(
         embedder_id=embedding.embedder_id,
         dim=embedding.dim,
         private_key=private_key,
+        payload_kind="skops" if payload_kind == "skops" else "arrays",
     )
     summary = {"faces": len(xs), "people": sorted(set(ys)), "threshold": round(result.threshold, 3)}
     return bundle, public_key_text(private_key.public_key()), summary

@@ -282,6 +282,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         from agent.config import ConfigError, load_config
         from agent.logging_setup import configure_logging
+        from agent.runtime.malloc_tuning import fix_mmap_threshold
         from agent.vision.inference import enable_crash_reports
 
         try:
@@ -292,6 +293,7 @@ def main(args: argparse.Namespace) -> int:
         # Also keeps OpenCV's and FFmpeg's native log lines off stderr (JSON logs stay JSON).
         configure_logging(config.log.level, config.log.format)
         enable_crash_reports()  # a runtime segfault prints the Python stack, never a silent exit 139
+        fix_mmap_threshold()
         return run_agent(config, max_frames=args.max_frames, flush_timeout_s=args.flush_timeout)
     except StoppedEarly as stop:
         print(f"facetrack-agent: stopped by {stop} while starting", file=sys.stderr)

@@ -101,6 +101,12 @@ def _opencv_capture(target: str | int, *, live: bool = False) -> CaptureLike:
     return capture
 
 
+# The file read-ahead holds at most this many image bytes (and at most queue_size frames): four
+# 768x576 frames (1.3 MB each), but a single 1080p one (6.2 MB) instead of four; the reader still
+# decodes the next frame while the pipeline works on the current one (docs/benchmarks.md#memory).
+DEFAULT_QUEUE_BYTES = 6 * 1024 * 1024
+
+
 class FrameSource:
     """Reads frames in a daemon thread; the pipeline calls `await next()` (None at end of input)."""
 
@@ -113,6 +119,7 @@ class FrameSource:
         frame_stride: int = 1,
         capture_factory: CaptureFactory | None = None,
         queue_size: int = 4,
+        queue_bytes: int | None = None,
         loop: bool = False,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
@@ -127,6 +134,8 @@ class FrameSource:
         # What logs and the status show: the input without its credentials.
         self.shown = redact_url(spec)
         self._queue_size = max(1, queue_size)
+        self._queue_bytes = DEFAULT_QUEUE_BYTES if queue_bytes is None else queue_bytes
+        self._buffered_bytes = 0  # image bytes of the frames in _buffer
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
         self._log = logger or structlog.get_logger("facetrack.source")
@@ -210,6 +219,7 @@ class FrameSource:
                     raise TimeoutError
                 self._cond.wait(timeout=remaining if remaining is not None else 0.5)
             item = self._buffer.popleft()
+            self._forget(item)
             self._cond.notify_all()
         if item is self._END:
             with self._cond:
@@ -281,13 +291,25 @@ class FrameSource:
                 self._buffer.append(self._END)
                 self._cond.notify_all()
 
+    def _forget(self, item: SourceFrame | object) -> None:
+        """Called under _cond for each frame leaving _buffer."""
+        if isinstance(item, SourceFrame):
+            self._buffered_bytes -= item.image.nbytes
+
+    def _full(self, incoming: int) -> bool:
+        """Whether the read-ahead has no room for `incoming` more bytes; one frame always fits."""
+        if not self._buffer:
+            return False
+        return len(self._buffer) >= self._queue_size or self._buffered_bytes + incoming > self._queue_bytes
+
     def _put_blocking(self, item: SourceFrame) -> bool:
         with self._cond:
-            while len(self._buffer) >= self._queue_size and not self._stop.is_set():
+            while self._full(item.image.nbytes) and not self._stop.is_set():
                 self._cond.wait(timeout=0.5)
             if self._stop.is_set():
                 return False
             self._buffer.append(item)
+            self._buffered_bytes += item.image.nbytes
             self._cond.notify_all()
         return True
 
@@ -299,9 +321,10 @@ class FrameSource:
                 # agent took at its stop stay the counts its last status reports.
                 return
             while self._buffer and self._buffer[0] is not self._END:
-                self._buffer.popleft()
+                self._forget(self._buffer.popleft())
                 self.stats.frames_skipped += 1
             self._buffer.append(item)
+            self._buffered_bytes += item.image.nbytes
             self._cond.notify_all()
 
     def _run_file(self) -> None:

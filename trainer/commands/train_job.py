@@ -121,13 +121,17 @@ def _run(args: argparse.Namespace) -> int:
     result.report["embedder_id"] = embedding.embedder_id
     summary = result.summary()
     summary["skipped"] = len(skipped) + len(neg_skipped)
-    data = result.sign(
-        embedder_id=embedding.embedder_id,
-        dim=embedding.dim,
-        private_key=private_key,
-        training=summary,
-        version=args.model_version,
-    )
+    try:
+        # Refuses (TrainingError) when the arrays payload does not reproduce scikit-learn.
+        data = result.sign(
+            embedder_id=embedding.embedder_id,
+            dim=embedding.dim,
+            private_key=private_key,
+            training=summary,
+            version=args.model_version,
+        )
+    except TrainingError as exc:
+        raise TrainerError(str(exc), exit_code=1) from None
     manifest = parse_bundle(data).manifest
     result.report["model_version"] = manifest.model_version
     report_path = _write(args.out, data, result.report)
