@@ -165,6 +165,8 @@ def run(config: AgentConfig, video: Path, seq: mot.Sequence_ | None, frames: int
         "median_score": round(float(np.median(scores)), 3) if scores else None,
         "largest_box_frame_share": round(largest_share, 4),
         "passes_per_frame": round(passes / index, 3),
+        # Whole-frame passes that also ran on tiles ([tiles]; 0 when tiles are off).
+        "tiled_passes": int(getattr(analyzer.person_detector, "tiled_passes", 0)),
     }
     if seq is not None and seq.gt is not None:
         scored = mot.Sequence_(seq.name, index, seq.detections[:index], seq.gt[:index])

@@ -52,7 +52,9 @@ def with_tiles(config: AgentConfig, detector: SsdPostprocessDetector) -> PersonD
     if tiles.rows <= 0:
         return detector
     side = int(detector.model.input.shape[1])
-    return TiledDetector(detector, side, TileParams(tiles.rows, tiles.overlap, tiles.min_scale))
+    return TiledDetector(
+        detector, side, TileParams(tiles.rows, tiles.overlap, tiles.min_scale, tiles.only_crowds)
+    )
 
 
 def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetector:
@@ -127,7 +129,9 @@ def build_worker_stack(config: AgentConfig, first: VisionStack) -> VisionStack:
     if crop is not None:
         backends["crop_face_detector"] = crop.model.backend
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, first.face_detector, first.embedder, backend, backends, crop)
+    return VisionStack(
+        with_tiles(config, person), first.face_detector, first.embedder, backend, backends, crop
+    )
 
 
 def build_vision_stack(config: AgentConfig) -> VisionStack:
