@@ -271,7 +271,7 @@ def print_table(result: dict[str, Any]) -> None:
     quality = f"recall {d['recall']:.3f}  precision {d['precision']:.3f}  " if scored else ""
     print(
         f"detector ({d['model']}): {quality}({d['detections']} boxes, median score {d['median_score']}, "
-        f"{d['passes_per_frame']} passes/frame, "
+        f"{d['passes_per_frame']} passes/frame, {d['tiled_passes']} tiled, "
         f"largest box {d['largest_box_frame_share']:.0%} of the frame); "
         f"models {result['model_ms_per_frame']} ms/frame"
     )
