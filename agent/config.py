@@ -239,6 +239,9 @@ class TilesConfig(Section):
     # Tile only the whole-frame passes whose people filled every output slot of the detector (a
     # crowd); false = tile every whole-frame pass.
     only_crowds: bool = True
+    # With only_crowds, a whole-frame pass with a box [person_boxes] drops (a crowd called one
+    # person) is a crowd too.
+    crowd_boxes: bool = True
 
 
 class TrackerConfig(Section):

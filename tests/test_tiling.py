@@ -14,8 +14,9 @@ from agent.config import load_config
 from agent.pipeline.frame import SourceFrame
 from agent.runtime.resources import build_analyzers
 from agent.vision.factory import build_person_detector, build_vision_stack
+from agent.vision.person_boxes import PersonShape
 from agent.vision.tiling import TiledDetector, TileParams, tile_regions
-from agent.vision.types import Detection, Frame
+from agent.vision.types import BBox, Detection, Frame
 
 CROWD = "data/video/mot20-08_960x366.h264"
 
@@ -62,13 +63,24 @@ def test_only_crowds_tiles_a_pass_only_when_people_filled_the_detectors_slots() 
         TiledDetector(_FindsNothing(), 300, TileParams(rows=1, only_crowds=True))
 
 
+def test_a_crowd_called_one_person_switches_tiles_on_when_asked() -> None:
+    """A whole pass whose only box is 900x300 (wider than any person), slots not full."""
+    frame = np.zeros((366, 960, 3), dtype=np.uint8)
+    for shape, tiled in ((None, 0), (PersonShape(), 1)):
+        detector = _Slots(full=False, found=[Detection(BBox(30, 30, 930, 330), 0.6, 0)])
+        tiles = TiledDetector(detector, 300, TileParams(rows=1, only_crowds=True, crowd_shape=shape))
+        tiles.detect(frame)
+        assert tiles.tiled_passes == tiled
+
+
 class _Slots:
     """Finds nobody; says whether its output slots were full of people."""
 
     slots = 10
 
-    def __init__(self, full: bool) -> None:
+    def __init__(self, full: bool, found: list[Detection] | None = None) -> None:
         self.full = full
+        self.found = found or []
         self.runs = 0
 
     def detect(self, frame: Frame) -> list[Detection]:
@@ -77,7 +89,7 @@ class _Slots:
 
     def detect_counting(self, frame: Frame) -> tuple[list[Detection], bool]:
         self.runs += 1
-        return [], self.full
+        return list(self.found), self.full
 
 
 def test_the_ssd_says_when_people_filled_its_slots(assets_dir: Path) -> None:

@@ -21,7 +21,8 @@ pays nothing. On MOT20-08 every slot is a person on 109 of 127 frames; on vtest.
 people a frame, the other slots cars or bags) on none, on MOT17-13 on 2 of 750. Once tiled, the
 passes stay tiled while the tiles find at least as many people as the slots hold: a crowd whose
 tiles stop for a frame (8 or 9 people and a bag in the slots) loses its tracks' hits
-(docs/detection.md#tiles).
+(docs/detection.md#tiles). With `crowd_shape`, a whole pass holding a box no person could make (the
+crowd called one person, which the person-box filter drops later) is a crowd too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from agent.vision.person_boxes import PersonShape, plausible_people
 from agent.vision.regions import Region, cut_by_region, merge_detections, to_frame
 from agent.vision.types import Detection, Frame, PersonDetector
 
@@ -48,6 +50,9 @@ class TileParams:
     min_scale: float = 1.5
     # Tile only when the whole-frame pass was full of people (see the module docstring).
     only_crowds: bool = False
+    # With only_crowds, a whole-frame pass holding a box no person could make (the crowd called one
+    # person) is a crowd too; None = only full slots tell.
+    crowd_shape: PersonShape | None = None
 
     def __post_init__(self) -> None:
         if self.rows < 0 or not 0.0 <= self.overlap < 1.0 or self.min_scale <= 0.0:
@@ -120,7 +125,7 @@ class TiledDetector:
         self.whole_passes += 1
         if self.params.only_crowds and isinstance(self.detector, SlotCountingDetector):
             whole, full = self.detector.detect_counting(frame)
-            if not (full or self._in_crowd):
+            if not (full or self._in_crowd or self._crowd_box(whole, (width, height))):
                 return whole
         else:
             whole = self.detector.detect(frame)
@@ -129,6 +134,10 @@ class TiledDetector:
         if isinstance(self.detector, SlotCountingDetector):
             self._in_crowd = len(merged) >= self.detector.slots
         return merged
+
+    def _crowd_box(self, whole: list[Detection], frame_size: tuple[int, int]) -> bool:
+        shape = self.params.crowd_shape
+        return shape is not None and len(plausible_people(whole, frame_size, shape)) < len(whole)
 
     def _with_tiles(self, frame: Frame, whole: list[Detection], tiles: tuple[Region, ...]) -> list[Detection]:
         height, width = frame.shape[:2]
