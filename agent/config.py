@@ -231,11 +231,17 @@ class TilesConfig(Section):
     """Whole-frame person passes also run on overlapping square tiles (agent/vision/tiling.py)."""
 
     # Rows of square tiles over a whole frame; 0 = whole-frame passes only.
-    rows: int = Field(0, ge=0, le=4)
+    rows: int = Field(2, ge=0, le=4)
     # Share of a tile's side that neighbouring tiles overlap, 0-0.9.
     overlap: float = Field(0.25, ge=0.0, le=0.9)
     # Images whose long side is under this many detector inputs (region crops) are not tiled.
     min_scale: float = Field(1.5, gt=0.0, le=20.0)
+    # Tile only the whole-frame passes whose people filled every output slot of the detector (a
+    # crowd); false = tile every whole-frame pass.
+    only_crowds: bool = True
+    # With only_crowds, a whole-frame pass with a box [person_boxes] drops (a crowd called one
+    # person) is a crowd too.
+    crowd_boxes: bool = True
 
 
 class TrackerConfig(Section):

@@ -165,6 +165,8 @@ def run(config: AgentConfig, video: Path, seq: mot.Sequence_ | None, frames: int
         "median_score": round(float(np.median(scores)), 3) if scores else None,
         "largest_box_frame_share": round(largest_share, 4),
         "passes_per_frame": round(passes / index, 3),
+        # Whole-frame passes that also ran on tiles ([tiles]; 0 when tiles are off).
+        "tiled_passes": int(getattr(analyzer.person_detector, "tiled_passes", 0)),
     }
     if seq is not None and seq.gt is not None:
         scored = mot.Sequence_(seq.name, index, seq.detections[:index], seq.gt[:index])
@@ -269,7 +271,7 @@ def print_table(result: dict[str, Any]) -> None:
     quality = f"recall {d['recall']:.3f}  precision {d['precision']:.3f}  " if scored else ""
     print(
         f"detector ({d['model']}): {quality}({d['detections']} boxes, median score {d['median_score']}, "
-        f"{d['passes_per_frame']} passes/frame, "
+        f"{d['passes_per_frame']} passes/frame, {d['tiled_passes']} tiled, "
         f"largest box {d['largest_box_frame_share']:.0%} of the frame); "
         f"models {result['model_ms_per_frame']} ms/frame"
     )

@@ -67,6 +67,8 @@ def test_no_ground_truth_counts_tracks_only(assets_dir: Path, capsys: pytest.Cap
     assert "recall" not in document["detector"] and "mota" not in document["trackers"]["agent"]
     # The crowd box the SSD returns on every frame of this clip never reaches the tracker.
     assert document["detector"]["largest_box_frame_share"] < 0.5
+    # A crowd: every whole-frame pass is tiled ([tiles] only_crowds, docs/detection.md#tiles).
+    assert document["detector"]["tiled_passes"] == 10
 
 
 def test_bad_inputs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -176,8 +176,9 @@ VTEST_DROPPED = 31
 
 def test_no_track_covers_the_crowd_clip(assets_dir: Path) -> None:
     """The agent's own analyzer (built as the runtime builds it) and tracking stage on MOT20-08:
-    no confirmed track's box covers half the frame."""
-    config = load_config(None, assets_dir=assets_dir, inference={"workers": 1})
+    no confirmed track's box covers half the frame. Without tiles, where the SSD's crowd box is at
+    its largest; the tiled default path is tests/test_crowd_tracks.py."""
+    config = load_config(None, assets_dir=assets_dir, inference={"workers": 1}, tiles={"rows": 0})
     analyzer = build_analyzers(config, None)[0][0]
     stage = TrackingStage.from_config(config)
     confirmed: set[int] = set()

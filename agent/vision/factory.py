@@ -11,6 +11,7 @@ from agent.config import AgentConfig
 from agent.vision.blazeface import BlazeFaceDetector
 from agent.vision.embedder import MobileFaceNetEmbedder, OpenFaceEmbedder, SFaceEmbedder
 from agent.vision.inference import Backend, ModelLoadError, TfliteModel, load_model
+from agent.vision.person_boxes import PersonShape
 from agent.vision.ssd_detector import SsdFaceDetector, SsdPostprocessDetector
 from agent.vision.tiling import TiledDetector, TileParams
 from agent.vision.types import FaceDetector, FaceEmbedder, PersonDetector
@@ -52,7 +53,14 @@ def with_tiles(config: AgentConfig, detector: SsdPostprocessDetector) -> PersonD
     if tiles.rows <= 0:
         return detector
     side = int(detector.model.input.shape[1])
-    return TiledDetector(detector, side, TileParams(tiles.rows, tiles.overlap, tiles.min_scale))
+    boxes = config.person_boxes
+    shape = (
+        PersonShape(boxes.min_aspect, boxes.max_aspect, boxes.max_frame_share, boxes.max_people_inside)
+        if tiles.crowd_boxes
+        else None
+    )
+    params = TileParams(tiles.rows, tiles.overlap, tiles.min_scale, tiles.only_crowds, shape)
+    return TiledDetector(detector, side, params)
 
 
 def build_face_detector(config: AgentConfig) -> BlazeFaceDetector | SsdFaceDetector:
@@ -127,7 +135,9 @@ def build_worker_stack(config: AgentConfig, first: VisionStack) -> VisionStack:
     if crop is not None:
         backends["crop_face_detector"] = crop.model.backend
     backend = "edgetpu" if "edgetpu" in backends.values() else "cpu"
-    return VisionStack(person, first.face_detector, first.embedder, backend, backends, crop)
+    return VisionStack(
+        with_tiles(config, person), first.face_detector, first.embedder, backend, backends, crop
+    )
 
 
 def build_vision_stack(config: AgentConfig) -> VisionStack:

@@ -46,16 +46,33 @@ class SsdPostprocessDetector:
         self._float_std = float_std
         self._boxes, self._count, self._pair = _locate_outputs(model)
 
+    @property
+    def slots(self) -> int:
+        """How many boxes the model reports at most per run (its post-processing's max detections)."""
+        return int(np.prod(self.model.outputs[self._boxes].shape)) // 4
+
     def detect(self, frame: Frame) -> list[Detection]:
+        return self.detect_counting(frame)[0]
+
+    def detect_counting(self, frame: Frame) -> tuple[list[Detection], bool]:
+        """The detections, and whether the wanted classes filled every output slot of the model.
+
+        The post-processing op reports a fixed number of boxes (10 for the COCO SSD here), best
+        first over all classes. When every one of them is a wanted class, the image held more of
+        them than the model could report: a crowd (bench.pipeline_video on MOT20-08)."""
         outputs = self.model.run(self._preprocess(frame))
         boxes = outputs[self._boxes].reshape(-1, 4)
         classes, scores = _split_classes_scores(outputs, self._pair)
         count = min(int(np.asarray(outputs[self._count]).reshape(-1)[0]), len(boxes))
         boxes, classes, scores = boxes[:count], classes[:count], scores[:count]
 
-        keep = scores >= self.min_score
-        if self.class_ids is not None:
-            keep &= np.isin(classes.astype(np.int64), list(self.class_ids))
+        wanted = (
+            np.isin(classes.astype(np.int64), list(self.class_ids))
+            if self.class_ids is not None
+            else np.ones(len(classes), dtype=bool)
+        )
+        full = count == self.slots and bool(wanted.all())
+        keep = (scores >= self.min_score) & wanted
         boxes, classes, scores = boxes[keep], classes[keep], scores[keep]
 
         height, width = frame.shape[:2]
@@ -65,9 +82,10 @@ class SsdPostprocessDetector:
             axis=1,
         )
         order = _nms(pixels, scores, classes, self.nms_threshold)
-        return [
+        found = [
             Detection(BBox(*(float(v) for v in pixels[i])), float(scores[i]), int(classes[i])) for i in order
         ]
+        return found, full
 
     def _preprocess(self, frame: Frame) -> npt.NDArray[Any]:
         # Plain resize (no letterbox): the SSD models were trained on stretched 300x300 inputs.
