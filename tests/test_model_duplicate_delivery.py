@@ -33,9 +33,7 @@ def signed(emb: FaceEmbedding, assets_dir: Path) -> tuple[bytes, Ed25519PrivateK
 
 
 def _answers(events: list[EventBase]) -> list[tuple[str, str | None, bool | None]]:
-    return [
-        (e.type, getattr(e, "model_version", None), getattr(e, "already_running", None)) for e in events
-    ]
+    return [(e.type, getattr(e, "model_version", None), getattr(e, "already_running", None)) for e in events]
 
 
 @pytest.mark.parametrize("second_copy", ["while_staged", "after_swap_before_frame"])
