@@ -21,7 +21,9 @@ Brokers (--broker):
 - cluster: two ejabberd nodes in one cluster on loopback (agent.devtools.ejabberd), with the
   shipped files and rules rendered for ejabberd (deploy/ejabberd): TLS, a password per user, the
   per-device publish rules. Devices alternate between the nodes (device i lists node i % 2
-  first, the other second), the trainer and the availability monitor use node 1. ejabberd 23.01
+  first, the other second), the availability monitor uses node 1; the trainer lists node 1
+  first, collects the answers there and publishes the model through both nodes, as `publish
+  --broker a,b` does. The nodes run with `+zdbbl` as docs/deploy.md says. ejabberd 23.01
   has no shared subscriptions: each back-end consumer (one per node) receives every event, and
   both must have every (device, seq) pair; duplicates are counted per consumer.
 - both: each fleet size on the shipped broker, then on the plain one, back to back. A comma list

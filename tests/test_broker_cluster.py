@@ -41,6 +41,9 @@ from trainer.training import train
 
 HANG_S = 120.0
 DEVICES = ("cam-a1", "cam-a2", "cam-b1")
+# Enough devices on node B that one push through node A sends it more than the 1 MB Erlang
+# distribution buffer ejabberd 23.01 drops at by default (a bundle is ~45 KB): 26 of 30 there.
+FLEET = tuple(f"fleet-{i:02d}" for i in range(30))
 READERS = ("consumer-1", "consumer-2")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt-contract.md"
 
@@ -61,6 +64,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("cluster-pki")
     directory.chmod(0o755)
     make_pki(directory, DEVICES, READERS)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def fleet_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not ejabberd_installed():
+        pytest.fail("ejabberd is not installed: run `make setup` (apt-get install ejabberd)")
+    directory = tmp_path_factory.mktemp("cluster-fleet-pki")
+    directory.chmod(0o755)
+    make_pki(directory, [*FLEET, "fleet-late"], READERS)
     return directory
 
 
@@ -138,9 +151,12 @@ class Device:
         for topic in self.service.topics(self.topics):
             self.link.subscribe(topic, self.service.handle_message)
         self.sent = 0
+        self.model_answers: list[EventBase] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     def _emit(self, event: EventBase) -> None:
+        if event.type in ("model_applied", "model_rejected"):
+            self.model_answers.append(event)
         self.outbox.append(event, topic=self.topics.events)
         self.sent += 1
         self.link.notify()
@@ -420,3 +436,50 @@ async def test_cluster_enforces_the_shipped_rules(cluster: EjabberdCluster, pki:
     with pytest.raises(aiomqtt.MqttError):
         async with wrong:
             pass
+
+
+async def test_a_push_through_one_node_reaches_a_fleet_on_both(
+    fleet_pki: Path,
+    tmp_path: Path,
+    assets_dir: Path,
+    key: Ed25519PrivateKey,
+    emb: FaceEmbedding,
+    bundles: list[bytes],
+) -> None:
+    """Issue 23's lost pushes: 30 devices, 26 homed on node B, streaming events while the trainer
+    (node A first, as `--broker a,b`) pushes a model. Every device applies it and answers once,
+    every event reaches the consumer on A once, and a device that connects to B afterwards gets
+    the retained model (B learnt the topic from the trainer's copy through it)."""
+    pki = fleet_pki
+    per_device = 40
+    with EjabberdCluster(pki, roles(pki)) as cluster:
+        a, b = cluster.ports
+        plan = {name: ([a, b] if i % 8 == 0 else [b, a]) for i, name in enumerate(FLEET)}
+        assert sum(ports[0] == b for ports in plan.values()) == 26
+        last: dict[str, tuple[str, int]] = {}
+        handled: list[Any] = []
+        async with (
+            Consumer(pki, "consumer-1", a, last, handled) as consumer,
+            _devices(pki, tmp_path, assets_dir, key, emb, plan) as devices,
+        ):
+            for device in devices.values():
+                device.emit_tracks(per_device)
+            _, answers = await publish_bundle(
+                bundles[2], "all", _trainer(pki, [a, b]), wait_s=HANG_S, expect=len(FLEET)
+            )
+            assert sorted((x.device, x.result) for x in answers) == [(d, "applied") for d in sorted(plan)]
+            version = "20261203T000000Z"
+            assert all(d.service.current_version == version for d in devices.values())
+            await _until(lambda: len(set(consumer.received)) >= len(FLEET) * per_device, consumer.changed)
+            expected = [(d, s) for d in sorted(plan) for s in range(1, per_device + 1)]
+            assert sorted(consumer.received) == expected  # every event, each once
+            # Applied once per device, though each got a copy through either node: one
+            # model_applied that applied it; a copy arriving after that answer is confirmed as
+            # already running (the contract's answer to a bundle pushed again), never applied again.
+            for device in devices.values():
+                answered = [(e.type, e.model_version, e.already_running) for e in device.model_answers]  # type: ignore[attr-defined]
+                assert answered[0] == ("model_applied", version, False)
+                assert set(answered[1:]) <= {("model_applied", version, True)}
+        late = {"fleet-late": [b, a]}
+        async with _devices(pki, tmp_path, assets_dir, key, emb, late) as later:
+            await _poll(lambda: later["fleet-late"].service.current_version == version)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -60,6 +61,10 @@ class BrokerOptions:
     brokers: tuple[BrokerAddress, ...] = ()
     # Set on connect: the broker that answered, for the report.
     used: str | None = field(default=None, compare=False)
+    # Set by a publish to a list: every node the retained message went through, and the nodes
+    # that could not take it (address: reason).
+    published_via: list[str] = field(default_factory=list, compare=False)
+    unreached: list[str] = field(default_factory=list, compare=False)
 
     @classmethod
     def from_mqtt(cls, mqtt: MqttConfig, login: Login, tls: ssl.SSLContext | None) -> BrokerOptions:
@@ -111,6 +116,7 @@ async def clear_retained(device: str, options: BrokerOptions) -> str:
     try:
         async with connected(options, paho_logger) as client:
             await client.publish_confirmed(topic, b"", qos=1, retain=True)
+            await _through_every_other_node(options, topic, b"", paho_logger)
     except aiomqtt.MqttError as exc:
         cause = causes[-1] if causes else ""
         raise PublishError(f"{exc} ({cause})" if cause and cause not in str(exc) else str(exc)) from None
@@ -145,6 +151,36 @@ async def connected(options: BrokerOptions, logger: logging.Logger) -> AsyncIter
     )
 
 
+async def _through_every_other_node(
+    options: BrokerOptions, topic: str, data: bytes, logger: logging.Logger
+) -> None:
+    """Publish the retained `data` again through every other node of the list, all at once.
+
+    A clustered broker may not route one publish to every device: ejabberd 23.01 drops what it
+    routes to another node while the link between them is busy, and a node learns a retained
+    topic only when it starts or when the topic is published through it, so its later
+    subscribers would not get the model. Through every node, each device gets a copy from the
+    node it is connected to (devices answer a push once however many copies arrive), and every
+    node serves the retained model. A node that is down or refuses is noted, not fatal: the
+    push went through `options.used` already.
+    """
+    options.published_via = [options.used] if options.used else []
+    options.unreached = []
+    others = [a for a in options.addresses() if str(a) != options.used]
+
+    async def one(address: BrokerAddress) -> None:
+        client = _client(options, address, logger)
+        try:
+            async with client:
+                await client.publish_confirmed(topic, data, qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            options.unreached.append(f"{address}: {exc}")
+            return
+        options.published_via.append(str(address))
+
+    await asyncio.gather(*(one(address) for address in others))
+
+
 def _client(options: BrokerOptions, address: BrokerAddress, logger: logging.Logger) -> MqttClient:
     return MqttClient(
         address.host,
@@ -153,7 +189,9 @@ def _client(options: BrokerOptions, address: BrokerAddress, logger: logging.Logg
         password=options.password.reveal() if options.password is not None else None,
         protocol=aiomqtt.ProtocolVersion.V5 if options.protocol == "5" else aiomqtt.ProtocolVersion.V311,
         tls_context=options.tls_context,
-        identifier=f"facetrack-trainer-{int(time.time() * 1000) % 10**9}",
+        # Random: the copies through the other nodes connect at once, and one cluster-wide client
+        # id would take over the session that listens for the answers.
+        identifier=f"facetrack-trainer-{secrets.token_hex(5)}",
         logger=logger,
     )
 
@@ -187,6 +225,7 @@ async def publish_bundle(
             started = time.monotonic()
             # Confirmed: an MQTT 5 broker's "not authorized" PUBACK is an error, not silence.
             await client.publish_confirmed(topic, data, qos=1, retain=True)
+            await _through_every_other_node(options, topic, data, paho_logger)
             try:
                 async with asyncio.timeout(wait_s):
                     async for message in client.messages:

@@ -26,6 +26,11 @@ from agent.devtools.ejabberd_config import Client, render, server_pem
 from agent.devtools.mosquitto import BrokerError, free_port, wait_for_port
 
 ERL = "/usr/bin/erl"
+# Erlang's `+zdbbl` (KB): the output buffer to another node above which ejabberd 23.01 drops what
+# it routes there (ejabberd_cluster_mnesia:send/2 sends with `nosuspend` and mod_mqtt ignores the
+# refusal). The default 1 MB held only ~24 copies of a 43 KB model for the other node's devices;
+# the maximum makes a drop need 2 GB queued to one peer. docs/deploy.md sets it for the service.
+DIST_BUF_BUSY_LIMIT_KB = 2097151
 
 
 def ejabberd_libs() -> Path | None:
@@ -206,6 +211,8 @@ class EjabberdCluster:
         env["EJABBERD_CONFIG_PATH"] = str(node.workdir / "ejabberd.yml")
         args = [
             *self._base_args(node.name),
+            "+zdbbl",
+            str(DIST_BUF_BUSY_LIMIT_KB),
             "-mnesia",
             "dir",
             f'"{node.workdir / "db"}"',

@@ -132,6 +132,13 @@ class ModelService:
             )
             return
         async with self._lock:
+            pending = self._staged or self._awaiting_first_frame
+            if pending is not None and payload == pending.bundle.data:
+                # The same push again before its answer went out: a trainer publishing through
+                # every node of a cluster reaches a device once per node. The pending answer
+                # covers it; verifying it against itself would refuse it as a version clash.
+                self._log.info("model_duplicate_delivery", topic=topic, version=pending.bundle.version)
+                return
             running = self._current_bundle
             if self._staged is None and running is not None and payload == running.data:
                 # The very bundle we run: the retained message redelivered after a restart or a

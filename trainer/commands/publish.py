@@ -259,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([a.__dict__ for a in answers], indent=2))
     else:
         version = manifest.model_version if manifest is not None else "?"
-        print(f"published {args.bundle} (version {version}) retained to {topic}")
+        via = f" through {', '.join(options.published_via)}" if len(options.published_via) > 1 else ""
+        print(f"published {args.bundle} (version {version}) retained to {topic}{via}")
         print(format_table(answers) if answers else f"no device answered within {args.wait:g} s")
         if not signature_checked:
             # Last, after the answers: stderr stays for errors, and the rows keep their place.
@@ -267,6 +268,10 @@ def run(args: argparse.Namespace) -> int:
                 "note: payload hash checked; signature not checked here (no public key: "
                 "--public-key FILE or [classifier] trusted_keys in --config)"
             )
+    for unreached in options.unreached:
+        # A node that was down gets the retained model from the others' copy in mnesia only after
+        # it restarts; its devices moved to the nodes listed above.
+        _warn(f"not published through {unreached}")
     if not answers:
         return 2
     return 1 if any(a.failed for a in answers) else 0
