@@ -36,7 +36,7 @@ from agent.runtime.outbox import Outbox
 from agent.runtime.topics import Topics
 from tests.classifier_helpers import FACES, agent_config, bundle_from, embed_people, embedding
 from trainer.dataset import FaceEmbedding
-from trainer.publish import BrokerOptions, publish_bundle
+from trainer.publish import BrokerOptions, clear_retained, publish_bundle
 from trainer.training import train
 
 HANG_S = 120.0
@@ -322,6 +322,8 @@ async def test_model_published_on_b_is_applied_on_a(
     # gets it without a new publish.
     async with _devices(pki, tmp_path, assets_dir, key, emb, {"cam-b1": [b, a]}) as later:
         await _poll(lambda: later["cam-b1"].service.current_version == "20261201T000000Z")
+    # The next tests' devices start with no model pushed at them (a retained one would answer first).
+    await clear_retained("all", _trainer(pki, [b, a]))
 
 
 async def test_doc_consumer_on_both_nodes_handles_every_event_once(
@@ -346,8 +348,15 @@ async def test_doc_consumer_on_both_nodes_handles_every_event_once(
     ):
         for device in devices.values():
             device.emit_tracks(100)
-        await _until(lambda: len(c1.received) >= 300 and len(c2.received) >= 300, c1.changed, c2.changed)
-        assert sorted((d, s) for d, _, s in handled) == [(d, s) for d in sorted(plan) for s in range(1, 101)]
+
+        def every_event_received() -> bool:
+            # Every event each device sent: its 100 tracks, and any model answer of its own.
+            sent = sum(device.sent for device in devices.values())
+            return len(c1.received) >= sent and len(c2.received) >= sent
+
+        await _until(every_event_received, c1.changed, c2.changed)
+        expected = [(d, s) for d in sorted(plan) for s in range(1, devices[d].sent + 1)]
+        assert sorted((d, s) for d, _, s in handled) == expected
     # The broker answers a `$share` SUBSCRIBE by closing the connection with reason 0x9E (and no
     # SUBACK): wait for the close, not for the SUBACK.
     probe = _client(pki, "consumer-1", a, "share-probe")
