@@ -84,7 +84,7 @@ def test_agent_json_logs_keep_opencv_native_lines_off_stderr(
                 break
             lines.append(line)
             text = "".join(lines)
-            if "agent_started" in text and "attempt 2" in text:
+            if "agent_started" in text and '"attempt": 2' in text:
                 break
     finally:
         agent.send_signal(signal.SIGTERM)
