@@ -93,6 +93,26 @@ def empty_folders(root: Path) -> list[Path]:
     return [folder for folder in folders if not list_images(folder)]
 
 
+def read_photo(path: Path) -> bytes:
+    """A photo's bytes; raises UnreadableImage."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnreadableImage(path, exc.strerror or str(exc)) from exc
+
+
+def decode_photo(path: Path, data: bytes) -> Frame:
+    """The BGR image in `data` (read from `path`); raises UnreadableImage."""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # raised instead of returning None for an empty buffer
+        image = None
+    if image is None:
+        what = "empty file" if not data else f"not a decodable image ({len(data)} bytes)"
+        raise UnreadableImage(path, what)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def pad_image(image: Frame, fraction: float) -> Frame:
     """Add a black border of `fraction` x the longest side: tight face crops then look like a
     face in a scene, which is what the detector was trained on (measured on dlib_johns' 150x150
@@ -212,23 +232,13 @@ class FaceEmbedding:
         Raises UnreadableImage when the file cannot be read or decoded, CacheError when the
         embedding cache cannot be written.
         """
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UnreadableImage(path, exc.strerror or str(exc)) from exc
+        data = read_photo(path)
         digest = hashlib.sha256(data).hexdigest()
         cached = self.cache.get(digest)
         if cached is not None:
             return cached
         self.cache.misses += 1
-        try:
-            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error:  # raised instead of returning None for an empty buffer
-            image = None
-        if image is None:
-            what = "empty file" if not data else f"not a decodable image ({len(data)} bytes)"
-            raise UnreadableImage(path, what)
-        frame = pad_image(np.asarray(image, dtype=np.uint8), self.pad)
+        frame = pad_image(decode_photo(path, data), self.pad)
         faces: list[FaceDetection] = self.detector.detect(frame)
         embeddings = np.asarray(self.embedder.embed(frame, faces), dtype=np.float32).reshape(-1, self.dim)
         self.cache.put(digest, embeddings)

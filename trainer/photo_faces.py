@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from agent.vision.face_quality import FaceQuality, measure
 from agent.vision.types import FaceDetection, Frame
-from trainer.dataset import FaceEmbedding, UnreadableImage, pad_image
+from trainer.dataset import FaceEmbedding, decode_photo, pad_image, read_photo
 
 # Context kept around a face box in its crop, as a share of the box's size: enough for a person to
 # recognise the face on a contact sheet and for the detector to find it again when it is named.
@@ -41,19 +40,8 @@ def _crop(frame: Frame, face: FaceDetection) -> Frame:
 
 def photo_faces(embedding: FaceEmbedding, path: Path) -> list[PhotoFace]:
     """The faces of one photo, left to right. Raises UnreadableImage."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableImage(path, exc.strerror or str(exc)) from exc
-    try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # raised instead of returning None for an empty buffer
-        image = None
-    if image is None:
-        what = "empty file" if not data else f"not a decodable image ({len(data)} bytes)"
-        raise UnreadableImage(path, what)
     # Padded as `train` pads: the same detections, so the same faces as training would see.
-    frame = pad_image(np.asarray(image, dtype=np.uint8), embedding.pad)
+    frame = pad_image(decode_photo(path, read_photo(path)), embedding.pad)
     found: list[FaceDetection] = sorted(embedding.detector.detect(frame), key=lambda f: (f.box.x1, f.box.y1))
     if not found:
         return []

@@ -13,11 +13,26 @@ EPILOG = "Exit status: 0 success, 1 failure (rejected / bad input), 2 usage erro
 
 # The subparsers action argparse hands out; its class is private, so it is named once, here.
 Subparsers = Any
+# A parser or one of its argument groups: their common base class is private too.
+ArgumentContainer = Any
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "facetrack" / "embeddings"
+
+
+def add_signing_key(parser: ArgumentContainer, what: str) -> None:
+    """`--key`: the Ed25519 private key from `keygen`, $FACETRACK_SIGNING_KEY when not given."""
+    parser.add_argument(
+        "--key",
+        type=Path,
+        metavar="PRIVATE_KEY",
+        default=Path(os.environ["FACETRACK_SIGNING_KEY"])
+        if os.environ.get("FACETRACK_SIGNING_KEY")
+        else None,
+        help=f"{what} (default: $FACETRACK_SIGNING_KEY)",
+    )
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
+from trainer.commands.options import add_signing_key
 from trainer.errors import TrainerError
 from trainer.group_file import GROUPS_DIR, GROUPS_FILE
 
@@ -27,15 +27,7 @@ def add_parser(subparsers: Any) -> None:
     step = parser.add_argument_group(
         "train and publish (the page's button runs `train`, then `publish` when --device is given)"
     )
-    step.add_argument(
-        "--key",
-        type=Path,
-        metavar="PRIVATE_KEY",
-        default=Path(os.environ["FACETRACK_SIGNING_KEY"])
-        if os.environ.get("FACETRACK_SIGNING_KEY")
-        else None,
-        help="signing key from `keygen`, as for train (default: $FACETRACK_SIGNING_KEY)",
-    )
+    add_signing_key(step, "signing key from `keygen`, as for train")
     step.add_argument("--out", type=Path, default=Path("model.ftm"), help="bundle written by train")
     step.add_argument(
         "--device", metavar="ID|all", help="publish to this device id (or 'all') after training"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from trainer.commands.options import EPILOG, Subparsers, add_vision
+from trainer.commands.options import EPILOG, Subparsers, add_signing_key, add_vision
 
 # A bundle that leaves most of its own people's held-out faces unnamed is broken, not cautious:
 # one photo misfiled into another folder drove knn/train's TAR from 1.0 to 0.0 (docs/trainer.md).
@@ -36,15 +35,7 @@ def add_parser(subparsers: Subparsers) -> None:
         help="photos of people who must never be named (sub-folders per person, or loose photos); "
         "trained as an explicit rejected class",
     )
-    train.add_argument(
-        "--key",
-        type=Path,
-        metavar="PRIVATE_KEY",
-        default=Path(os.environ["FACETRACK_SIGNING_KEY"])
-        if os.environ.get("FACETRACK_SIGNING_KEY")
-        else None,
-        help="Ed25519 private key from `keygen` (default: $FACETRACK_SIGNING_KEY)",
-    )
+    add_signing_key(train, "Ed25519 private key from `keygen`")
     train.add_argument(
         "--far-target",
         type=float,
