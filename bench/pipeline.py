@@ -455,9 +455,7 @@ def child_peak_rss_mb(command: list[str]) -> float:
 
 def seed_child(video: Path, frames: int, assets: Path | None) -> int:
     """The seed loop alone in this process, with a trained classifier (for its peak RSS)."""
-    from agent.classifier.verify import verify_bundle
     from agent.logging_setup import configure_logging
-    from agent.runtime.key_files import load_trusted_keys
 
     configure_logging("error", "console")
     limit_blas_threads()
@@ -469,13 +467,7 @@ def seed_child(video: Path, frames: int, assets: Path | None) -> int:
     clf: ClassifierLike | None = None
     trained = train_classifier(config, Path(tempfile.mkdtemp(prefix="facetrack-bench-seed-")))
     if trained is not None:
-        clf = verify_bundle(
-            trained[0],
-            trusted_keys=load_trusted_keys([trained[1]]),
-            embedder_id=stack.embedder.embedder_id,
-            dim=stack.embedder.dim,
-            running_version=None,
-        ).classifier
+        clf = verified_classifier(trained, stack)
     run_original(config, stack, clf, video, frames)
     return 0
 
@@ -564,6 +556,21 @@ def train_classifier(
     return bundle, public_key
 
 
+def verified_classifier(trained: tuple[bytes, str], stack: VisionStack) -> ClassifierLike:
+    """The trained bundle checked and loaded as an agent does (its key trusted)."""
+    from agent.classifier.verify import verify_bundle
+    from agent.runtime.key_files import load_trusted_keys
+
+    bundle, public_key = trained
+    return verify_bundle(
+        bundle,
+        trusted_keys=load_trusted_keys([public_key]),
+        embedder_id=stack.embedder.embedder_id,
+        dim=stack.embedder.dim,
+        running_version=None,
+    ).classifier
+
+
 def _layout(config: AgentConfig, workers: int, threads: int) -> AgentConfig:
     return config.model_copy(
         update={"inference": config.inference.model_copy(update={"workers": workers, "threads": threads})}
@@ -595,11 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.repeat < 1 or args.memory_frames < 0:
         parser.error("--frames must be at least 2, --repeat at least 1 and --memory-frames at least 0")
 
-    from agent.classifier.verify import verify_bundle
     from agent.devtools.demo import install_bundle
     from agent.devtools.mosquitto import MosquittoBroker
     from agent.logging_setup import configure_logging
-    from agent.runtime.key_files import load_trusted_keys
 
     configure_logging("error", "console")
     # As the agent does at start, for every mode (the seed loop too): one BLAS thread.
@@ -615,18 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     trained = train_classifier(config, workdir)
     clf: ClassifierLike | None = None
     if trained is not None:
-        bundle, public_key = trained
+        public_key = trained[1]
         config = config.model_copy(
             update={"classifier": config.classifier.model_copy(update={"trusted_keys": [public_key]})}
         )
         single = _layout(config, 1, 2)
-        clf = verify_bundle(
-            bundle,
-            trusted_keys=load_trusted_keys([public_key]),
-            embedder_id=stack.embedder.embedder_id,
-            dim=stack.embedder.dim,
-            running_version=None,
-        ).classifier
+        clf = verified_classifier(trained, stack)
     workers, threads = config.inference.workers, config.inference.threads
     cores_used = min(usable_cores(), workers * threads)
     report: dict[str, Any] = {

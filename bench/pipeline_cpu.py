@@ -39,7 +39,7 @@ from agent.runtime.blas_threads import limit_blas_threads
 from agent.tracking import ColorHistogramEncoder
 from agent.vision.factory import VisionStack, build_vision_stack
 from bench.machine import BenchRun
-from bench.pipeline import VIDEOS, _input_side, _layout, train_classifier
+from bench.pipeline import VIDEOS, _input_side, _layout, train_classifier, verified_classifier
 
 MODEL_ITEMS = ("person detector", "face detector", "embedder", "classifier")
 
@@ -144,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON document (alone on stdout)")
     args = parser.parse_args(argv)
 
-    from agent.classifier.verify import verify_bundle
     from agent.logging_setup import configure_logging
-    from agent.runtime.key_files import load_trusted_keys
 
     configure_logging("error", "console")
     limit_blas_threads()
@@ -157,14 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     clf: ClassifierLike | None = None
     trained = train_classifier(config, Path(tempfile.mkdtemp(prefix="facetrack-bench-")))
     if trained is not None:
-        bundle, public_key = trained
-        clf = verify_bundle(
-            bundle,
-            trusted_keys=load_trusted_keys([public_key]),
-            embedder_id=stack.embedder.embedder_id,
-            dim=stack.embedder.dim,
-            running_version=None,
-        ).classifier
+        clf = verified_classifier(trained, stack)
     report: dict[str, Any] = {"layout": "one thread, 1-thread interpreters", "classifier": clf is not None}
     for name in args.videos:
         video = config.resolve_asset(VIDEOS[name])
